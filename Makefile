@@ -1,0 +1,47 @@
+# Strata: the two commands are `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test install chromium lint stop bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## make run: install, migrate, seed the demo account, then web + worker until Ctrl-C.
+run: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py seed_demo
+	$(PY) manage.py serve
+
+## make test: install what the tests need, then lint, migration and deploy checks, the suite.
+test: install chromium
+	$(PY) -m ruff check .
+	$(PY) manage.py makemigrations --check --dry-run
+	DEBUG=0 SECRET_KEY=check-deploy-$$RANDOM-$$RANDOM-$$RANDOM-$$RANDOM-$$RANDOM-$$RANDOM-xyz \
+	  ALLOWED_HOSTS=strata.example.com STRATA_TOKEN_PEPPER=check-deploy-pepper \
+	  $(PY) manage.py check --deploy --fail-level WARNING
+	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "Installing Debian's chromium for the browser tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+lint: install
+	$(PY) -m ruff check .
+
+## Stop the embedded PostgreSQL server (it keeps running between commands otherwise).
+stop: install
+	$(PY) manage.py embedded_db stop
+
+clean:
+	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache

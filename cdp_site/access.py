@@ -1,0 +1,235 @@
+"""Access tokens and write keys: minting, hashing, verifying, revoking.
+
+Secrets are ``stk_``/``swk_`` plus 32 random URL-safe bytes. Only an HMAC-SHA256 of the whole
+secret under the server pepper is stored, so a leaked database yields no usable secret, and
+lookup is one indexed equality on the digest (argon2 would make every API call slow).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from cdp_site import audit
+from cdp_site.models import AccessToken, Account, AuditEvent, Role, WriteKey
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from cdp_site.tenancy import Actor
+
+VISIBLE_PREFIX_LENGTH = 12  # "stk_" + 8 characters
+
+
+class AccessError(Exception):
+    """A request for a token that the rules refuse (status and code for the API)."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+def digest_secret(secret: str) -> str:
+    return hmac.new(
+        settings.TOKEN_PEPPER.encode(), secret.encode(), hashlib.sha256
+    ).hexdigest()
+
+
+def _mint(prefix: str) -> tuple[str, str, str]:
+    secret = prefix + secrets.token_urlsafe(32)
+    return secret, secret[:VISIBLE_PREFIX_LENGTH], digest_secret(secret)
+
+
+def validate_networks(networks: Iterable[str]) -> list[str]:
+    """Normalise CIDR networks; raise AccessError naming the first bad one."""
+    normalised = []
+    for network in networks:
+        try:
+            normalised.append(str(ipaddress.ip_network(str(network).strip(), strict=False)))
+        except ValueError:
+            raise AccessError(
+                "invalid_network", f"{network!r} is not an IP network (use CIDR, e.g. 10.0.0.0/8)."
+            ) from None
+    return normalised
+
+
+@dataclass(frozen=True)
+class NewSecret:
+    """A freshly minted key and its secret: the only time the secret exists in clear."""
+
+    obj: AccessToken | WriteKey
+    secret: str
+
+
+@transaction.atomic
+def create_access_token(
+    *,
+    account: Account,
+    actor: Actor,
+    description: str,
+    roles: Iterable[Role],
+    expires_in_days: int | None,
+    allowed_networks: Iterable[str] = (),
+    enabled: bool = True,
+) -> NewSecret:
+    """Mint a token whose roles never exceed the creator's."""
+    roles = list(roles)
+    if not roles:
+        raise AccessError("invalid", "A token needs at least one role.")
+    granted = actor.role_codes
+    wider = sorted(role.name for role in roles if role.code not in granted)
+    if wider and not actor.is_superuser:
+        raise AccessError(
+            "permission_denied",
+            "A token cannot carry roles its creator lacks: " + ", ".join(wider) + ".",
+            status=403,
+        )
+    if expires_in_days not in (None, 0, 7, 30, 90):
+        raise AccessError("invalid", "Expiry must be 7, 30 or 90 days, or never.")
+    secret, prefix, digest = _mint(AccessToken.PREFIX)
+    token = AccessToken.objects.create(
+        account=account,
+        prefix=prefix,
+        digest=digest,
+        description=description.strip() or "API token",
+        expires_at=timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None,
+        allowed_networks=validate_networks(allowed_networks),
+        enabled=enabled,
+        created_by=actor.user,
+    )
+    token.roles.set(roles)
+    audit.record(
+        account, actor, AuditEvent.Action.TOKEN_CREATED, token,
+        changes={
+            "roles": sorted(role.code for role in roles),
+            "expires_at": token.expires_at.isoformat() if token.expires_at else None,
+            "allowed_networks": token.allowed_networks,
+        },
+    )
+    return NewSecret(token, secret)
+
+
+@transaction.atomic
+def update_access_token(
+    token: AccessToken, *, actor: Actor, description: str | None = None,
+    enabled: bool | None = None, allowed_networks: Iterable[str] | None = None,
+) -> AccessToken:
+    changes: dict[str, list[object]] = {}
+    if description is not None and description != token.description:
+        changes["description"] = [token.description, description]
+        token.description = description
+    if enabled is not None and enabled != token.enabled:
+        if enabled and token.is_revoked:
+            raise AccessError("invalid", "A revoked token cannot be enabled again.")
+        changes["enabled"] = [token.enabled, enabled]
+        token.enabled = enabled
+    if allowed_networks is not None:
+        networks = validate_networks(allowed_networks)
+        if networks != token.allowed_networks:
+            changes["allowed_networks"] = [token.allowed_networks, networks]
+            token.allowed_networks = networks
+    if changes:
+        token.save(update_fields=[*changes])
+        audit.record(token.account, actor, AuditEvent.Action.TOKEN_UPDATED, token, changes=changes)
+    return token
+
+
+@transaction.atomic
+def revoke_access_token(token: AccessToken, *, actor: Actor) -> AccessToken:
+    """Revocation is final and takes effect on the next request (no cache holds tokens)."""
+    if not token.is_revoked:
+        token.revoked_at = timezone.now()
+        token.enabled = False
+        token.save(update_fields=["revoked_at", "enabled"])
+        audit.record(token.account, actor, AuditEvent.Action.TOKEN_REVOKED, token)
+    return token
+
+
+def authenticate_access_token(secret: str, client_ip: str | None) -> AccessToken | None:
+    """The token for a presented secret, or None: unknown, malformed, expired, disabled,
+    revoked, of a disabled account, or used from outside its networks all look the same."""
+    if not secret.startswith(AccessToken.PREFIX) or len(secret) > 100:
+        return None
+    token = (
+        AccessToken.objects.select_related("account")
+        .filter(digest=digest_secret(secret))
+        .first()
+    )
+    now = timezone.now()
+    if (
+        token is None
+        or not token.enabled
+        or token.is_revoked
+        or token.is_expired(now)
+        or not token.account.enabled
+        or not ip_allowed(client_ip, token.allowed_networks)
+    ):
+        return None
+    interval = timedelta(seconds=settings.STRATA_TOKEN_LAST_USED_INTERVAL)
+    if token.last_used_at is None or token.last_used_at < now - interval:
+        # Conditional update: concurrent requests write at most once a minute.
+        AccessToken.objects.filter(pk=token.pk).filter(
+            last_used_at__isnull=True
+        ).update(last_used_at=now) or AccessToken.objects.filter(
+            pk=token.pk, last_used_at__lt=now - interval
+        ).update(last_used_at=now)
+        token.last_used_at = now
+    return token
+
+
+def ip_allowed(client_ip: str | None, networks: list[str]) -> bool:
+    if not networks:
+        return True
+    if not client_ip:
+        return False
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(network) for network in networks)
+
+
+@transaction.atomic
+def create_write_key(
+    *, account: Account, actor: Actor, name: str, stream: str = "default"
+) -> NewSecret:
+    secret, prefix, digest = _mint(WriteKey.PREFIX)
+    key = WriteKey.objects.create(
+        account=account, prefix=prefix, digest=digest, name=name.strip() or "Write key",
+        stream=stream or "default", created_by=actor.user,
+    )
+    audit.record(
+        account, actor, AuditEvent.Action.WRITE_KEY_CREATED, key, changes={"stream": key.stream}
+    )
+    return NewSecret(key, secret)
+
+
+@transaction.atomic
+def revoke_write_key(key: WriteKey, *, actor: Actor) -> WriteKey:
+    if not key.is_revoked:
+        key.revoked_at = timezone.now()
+        key.enabled = False
+        key.save(update_fields=["revoked_at", "enabled"])
+        audit.record(key.account, actor, AuditEvent.Action.WRITE_KEY_REVOKED, key)
+    return key
+
+
+def authenticate_write_key(secret: str) -> WriteKey | None:
+    """The live write key for a secret, with its account, or None."""
+    if not secret or not secret.startswith(WriteKey.PREFIX) or len(secret) > 100:
+        return None
+    key = WriteKey.objects.select_related("account").filter(digest=digest_secret(secret)).first()
+    if key is None or not key.enabled or key.is_revoked or not key.account.enabled:
+        return None
+    return key

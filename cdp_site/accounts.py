@@ -1,0 +1,106 @@
+"""Services for accounts and memberships: who belongs where, with which roles.
+
+Each change is audited. When a member loses roles (or their membership), the tokens they
+created lose the same roles, so a token is never wider than its creator.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from cdp_site import audit
+from cdp_site.access import AccessError
+from cdp_site.models import AccessToken, Account, AuditEvent, Membership, Role
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from django.contrib.auth.models import AbstractBaseUser
+
+    from cdp_site.tenancy import Actor
+
+
+def _role_codes(roles: Iterable[Role]) -> list[str]:
+    return sorted(role.code for role in roles)
+
+
+@transaction.atomic
+def add_member(
+    *, account: Account, actor: Actor, user: AbstractBaseUser, roles: Iterable[Role]
+) -> Membership:
+    if Membership.objects.filter(account=account, user=user).exists():
+        raise AccessError("already_member", f"{user.get_username()} is already a member.", 409)
+    roles = list(roles)
+    membership = Membership.objects.create(account=account, user=user)
+    membership.roles.set(roles)
+    audit.record(
+        account, actor, AuditEvent.Action.USER_ADDED, membership,
+        changes={"user": user.get_username(), "roles": _role_codes(roles)},
+    )
+    return membership
+
+
+@transaction.atomic
+def set_member_roles(membership: Membership, *, actor: Actor, roles: Iterable[Role]) -> Membership:
+    roles = list(roles)
+    before = _role_codes(membership.roles.all())
+    after = _role_codes(roles)
+    if before == after:
+        return membership
+    membership.roles.set(roles)
+    removed = set(before) - set(after)
+    if removed:
+        _trim_token_roles(membership.account, membership.user, removed)
+    audit.record(
+        membership.account, actor, AuditEvent.Action.ROLES_CHANGED, membership,
+        changes={"roles": [before, after]},
+    )
+    return membership
+
+
+@transaction.atomic
+def remove_member(membership: Membership, *, actor: Actor) -> None:
+    roles = _role_codes(membership.roles.all())
+    _trim_token_roles(membership.account, membership.user, set(roles))
+    audit.record(
+        membership.account, actor, AuditEvent.Action.USER_REMOVED, membership,
+        changes={"user": membership.user.get_username(), "roles": roles},
+    )
+    membership.delete()
+
+
+def _trim_token_roles(account: Account, user: AbstractBaseUser, role_codes: set[str]) -> None:
+    through = AccessToken.roles.through
+    through.objects.filter(
+        accesstoken__account=account,
+        accesstoken__created_by=user,
+        role__code__in=role_codes,
+    ).delete()
+
+
+@transaction.atomic
+def update_account_settings(account: Account, *, actor: Actor, **values: Any) -> Account:
+    changes = {}
+    for name, value in values.items():
+        if name not in Account.SETTINGS_FIELDS:
+            raise AccessError("invalid", f"{name} is not an account setting.")
+        if getattr(account, name) != value:
+            changes[name] = [getattr(account, name), value]
+            setattr(account, name, value)
+    if changes:
+        account.save(update_fields=list(changes))
+        audit.record(account, actor, AuditEvent.Action.ACCOUNT_SETTINGS_CHANGED, account,
+                     changes=changes)
+    return account
+
+
+def find_user(identifier: str) -> AbstractBaseUser | None:
+    """A user by username or email."""
+    users = get_user_model().objects
+    return (
+        users.filter(username=identifier).first()
+        or users.filter(email__iexact=identifier).order_by("pk").first()
+    )

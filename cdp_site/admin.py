@@ -1,0 +1,449 @@
+"""Admin for accounts, members, access tokens, write keys and the audit log.
+
+Every list is the current account's (chosen with the switcher in the header), permissions
+follow the role matrix, and every write goes through the services that audit it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+
+from cdp_site import access, accounts
+from cdp_site.access import AccessError
+from cdp_site.models import AccessToken, Account, AuditEvent, Membership, Role, WriteKey
+from cdp_site.tenancy import Actor, session_actor
+
+admin.site.unregister(Group)  # roles replace Django's groups
+
+
+def request_actor(request: HttpRequest) -> Actor | None:
+    return session_actor(request) if request.user.is_authenticated else None
+
+
+class AccountScopedAdmin(admin.ModelAdmin):
+    """Shows the current account's rows only; add/change/delete follow the role matrix."""
+
+    permission_feature = "admin"
+    list_per_page = 50
+    show_full_result_count = False  # never COUNT(*) a huge table twice
+
+    def _allowed(self, request: HttpRequest, level: str) -> bool:
+        actor = request_actor(request)
+        return actor is not None and actor.has(f"{self.permission_feature}.{level}")
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self._allowed(request, "view")
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._allowed(request, "view")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self._allowed(request, "edit")
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._allowed(request, "edit")
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # revocation and removal go through actions that audit them
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        actor = request_actor(request)
+        queryset = super().get_queryset(request)
+        if actor is None:
+            return queryset.none()
+        return queryset.filter(account=actor.account)
+
+    def actor(self, request: HttpRequest) -> Actor:
+        actor = request_actor(request)
+        assert actor is not None
+        return actor
+
+
+def role_choices_for(actor: Actor) -> QuerySet:
+    roles = Role.objects.order_by("name")
+    return roles if actor.is_superuser else roles.filter(code__in=actor.role_codes)
+
+
+class NetworksField(forms.CharField):
+    widget = forms.Textarea(attrs={"rows": 2, "placeholder": "10.0.0.0/8\n2001:db8::/32"})
+
+    def to_python(self, value: Any) -> list[str]:
+        text = super().to_python(value) or ""
+        try:
+            return access.validate_networks(n for n in text.split() if n)
+        except AccessError as exc:
+            raise forms.ValidationError(exc.message) from None
+
+    def prepare_value(self, value: Any) -> str:
+        return "\n".join(value) if isinstance(value, list) else (value or "")
+
+
+class AccessTokenCreateForm(forms.Form):
+    description = forms.CharField(max_length=200)
+    roles = forms.ModelMultipleChoiceField(
+        queryset=Role.objects.none(), widget=forms.CheckboxSelectMultiple,
+        help_text="A token may carry only roles you hold.",
+    )
+    expiry = forms.TypedChoiceField(
+        choices=[(7, "7 days"), (30, "30 days"), (90, "90 days"), (0, "Never")],
+        coerce=int, initial=90,
+    )
+    allowed_networks = NetworksField(
+        required=False, help_text="One CIDR network per line; empty allows any address."
+    )
+
+    def __init__(self, *args: Any, actor: Actor, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["roles"].queryset = role_choices_for(actor)
+
+
+class AccessTokenChangeForm(forms.ModelForm):
+    allowed_networks = NetworksField(required=False)
+
+    class Meta:
+        model = AccessToken
+        fields = ["description", "enabled", "allowed_networks"]
+
+
+@admin.register(AccessToken)
+class AccessTokenAdmin(AccountScopedAdmin):
+    form = AccessTokenChangeForm
+    list_display = [
+        "masked", "description", "role_list", "status", "expires_at", "last_used_at",
+        "created_by", "created_at",
+    ]
+    list_filter = ["enabled"]
+    search_fields = ["description", "prefix"]
+    readonly_fields = [
+        "masked", "role_list", "status", "expires_at", "created_by", "created_at",
+        "last_used_at", "revoked_at",
+    ]
+    fields = [
+        "masked", "description", "role_list", "enabled", "allowed_networks", "status",
+        "expires_at", "created_by", "created_at", "last_used_at", "revoked_at",
+    ]
+    actions = ["revoke_tokens"]
+    list_select_related = ["created_by"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).prefetch_related("roles")
+
+    @admin.display(description="token")
+    def masked(self, obj: AccessToken) -> str:
+        return obj.masked
+
+    @admin.display(description="roles")
+    def role_list(self, obj: AccessToken) -> str:
+        return ", ".join(role.name for role in obj.roles.all()) or "—"
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None
+                 ) -> HttpResponse:
+        if not self.has_add_permission(request):
+            return HttpResponseRedirect("../")
+        actor = self.actor(request)
+        form = AccessTokenCreateForm(request.POST or None, actor=actor)
+        if request.method == "POST" and form.is_valid():
+            try:
+                new = access.create_access_token(
+                    account=actor.account, actor=actor,
+                    description=form.cleaned_data["description"],
+                    roles=form.cleaned_data["roles"],
+                    expires_in_days=form.cleaned_data["expiry"] or None,
+                    allowed_networks=form.cleaned_data["allowed_networks"],
+                )
+            except AccessError as exc:
+                form.add_error(None, exc.message)
+            else:
+                # The secret is rendered into this response only; it is never stored.
+                return TemplateResponse(request, "admin/cdp_site/secret_created.html", {
+                    **self.admin_site.each_context(request),
+                    "title": "Access token created",
+                    "kind": "access token",
+                    "obj": new.obj,
+                    "secret": new.secret,
+                    "opts": self.model._meta,
+                    "list_url": reverse("admin:cdp_site_accesstoken_changelist"),
+                })
+        return TemplateResponse(request, "admin/cdp_site/secret_form.html", {
+            **self.admin_site.each_context(request),
+            "title": "New access token",
+            "form": form,
+            "opts": self.model._meta,
+        })
+
+    def save_model(self, request: HttpRequest, obj: AccessToken, form: forms.Form,
+                   change: bool) -> None:
+        original = AccessToken.objects.get(pk=obj.pk)
+        values = {name: form.cleaned_data[name] for name in form.changed_data}
+        obj.description, obj.enabled = original.description, original.enabled
+        obj.allowed_networks = original.allowed_networks
+        try:
+            access.update_access_token(obj, actor=self.actor(request), **values)
+        except AccessError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke_tokens(self, request: HttpRequest, queryset: QuerySet) -> None:
+        if not self._allowed(request, "delete"):
+            self.message_user(request, "Your roles do not allow revoking.", messages.ERROR)
+            return
+        for token in queryset:
+            access.revoke_access_token(token, actor=self.actor(request))
+        self.message_user(request, f"Revoked {len(queryset)} token(s).", messages.SUCCESS)
+
+
+class WriteKeyCreateForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    stream = forms.SlugField(max_length=100, initial="default")
+
+
+@admin.register(WriteKey)
+class WriteKeyAdmin(AccountScopedAdmin):
+    list_display = ["masked", "name", "stream", "enabled", "last_used_at", "created_by",
+                    "created_at"]
+    readonly_fields = ["masked", "name", "stream", "enabled", "created_by", "created_at",
+                       "last_used_at", "revoked_at"]
+    fields = readonly_fields
+    actions = ["revoke_keys"]
+    list_select_related = ["created_by"]
+
+    @admin.display(description="write key")
+    def masked(self, obj: WriteKey) -> str:
+        return obj.masked
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None
+                 ) -> HttpResponse:
+        if not self.has_add_permission(request):
+            return HttpResponseRedirect("../")
+        actor = self.actor(request)
+        form = WriteKeyCreateForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            new = access.create_write_key(account=actor.account, actor=actor, **form.cleaned_data)
+            return TemplateResponse(request, "admin/cdp_site/secret_created.html", {
+                **self.admin_site.each_context(request),
+                "title": "Write key created", "kind": "write key", "obj": new.obj,
+                "secret": new.secret, "opts": self.model._meta,
+                "list_url": reverse("admin:cdp_site_writekey_changelist"),
+            })
+        return TemplateResponse(request, "admin/cdp_site/secret_form.html", {
+            **self.admin_site.each_context(request),
+            "title": "New write key", "form": form, "opts": self.model._meta,
+        })
+
+    @admin.action(description="Revoke selected write keys")
+    def revoke_keys(self, request: HttpRequest, queryset: QuerySet) -> None:
+        if not self._allowed(request, "delete"):
+            self.message_user(request, "Your roles do not allow revoking.", messages.ERROR)
+            return
+        for key in queryset:
+            access.revoke_write_key(key, actor=self.actor(request))
+        self.message_user(request, f"Revoked {len(queryset)} write key(s).", messages.SUCCESS)
+
+
+class MembershipAddForm(forms.Form):
+    user = forms.CharField(label="Username or email", max_length=254)
+    roles = forms.ModelMultipleChoiceField(
+        queryset=Role.objects.order_by("name"), widget=forms.CheckboxSelectMultiple
+    )
+    initial_password = forms.CharField(
+        required=False, widget=forms.PasswordInput,
+        help_text="When no such user exists yet, create one (username = email) with this password.",
+    )
+
+
+class MembershipChangeForm(forms.ModelForm):
+    roles = forms.ModelMultipleChoiceField(
+        queryset=Role.objects.order_by("name"), widget=forms.CheckboxSelectMultiple,
+        required=False,
+    )
+
+    class Meta:
+        model = Membership
+        fields = ["roles"]
+
+
+@admin.register(Membership)
+class MembershipAdmin(AccountScopedAdmin):
+    form = MembershipChangeForm
+    list_display = ["user", "email", "role_list", "created_at"]
+    search_fields = ["user__username", "user__email"]
+    readonly_fields = ["user", "created_at"]
+    fields = ["user", "roles", "created_at"]
+    actions = ["remove_members"]
+    list_select_related = ["user"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).prefetch_related("roles")
+
+    @admin.display(description="email")
+    def email(self, obj: Membership) -> str:
+        return obj.user.email
+
+    @admin.display(description="roles")
+    def role_list(self, obj: Membership) -> str:
+        return ", ".join(role.name for role in obj.roles.all()) or "—"
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None
+                 ) -> HttpResponse:
+        if not self.has_add_permission(request):
+            return HttpResponseRedirect("../")
+        actor = self.actor(request)
+        form = MembershipAddForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            identifier = form.cleaned_data["user"]
+            user = accounts.find_user(identifier)
+            if user is None and form.cleaned_data["initial_password"]:
+                user = get_user_model().objects.create_user(
+                    username=identifier, email=identifier if "@" in identifier else "",
+                    password=form.cleaned_data["initial_password"],
+                )
+            if user is None:
+                form.add_error("user", "No such user; give an initial password to create one.")
+            else:
+                try:
+                    accounts.add_member(account=actor.account, actor=actor, user=user,
+                                        roles=form.cleaned_data["roles"])
+                except AccessError as exc:
+                    form.add_error("user", exc.message)
+                else:
+                    self.message_user(request, f"Added {user.get_username()}.", messages.SUCCESS)
+                    return HttpResponseRedirect(reverse("admin:cdp_site_membership_changelist"))
+        return TemplateResponse(request, "admin/cdp_site/secret_form.html", {
+            **self.admin_site.each_context(request),
+            "title": "Add a member", "form": form, "opts": self.model._meta,
+        })
+
+    def save_model(self, request: HttpRequest, obj: Membership, form: forms.Form,
+                   change: bool) -> None:
+        pass  # roles are saved in save_related through the audited service
+
+    def save_related(self, request: HttpRequest, form: forms.Form, formsets: Any,
+                     change: bool) -> None:
+        accounts.set_member_roles(form.instance, actor=self.actor(request),
+                                  roles=form.cleaned_data["roles"])
+
+    @admin.action(description="Remove selected members from this account")
+    def remove_members(self, request: HttpRequest, queryset: QuerySet) -> None:
+        if not self._allowed(request, "delete"):
+            self.message_user(request, "Your roles do not allow removing.", messages.ERROR)
+            return
+        count = 0
+        for membership in queryset:
+            if membership.user_id == request.user.pk:
+                self.message_user(request, "You cannot remove yourself.", messages.WARNING)
+                continue
+            accounts.remove_member(membership, actor=self.actor(request))
+            count += 1
+        self.message_user(request, f"Removed {count} member(s).", messages.SUCCESS)
+
+
+@admin.register(Account)
+class AccountAdmin(admin.ModelAdmin):
+    """Admins see and edit their current account; superusers see and create all."""
+
+    list_display = ["name", "slug", "aid", "enabled", "retention_days", "monthly_event_quota"]
+    readonly_fields = ["aid", "created_at"]
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        head = ["slug"] if obj is None else ["aid", "slug"]
+        return [*head, *Account.SETTINGS_FIELDS, "created_at"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return ["aid", "slug", "created_at"] if obj is not None else ["created_at"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        actor = request_actor(request)
+        queryset = super().get_queryset(request)
+        if actor is None:
+            return queryset.none()
+        return queryset if actor.is_superuser else queryset.filter(pk=actor.account.pk)
+
+    def _allowed(self, request: HttpRequest, level: str) -> bool:
+        actor = request_actor(request)
+        return actor is not None and actor.has(f"admin.{level}")
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self._allowed(request, "view")
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._allowed(request, "view")
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._allowed(request, "edit")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_superuser)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Account, form: forms.Form,
+                   change: bool) -> None:
+        if not change:
+            obj.save()
+            return
+        original = Account.objects.get(pk=obj.pk)
+        values = {name: form.cleaned_data[name] for name in form.changed_data
+                  if name in Account.SETTINGS_FIELDS}
+        accounts.update_account_settings(original, actor=request_actor(request), **values)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(AccountScopedAdmin):
+    list_display = ["created_at", "actor_label", "action", "target_label", "ip_address"]
+    list_filter = ["action"]
+    search_fields = ["actor_label", "target_label"]
+    date_hierarchy = None
+    readonly_fields = ["created_at", "actor_label", "action", "target_type", "target_id",
+                       "target_label", "changes", "ip_address"]
+    fields = readonly_fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Role)
+class RoleAdmin(admin.ModelAdmin):
+    """The role matrix, read-only: it is seeded from ROLES.md by a migration."""
+
+    list_display = ["name", "abbreviation", "permission_list"]
+    fields = ["name", "abbreviation", "description", "permission_list"]
+    readonly_fields = fields
+
+    @admin.display(description="permissions")
+    def permission_list(self, obj: Role) -> str:
+        return ", ".join(p.code for p in obj.permissions.all())
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).prefetch_related("permissions")
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        actor = request_actor(request)
+        return actor is not None and actor.has("admin.view")
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_module_permission(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

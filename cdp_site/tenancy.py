@@ -1,0 +1,162 @@
+"""Who is asking, in which account, with which permissions.
+
+Every request that reaches account data carries an ``Actor``: a signed-in user acting in their
+current account (chosen with the account switcher, kept in the session), or an access token
+acting in its own account. Permissions come from roles, and roles from the seeded matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cdp_site.models import AccessToken, Account, Membership, Permission
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+    from django.http import HttpRequest, HttpResponse
+
+SESSION_ACCOUNT_KEY = "strata_account_id"
+
+
+@dataclass
+class Actor:
+    account: Account
+    user: AbstractBaseUser | None = None
+    token: AccessToken | None = None
+    role_codes: frozenset[str] = frozenset()
+    permissions: frozenset[str] = frozenset()
+    is_superuser: bool = False
+    ip_address: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        if self.token is not None:
+            return f"token {self.token.prefix}… ({self.token.description})"
+        if self.user is not None:
+            return self.user.get_username()
+        return "system"
+
+    def has(self, permission: str) -> bool:
+        return permission in self.permissions
+
+
+def permissions_for_roles(role_codes: frozenset[str]) -> frozenset[str]:
+    if not role_codes:
+        return frozenset()
+    return frozenset(
+        Permission.objects.filter(roles__code__in=role_codes).values_list("code", flat=True)
+    )
+
+
+def actor_for_token(token: AccessToken, ip_address: str | None) -> Actor:
+    role_codes = frozenset(token.roles.values_list("code", flat=True))
+    return Actor(
+        account=token.account, token=token, role_codes=role_codes,
+        permissions=permissions_for_roles(role_codes), ip_address=ip_address,
+    )
+
+
+def actor_for_user(
+    user: AbstractBaseUser, account: Account, ip_address: str | None
+) -> Actor | None:
+    """The user acting in an account, or None if they have no place there."""
+    if getattr(user, "is_superuser", False):
+        # The installation's operator acts as an Admin in any account.
+        return Actor(
+            account=account, user=user, role_codes=frozenset({"admin"}),
+            permissions=frozenset(Permission.objects.values_list("code", flat=True)),
+            is_superuser=True, ip_address=ip_address,
+        )
+    membership = Membership.objects.filter(account=account, user=user).first()
+    if membership is None:
+        return None
+    role_codes = frozenset(membership.roles.values_list("code", flat=True))
+    return Actor(
+        account=account, user=user, role_codes=role_codes,
+        permissions=permissions_for_roles(role_codes), ip_address=ip_address,
+    )
+
+
+def accounts_for_user(user: AbstractBaseUser) -> list[Account]:
+    accounts = Account.objects.all()
+    if not getattr(user, "is_superuser", False):
+        accounts = accounts.filter(
+            pk__in=Membership.objects.filter(user=user).values("account_id")
+        )
+    return list(accounts.order_by("name"))
+
+
+def current_account(request: HttpRequest) -> Account | None:
+    """The signed-in user's current account: the one chosen in the session if they still
+    belong to it, else their first account."""
+    if hasattr(request, "_strata_account"):
+        return request._strata_account
+    account = None
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        accounts = accounts_for_user(user)
+        chosen = request.session.get(SESSION_ACCOUNT_KEY)
+        account = next((a for a in accounts if a.pk == chosen), accounts[0] if accounts else None)
+    request._strata_account = account
+    return account
+
+
+def session_actor(request: HttpRequest) -> Actor | None:
+    if hasattr(request, "_strata_actor"):
+        return request._strata_actor
+    account = current_account(request)
+    actor = (
+        actor_for_user(request.user, account, client_ip(request)) if account is not None else None
+    )
+    request._strata_actor = actor
+    return actor
+
+
+def switch_account(request: HttpRequest, account_id: int) -> Account | None:
+    """Make an account current for this session, if the user belongs to it."""
+    account = next((a for a in accounts_for_user(request.user) if a.pk == account_id), None)
+    if account is not None:
+        request.session[SESSION_ACCOUNT_KEY] = account.pk
+        for attr in ("_strata_account", "_strata_actor"):
+            if hasattr(request, attr):
+                delattr(request, attr)
+    return account
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The peer address. Behind a proxy, set STRATA_TRUSTED_PROXY_HOPS (see docs)."""
+    from django.conf import settings
+
+    hops = getattr(settings, "STRATA_TRUSTED_PROXY_HOPS", 0)
+    if hops:
+        forwarded = [p.strip() for p in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+        forwarded = [p for p in forwarded if p]
+        if len(forwarded) >= hops:
+            return forwarded[-hops]
+    return request.META.get("REMOTE_ADDR")
+
+
+class CurrentAccountMiddleware:
+    """Exposes ``request.account`` lazily for pages (the API sets it on authentication)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        from django.utils.functional import SimpleLazyObject
+
+        request.account = SimpleLazyObject(lambda: current_account(request))
+        return self.get_response(request)
+
+
+def account_context(request: HttpRequest) -> dict[str, Any]:
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {}
+    return {
+        "strata_account": current_account(request),
+        "strata_accounts": accounts_for_user(user),
+    }

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from cdp_site import health, views
+from cdp_site.api import errors
+
+handler404 = "cdp_site.views.page_not_found"
+handler500 = "cdp_site.views.server_error"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("health/", health.health, name="health"),
+    path("account/switch/", views.switch_account_view, name="switch-account"),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/v1/", include("cdp_site.api.urls")),
+    re_path(r"^api/", errors.not_found_view),
+]

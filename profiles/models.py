@@ -1,0 +1,3 @@
+"""The profiles app: its models derive from cdp_site.models.AccountScopedModel."""
+
+from __future__ import annotations

@@ -1,0 +1,83 @@
+"""Shared builders for the suite: accounts, users with roles, tokens, API clients."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+
+from cdp_site import access
+from cdp_site.models import Account, Membership, Role
+from cdp_site.tenancy import Actor
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+def make_account(name: str = "Acme", slug: str | None = None) -> Account:
+    return Account.objects.create(name=name, slug=slug or name.lower().replace(" ", "-"))
+
+
+def make_user(username: str, account: Account | None = None, roles: Iterable[str] = ("admin",),
+              **extra: Any) -> Any:
+    user = get_user_model().objects.create_user(
+        username, email=f"{username}@example.com", password=PASSWORD, **extra
+    )
+    if account is not None:
+        add_membership(user, account, roles)
+    return user
+
+
+def add_membership(user: Any, account: Account, roles: Iterable[str]) -> Membership:
+    membership = Membership.objects.create(account=account, user=user)
+    membership.roles.set(Role.objects.filter(code__in=list(roles)))
+    return membership
+
+
+def system_actor(account: Account, roles: Iterable[str] = ("admin",), user: Any = None) -> Actor:
+    return Actor(account=account, user=user, role_codes=frozenset(roles), is_superuser=user is None)
+
+
+def make_token(account: Account, roles: Iterable[str] = ("admin",), *, user: Any = None,
+               **kwargs: Any) -> tuple[Any, str]:
+    """A token with these roles (minted by a system actor unless a user is given)."""
+    kwargs.setdefault("description", "test token")
+    kwargs.setdefault("expires_in_days", None)
+    new = access.create_access_token(
+        account=account, actor=system_actor(account, roles, user),
+        roles=Role.objects.filter(code__in=list(roles)), **kwargs,
+    )
+    return new.obj, new.secret
+
+
+def token_client(secret: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    return client
+
+
+@pytest.fixture
+def account(db: Any) -> Account:
+    return make_account("Acme")
+
+
+@pytest.fixture
+def other_account(db: Any) -> Account:
+    return make_account("Globex")
+
+
+@pytest.fixture
+def admin_client(account: Account) -> APIClient:
+    _token, secret = make_token(account, ["admin"])
+    return token_client(secret)
+
+
+@pytest.fixture
+def client_for_roles(account: Account) -> Callable[..., APIClient]:
+    def build(*roles: str, target: Account | None = None) -> APIClient:
+        _token, secret = make_token(target or account, roles)
+        return token_client(secret)
+
+    return build
