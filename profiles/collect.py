@@ -1,0 +1,234 @@
+"""The collection core every intake path shares: limits, times, write keys, and storing.
+
+Paths (Segment-spec API, Lytics tag, JSON, bulk, strata.js) turn what they receive into
+``IncomingEvent``s and ``Failure``s, then call ``store_events`` and ``record_failures``. An
+accepted event is in PostgreSQL before the path answers 2xx; a refused one is a FailedEvent.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from profiles.models import FailedEvent, Stream
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from cdp_site.models import Account
+
+# Limits of the Segment HTTP API (PROTOCOLS.md §1), applied to every path.
+MAX_REQUEST_BYTES = 500 * 1024
+MAX_MESSAGE_BYTES = 32 * 1024
+MAX_BATCH_MESSAGES = 2500
+MAX_DECOMPRESSED_BYTES = 4 * MAX_REQUEST_BYTES  # gzip bombs stop here
+MAX_JSON_DEPTH = 32
+MAX_FUTURE_SKEW = timedelta(days=1)
+MESSAGE_ID_MAX = 200
+
+
+@dataclass
+class IncomingEvent:
+    """One message ready to store: its body as received plus the columns pulled out of it."""
+
+    message: dict[str, Any]
+    message_id: str = ""
+    type: str = ""
+    event: str = ""
+    user_id: str = ""
+    anonymous_id: str = ""
+    sent_at: datetime | None = None
+    event_at: datetime | None = None
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Failure:
+    """A message (or request) refused, kept with its reason."""
+
+    code: str
+    reason: str
+    body: str | bytes = ""
+    message_id: str = ""
+    line: int | None = None
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 string or epoch milliseconds/seconds as an aware datetime, else None."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        seconds = value / 1000 if value > 1e11 else value
+        try:
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if isinstance(value, str):
+        try:
+            parsed = parse_datetime(value.strip())
+        except ValueError:
+            return None
+        if parsed is None:
+            return None
+        if timezone.is_naive(parsed):
+            parsed = timezone.make_aware(parsed, UTC)
+        return parsed
+    return None
+
+
+def event_time(
+    received_at: datetime, timestamp: Any, sent_at: Any, warnings: list[dict[str, Any]]
+) -> tuple[datetime, datetime | None]:
+    """The event's time, corrected for the client's clock skew (Segment's rule:
+    timestamp = receivedAt - (sentAt - timestamp)), and the parsed sentAt. A timestamp that is
+    not a date, or lies more than a day in the future, is replaced by the received time and
+    recorded as a warning on the event."""
+    sent = parse_time(sent_at)
+    if timestamp in (None, ""):
+        return received_at, sent
+    stamp = parse_time(timestamp)
+    if stamp is None:
+        warnings.append({"code": "invalid_timestamp",
+                         "message": f"timestamp {str(timestamp)[:64]!r} is not a date; "
+                                    "the received time was used"})
+        return received_at, sent
+    corrected = received_at - (sent - stamp) if sent is not None else stamp
+    if corrected - received_at > MAX_FUTURE_SKEW:
+        warnings.append({"code": "future_timestamp",
+                         "message": f"timestamp {str(timestamp)[:64]!r} is more than a day "
+                                    "ahead; the received time was used"})
+        return received_at, sent
+    return corrected, sent
+
+
+def json_depth_exceeds(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when containers nest deeper than the limit (checked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def new_message_id() -> str:
+    return f"strata-{uuid.uuid4()}"
+
+
+_known_streams: set[tuple[int, str]] = set()
+
+
+def ensure_stream(account: Account, name: str) -> None:
+    """Streams are created on first use; known ones are remembered in this process."""
+    key = (account.pk, name)
+    if key in _known_streams:
+        return
+    Stream.objects.bulk_create(
+        [Stream(account=account, name=name)], ignore_conflicts=True
+    )
+    _known_streams.add(key)
+
+
+_INSERT = """
+WITH incoming AS (
+    SELECT DISTINCT ON (m) m, t, e, u, a, sa, ea, j, w
+    FROM unnest(%(mid)s::text[], %(typ)s::text[], %(evt)s::text[], %(uid)s::text[],
+                %(anon)s::text[], %(sent)s::timestamptz[], %(evat)s::timestamptz[],
+                %(msg)s::text[], %(warn)s::text[]) AS x(m, t, e, u, a, sa, ea, j, w)
+), fresh AS (
+    INSERT INTO profiles_messageid AS seen (account_id, message_id, seen_at)
+    SELECT %(account)s, m, %(received)s FROM incoming
+    ON CONFLICT (account_id, message_id) DO UPDATE SET seen_at = EXCLUDED.seen_at
+        WHERE seen.seen_at < EXCLUDED.seen_at - interval '7 days'
+    RETURNING message_id
+)
+INSERT INTO profiles_rawevent (account_id, stream, message_id, type, event, user_id,
+    anonymous_id, received_at, sent_at, event_at, source, write_key_id, message, warnings)
+SELECT %(account)s, %(stream)s, i.m, i.t, i.e, i.u, i.a, %(received)s, i.sa, i.ea,
+    %(source)s, %(key)s, i.j::jsonb, i.w::jsonb
+FROM incoming i JOIN fresh f ON f.message_id = i.m
+"""
+
+
+def _clip(value: Any, limit: int) -> str:
+    return "" if value is None else str(value)[:limit]
+
+
+def store_events(
+    account: Account,
+    stream: str,
+    events: Iterable[IncomingEvent],
+    *,
+    source: str,
+    received_at: datetime,
+    write_key_id: int | None = None,
+) -> int:
+    """Store accepted events durably in one statement; a message id the account sent in the
+    last 7 days is stored once. Returns how many rows were new."""
+    events = list(events)
+    if not events:
+        return 0
+    ensure_stream(account, stream)
+    columns: dict[str, list[Any]] = {k: [] for k in
+                                     ("mid", "typ", "evt", "uid", "anon", "sent", "evat", "msg",
+                                      "warn")}
+    for item in events:
+        columns["mid"].append(_clip(item.message_id or new_message_id(), MESSAGE_ID_MAX))
+        columns["typ"].append(_clip(item.type, 32))
+        columns["evt"].append(_clip(item.event, 200))
+        columns["uid"].append(_clip(item.user_id, 300))
+        columns["anon"].append(_clip(item.anonymous_id, 300))
+        columns["sent"].append(item.sent_at)
+        columns["evat"].append(item.event_at or received_at)
+        columns["msg"].append(json.dumps(item.message, separators=(",", ":"), default=str))
+        columns["warn"].append(json.dumps(item.warnings) if item.warnings else None)
+    params = {**columns, "account": account.pk, "stream": stream, "received": received_at,
+              "source": source, "key": write_key_id}
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_INSERT, params)
+        return cursor.rowcount
+
+
+def record_failures(
+    failures: Iterable[Failure],
+    *,
+    account: Account | None,
+    stream: str = "",
+    source: str,
+    received_at: datetime | None = None,
+    key_prefix: str = "",
+    remote_addr: str | None = None,
+) -> int:
+    """Keep refused messages with their reason and (truncated) body."""
+    rows = []
+    for failure in failures:
+        body = failure.body
+        if isinstance(body, bytes):
+            body = body[: FailedEvent.BODY_LIMIT + 1].decode("utf-8", errors="replace")
+        truncated = len(body) > FailedEvent.BODY_LIMIT
+        rows.append(FailedEvent(
+            account=account, stream=stream[:100], received_at=received_at or timezone.now(),
+            source=source, code=failure.code[:64], reason=failure.reason,
+            body=body[: FailedEvent.BODY_LIMIT].replace("\x00", "\ufffd"),
+            body_truncated=truncated, line=failure.line,
+            message_id=_clip(failure.message_id, MESSAGE_ID_MAX), key_prefix=key_prefix[:16],
+            remote_addr=remote_addr,
+        ))
+    FailedEvent.objects.bulk_create(rows)
+    return len(rows)
