@@ -34,6 +34,14 @@ MAX_FUTURE_SKEW = timedelta(days=1)
 MESSAGE_ID_MAX = 200
 
 
+class QuotaExceeded(Exception):
+    """The account is over its monthly event quota: answer 429 with Retry-After."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"The account's monthly event quota is used up; retry in {retry_after}s.")
+        self.retry_after = retry_after
+
+
 @dataclass
 class IncomingEvent:
     """One message ready to store: its body as received plus the columns pulled out of it."""
@@ -232,3 +240,45 @@ def record_failures(
         ))
     FailedEvent.objects.bulk_create(rows)
     return len(rows)
+
+
+@dataclass
+class Outcome:
+    stored: int
+    duplicates: int
+    failed: int
+
+
+def accept(
+    account: Account,
+    stream: str,
+    events: list[IncomingEvent],
+    failures: list[Failure],
+    *,
+    source: str,
+    received_at: datetime,
+    write_key_id: int | None = None,
+    key_prefix: str = "",
+    remote_addr: str | None = None,
+) -> Outcome:
+    """What every path calls: quota, tracking plans, store, and keep what was refused.
+
+    Raises QuotaExceeded (nothing is stored) when the account is over its monthly quota.
+    """
+    from profiles.plans import apply_plans
+    from profiles.usage import quota_exceeded
+
+    retry_after = quota_exceeded(account, received_at)
+    if retry_after is not None:
+        from profiles.usage import notify_quota_reached
+
+        notify_quota_reached(account, received_at)
+        raise QuotaExceeded(retry_after)
+    kept, blocked = apply_plans(account, stream, events)
+    failures = [*failures, *blocked]
+    stored = store_events(account, stream, kept, source=source, received_at=received_at,
+                          write_key_id=write_key_id)
+    if failures:
+        record_failures(failures, account=account, stream=stream, source=source,
+                        received_at=received_at, key_prefix=key_prefix, remote_addr=remote_addr)
+    return Outcome(stored=stored, duplicates=len(kept) - stored, failed=len(failures))
