@@ -18,5 +18,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("cdp_site.api.urls")),
+    path("", include("profiles.urls")),
     re_path(r"^api/", errors.not_found_view),
 ]

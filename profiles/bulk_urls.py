@@ -1,0 +1,5 @@
+"""URLs of this collection area (included by profiles.urls)."""
+
+from __future__ import annotations
+
+urlpatterns: list = []
