@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
 from cdp_site import access
-from cdp_site.models import Account, Membership, Role
+from cdp_site.models import AccessToken, Account, AuditEvent, Membership, Role, WriteKey
 from cdp_site.tenancy import Actor
 
 PASSWORD = "correct-horse-battery-staple"
@@ -56,6 +56,31 @@ def token_client(secret: str) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     return client
+
+
+def session_client(user: Any) -> APIClient:
+    """An API client signed in with a session, as the admin UI is (CSRF is not enforced)."""
+    client = APIClient()
+    assert client.login(username=user.get_username(), password=PASSWORD)
+    return client
+
+
+def make_write_key(account: Account, name: str = "Website", **kwargs: Any) -> tuple[WriteKey, str]:
+    new = access.create_write_key(
+        account=account, actor=system_actor(account), name=name, **kwargs
+    )
+    return new.obj, new.secret  # type: ignore[return-value]
+
+
+def audit_events(account: Account, action: str | None = None) -> list[AuditEvent]:
+    events = AuditEvent.objects.for_account(account)
+    if action is not None:
+        events = events.filter(action=action)
+    return list(events.order_by("created_at", "id"))
+
+
+def token_roles(token: AccessToken) -> set[str]:
+    return set(token.roles.values_list("code", flat=True))
 
 
 @pytest.fixture
