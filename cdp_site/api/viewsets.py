@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
-from rest_framework import viewsets
+from rest_framework import exceptions, viewsets
 from rest_framework.views import APIView
 
 from cdp_site.authentication import request_actor
@@ -49,7 +49,20 @@ class ActorMixin:
         return actor
 
     def required_permission(self, request: Request) -> str | None:
-        action = getattr(self, "action", None) or request.method.lower()
+        # The action routed for this request's method (``request`` may be a clone with
+        # another method, as when OPTIONS asks what POST would accept).
+        method = request.method.lower()
+        if method == "options":
+            return None  # metadata; it lists only the actions the actor's roles allow
+        action_map = getattr(self, "action_map", None)
+        if action_map is not None:
+            action = action_map.get(method)
+        else:
+            action = "get" if method == "head" else method
+            if not callable(getattr(self, action, None)):
+                action = None
+        if action is None:
+            raise exceptions.MethodNotAllowed(request.method)
         mapping = {**DEFAULT_ACTION_PERMISSIONS, **self.action_permissions}
         if action not in mapping:
             raise ImproperlyConfigured(f"{type(self).__name__}.{action} names no permission")
