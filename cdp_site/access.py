@@ -97,6 +97,11 @@ def create_access_token(
         )
     if expires_in_days not in (None, 0, 7, 30, 90):
         raise AccessError("invalid", "Expiry must be 7, 30 or 90 days, or never.")
+    creator = actor.user
+    if creator is None and actor.token is not None:
+        # A token minted with a token answers to the person behind it, so it loses roles
+        # with them (accounts._trim_token_roles) instead of keeping them for ever.
+        creator = actor.token.created_by
     secret, prefix, digest = _mint(AccessToken.PREFIX)
     token = AccessToken.objects.create(
         account=account,
@@ -106,7 +111,7 @@ def create_access_token(
         expires_at=timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None,
         allowed_networks=validate_networks(allowed_networks),
         enabled=enabled,
-        created_by=actor.user,
+        created_by=creator,
     )
     token.roles.set(roles)
     audit.record(
