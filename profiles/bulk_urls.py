@@ -2,4 +2,10 @@
 
 from __future__ import annotations
 
-urlpatterns: list = []
+from django.urls import path
+
+from profiles.bulk_views import collect_bulk
+
+urlpatterns = [
+    path("collect/bulk/<str:stream>", collect_bulk, name="collect-bulk"),
+]

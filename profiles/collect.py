@@ -7,7 +7,9 @@ accepted event is in PostgreSQL before the path answers 2xx; a refused one is a 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -55,6 +57,9 @@ class IncomingEvent:
     sent_at: datetime | None = None
     event_at: datetime | None = None
     warnings: list[dict[str, Any]] = field(default_factory=list)
+    # The message already serialized as JSON (see encode_message): stored as is, so a path
+    # that measured a message's size does not serialize it twice.
+    encoded: str | None = None
 
 
 @dataclass
@@ -74,6 +79,8 @@ def parse_time(value: Any) -> datetime | None:
         return None
     if isinstance(value, bool):
         return None
+    if isinstance(value, datetime):  # already parsed (a batch's sentAt, parsed once)
+        return value if timezone.is_aware(value) else timezone.make_aware(value, UTC)
     if isinstance(value, int | float):
         seconds = value / 1000 if value > 1e11 else value
         try:
@@ -139,6 +146,65 @@ def new_message_id() -> str:
     return f"strata-{uuid.uuid4()}"
 
 
+MESSAGE_ID_CLIENT_MAX = 99  # Segment's rule: a messageId is under 100 characters
+
+
+def client_message_id(value: Any, warnings: list[dict[str, Any]]) -> str | None:
+    """The dedupe key for a client's message id: the id itself, or for an over-long one a
+    stable digest of it (so a retried message is still stored once), with a warning. None
+    when the value cannot be an id (an object, a list, a boolean); "" when absent."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        text = str(value)
+    else:
+        return None
+    if len(text) > MESSAGE_ID_CLIENT_MAX:
+        warnings.append({"code": "message_id_too_long",
+                         "message": f"messageId has {len(text)} characters (the limit is "
+                                    f"{MESSAGE_ID_CLIENT_MAX}); a digest of it was used"})
+        return "sha1-" + hashlib.sha1(text.encode("utf-8", "replace")).hexdigest()  # noqa: S324
+    return text
+
+
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def encode_message(
+    message: dict[str, Any], warnings: list[dict[str, Any]]
+) -> tuple[str, str] | tuple[None, str]:
+    """Serialize a message for the raw store and check it: ``(json, "")``, or ``(None, code)``
+    with ``message_too_large`` (over 32 KB of UTF-8) or ``too_deep`` (containers nested over
+    32 levels). Characters PostgreSQL's jsonb refuses (NUL, lone surrogates) become U+FFFD,
+    with a warning, instead of failing the whole request's INSERT."""
+    try:
+        encoded = json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=str,
+                             allow_nan=False)
+    except RecursionError:
+        return None, "too_deep"
+    try:
+        size = len(encoded.encode("utf-8"))
+    except UnicodeEncodeError:
+        encoded = _SURROGATE.sub("\ufffd", encoded)
+        size = len(encoded.encode("utf-8"))
+        warnings.append({"code": "invalid_unicode",
+                         "message": "lone UTF-16 surrogates were replaced by U+FFFD"})
+    if "\\u0000" in encoded:
+        encoded = _NUL_ESCAPE.sub(lambda m: m.group(1) + "\\ufffd", encoded)
+        warnings.append({"code": "nul_character",
+                         "message": "NUL characters were replaced by U+FFFD"})
+    if size > MAX_MESSAGE_BYTES:
+        return None, "message_too_large"
+    # A message cannot nest deeper than it has brackets: walk it only when it might.
+    if (encoded.count("{") + encoded.count("[") > MAX_JSON_DEPTH
+            and json_depth_exceeds(message)):
+        return None, "too_deep"
+    return encoded, ""
+
+
 _known_streams: set[tuple[int, str]] = set()
 
 
@@ -153,12 +219,9 @@ def ensure_stream(account: Account, name: str) -> None:
     _known_streams.add(key)
 
 
-_INSERT = """
+_DEDUPE_INSERT = """
 WITH incoming AS (
-    SELECT DISTINCT ON (m) m, t, e, u, a, sa, ea, j, w
-    FROM unnest(%(mid)s::text[], %(typ)s::text[], %(evt)s::text[], %(uid)s::text[],
-                %(anon)s::text[], %(sent)s::timestamptz[], %(evat)s::timestamptz[],
-                %(msg)s::text[], %(warn)s::text[]) AS x(m, t, e, u, a, sa, ea, j, w)
+    {incoming}
 ), fresh AS (
     INSERT INTO profiles_messageid AS seen (account_id, message_id, seen_at)
     SELECT %(account)s, m, %(received)s FROM incoming
@@ -170,8 +233,24 @@ INSERT INTO profiles_rawevent (account_id, stream, message_id, type, event, user
     anonymous_id, received_at, sent_at, event_at, source, write_key_id, message, warnings)
 SELECT %(account)s, %(stream)s, i.m, i.t, i.e, i.u, i.a, %(received)s, i.sa, i.ea,
     %(source)s, %(key)s, i.j::jsonb, i.w::jsonb
-FROM incoming i JOIN fresh f ON f.message_id = i.m
+FROM incoming i JOIN fresh f ON f.message_id = i.m{order_by}
 """
+
+
+def dedupe_insert_sql(incoming: str, order_by: str = "") -> str:
+    """The one statement that stores events under the message-id rule: the same account and
+    message id within 7 days is stored once. ``incoming`` is a SELECT yielding one row per
+    message id with columns m (message id), t, e, u, a, sa, ea, j (JSON text), w (warnings
+    JSON text or NULL); ``order_by`` (e.g. ``i.n``) fixes the order ids are given in.
+    Parameters: account, stream, received, source, key. Every path stores through this."""
+    order = f" ORDER BY {order_by}" if order_by else ""
+    return _DEDUPE_INSERT.replace("{incoming}", incoming).replace("{order_by}", order)
+
+
+_INSERT = dedupe_insert_sql("""SELECT DISTINCT ON (m) m, t, e, u, a, sa, ea, j, w
+    FROM unnest(%(mid)s::text[], %(typ)s::text[], %(evt)s::text[], %(uid)s::text[],
+                %(anon)s::text[], %(sent)s::timestamptz[], %(evat)s::timestamptz[],
+                %(msg)s::text[], %(warn)s::text[]) AS x(m, t, e, u, a, sa, ea, j, w)""")
 
 
 def _clip(value: Any, limit: int) -> str:
@@ -204,7 +283,8 @@ def store_events(
         columns["anon"].append(_clip(item.anonymous_id, 300))
         columns["sent"].append(item.sent_at)
         columns["evat"].append(item.event_at or received_at)
-        columns["msg"].append(json.dumps(item.message, separators=(",", ":"), default=str))
+        columns["msg"].append(item.encoded if item.encoded is not None else
+                              json.dumps(item.message, separators=(",", ":"), default=str))
         columns["warn"].append(json.dumps(item.warnings) if item.warnings else None)
     params = {**columns, "account": account.pk, "stream": stream, "received": received_at,
               "source": source, "key": write_key_id}
@@ -242,6 +322,17 @@ def record_failures(
     return len(rows)
 
 
+def check_quota(account: Account, now: datetime) -> None:
+    """Raise QuotaExceeded (and tell the Admins once) when the account is over its monthly
+    quota; every path checks this before storing anything."""
+    from profiles.usage import notify_quota_reached, quota_exceeded
+
+    retry_after = quota_exceeded(account, now)
+    if retry_after is not None:
+        notify_quota_reached(account, now)
+        raise QuotaExceeded(retry_after)
+
+
 @dataclass
 class Outcome:
     stored: int
@@ -266,14 +357,8 @@ def accept(
     Raises QuotaExceeded (nothing is stored) when the account is over its monthly quota.
     """
     from profiles.plans import apply_plans
-    from profiles.usage import quota_exceeded
 
-    retry_after = quota_exceeded(account, received_at)
-    if retry_after is not None:
-        from profiles.usage import notify_quota_reached
-
-        notify_quota_reached(account, received_at)
-        raise QuotaExceeded(retry_after)
+    check_quota(account, received_at)
     kept, blocked = apply_plans(account, stream, events)
     failures = [*failures, *blocked]
     stored = store_events(account, stream, kept, source=source, received_at=received_at,

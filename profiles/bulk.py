@@ -1,0 +1,649 @@
+"""Bulk import: NDJSON or CSV, optionally gzipped, streamed into the raw store with COPY.
+
+``POST /collect/bulk/{stream}`` and ``manage.py import_events`` both call ``import_events``.
+Memory stays flat whatever the size of the input: bytes are read in chunks, gunzipped in
+bounded steps, split into lines whose kept length is capped, and written in batches of
+``BATCH_ROWS`` with COPY into a temporary staging table; one statement per batch moves them
+into the raw store under collect's message-id rule (``collect.dedupe_insert_sql``), so the same
+account and message id within 7 days is stored once however an event arrives.
+
+One import is one transaction: a request that fails part-way (a broken gzip stream, a client
+that goes away) stores nothing and can simply be sent again. A bad line or record is not such a
+failure: it becomes a FailedEvent with its line number and the rest is imported.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import chain
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from profiles.collect import (
+    MAX_JSON_DEPTH,
+    MAX_MESSAGE_BYTES,
+    MESSAGE_ID_MAX,
+    Failure,
+    IncomingEvent,
+    check_quota,
+    dedupe_insert_sql,
+    ensure_stream,
+    event_time,
+    json_depth_exceeds,
+    new_message_id,
+    record_failures,
+)
+from profiles.intake import IntakeError
+from profiles.models import STREAM_NAME_MAX, FailedEvent
+from profiles.plans import apply_plans
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+    from typing import Protocol
+
+    from django.http import HttpRequest
+
+    from cdp_site.models import Account
+
+    class Readable(Protocol):
+        def read(self, size: int = ..., /) -> bytes: ...
+
+
+NDJSON = "ndjson"
+CSV = "csv"
+FORMATS = (NDJSON, CSV)
+
+READ_BYTES = 256 * 1024  # one read from the request or file
+INFLATE_BYTES = 256 * 1024  # most gunzip output per step
+BATCH_ROWS = 5000  # rows per COPY and per move into the raw store
+FAILURE_SAMPLE = 20  # failures listed in the summary (all are kept as FailedEvents)
+LINE_KEEP_BYTES = FailedEvent.BODY_LIMIT  # an over-long line keeps this much (for its body)
+CSV_RECORD_CAP = 1024 * 1024  # a record spanning more than this (an open quote) is cut off
+DEFAULT_MAX_BYTES = 2 * 1024**3
+DEFAULT_MAX_DECOMPRESSED_BYTES = 8 * 1024**3
+
+_CONTENT_TYPES = {
+    "text/csv": CSV,
+    "application/csv": CSV,
+    "application/x-ndjson": NDJSON,
+    "application/ndjson": NDJSON,
+    "application/jsonl": NDJSON,
+    "application/x-jsonlines": NDJSON,
+    "application/json": NDJSON,
+}
+_STREAM_NAME = re.compile(rf"[A-Za-z0-9_-]{{1,{STREAM_NAME_MAX}}}")
+_GZIP_MAGIC = b"\x1f\x8b"
+_BOM = "\ufeff"
+_NUMBER = re.compile(r"\s*-?\d+(?:\.\d+)?\s*")
+_SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+_BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
+_BIG_EXPONENT = re.compile(r"\d[eE][+-]?\d{4,}")
+
+
+def valid_stream_name(name: str) -> bool:
+    return bool(_STREAM_NAME.fullmatch(name))
+
+
+def max_body_bytes() -> int:
+    """Largest body (as sent) the bulk endpoint takes: STRATA_BULK_MAX_BYTES, default 2 GB."""
+    return int(getattr(settings, "STRATA_BULK_MAX_BYTES", DEFAULT_MAX_BYTES))
+
+
+def max_decompressed_bytes() -> int:
+    """Largest gunzipped input: STRATA_BULK_MAX_DECOMPRESSED_BYTES, default 8 GB."""
+    return int(getattr(settings, "STRATA_BULK_MAX_DECOMPRESSED_BYTES",
+                       DEFAULT_MAX_DECOMPRESSED_BYTES))
+
+
+@dataclass
+class BulkEvent(IncomingEvent):
+    """An event of an import: where it was in the input, and its message as JSON text."""
+
+    line: int = 0
+    text: str = ""
+
+
+@dataclass
+class BulkSummary:
+    """What an import did; ``failures`` lists the first few (all are FailedEvents)."""
+
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"received": self.received, "stored": self.stored,
+                "duplicates": self.duplicates, "failed": self.failed,
+                "failures": self.failures}
+
+
+@dataclass(frozen=True)
+class FieldNames:
+    """Which fields of a record hold the event time and the message id. Unnamed, Segment's
+    ``timestamp`` and ``messageId`` are used when present; a named field that is missing from a
+    record is recorded as a warning on the event."""
+
+    timestamp: str | None = None
+    message_id: str | None = None
+
+
+# Reading ---------------------------------------------------------------------------------------
+
+def read_chunks(stream: Readable, limit: int | None = None,
+                size: int = READ_BYTES) -> Iterator[bytes]:
+    """The stream in chunks; past ``limit`` bytes the import is refused."""
+    total = 0
+    while True:
+        chunk = stream.read(size)
+        if not chunk:
+            return
+        total += len(chunk)
+        if limit is not None and total > limit:
+            raise IntakeError(413, "body_too_large",
+                              f"The body is over {limit // 1024 // 1024} MB.")
+        yield chunk
+
+
+def request_chunks(request: HttpRequest, limit: int | None = None) -> Iterator[bytes]:
+    """A request body as a stream of chunks, never held whole. A body with a Content-Length is
+    read through Django's bounded stream; a chunked upload (no Content-Length) is read from
+    ``wsgi.input`` when the server says it ends the stream (gunicorn does)."""
+    limit = max_body_bytes() if limit is None else limit
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    if declared.isdigit():
+        if int(declared) > limit:
+            raise IntakeError(413, "body_too_large",
+                              f"The body is over {limit // 1024 // 1024} MB.")
+        return read_chunks(request, limit)
+    if request.META.get("wsgi.input_terminated"):
+        return read_chunks(request.META["wsgi.input"], limit)
+    return iter(())
+
+
+def _peek(chunks: Iterator[bytes]) -> tuple[bytes, Iterator[bytes]]:
+    """The first non-empty chunk, and all the chunks again."""
+    for chunk in chunks:
+        if chunk:
+            return chunk, chain([chunk], chunks)
+    return b"", iter(())
+
+
+def gunzip_chunks(chunks: Iterable[bytes], cap: int) -> Iterator[bytes]:
+    """Inflate a gzip stream (several members allowed) in bounded steps; past ``cap``
+    decompressed bytes (a gzip bomb) the import is refused."""
+    inflater: Any = None
+    total = 0
+    for chunk in chunks:
+        data = chunk
+        while data:
+            if inflater is None:
+                inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            try:
+                out = inflater.decompress(data, INFLATE_BYTES)
+            except zlib.error:
+                raise IntakeError(400, "invalid_gzip", "The body is not valid gzip.") from None
+            total += len(out)
+            if total > cap:
+                raise IntakeError(413, "body_too_large",
+                                  f"The decompressed body is over {cap // 1024 // 1024} MB.")
+            if out:
+                yield out
+            if inflater.eof:
+                data = inflater.unused_data
+                inflater = None
+            else:
+                data = inflater.unconsumed_tail
+    if inflater is not None:
+        raise IntakeError(400, "invalid_gzip", "The gzip stream ends early.")
+
+
+def decoded_chunks(chunks: Iterable[bytes], gzipped: bool | None = None,
+                   cap: int | None = None) -> Iterator[bytes]:
+    """The input as plain bytes: gunzipped when asked to, or when it starts like gzip."""
+    first, chunks = _peek(iter(chunks))
+    if gzipped is None:
+        gzipped = first.startswith(_GZIP_MAGIC)
+    if not gzipped:
+        return chunks
+    return gunzip_chunks(chunks, max_decompressed_bytes() if cap is None else cap)
+
+
+def split_lines(chunks: Iterable[bytes], keep: int = LINE_KEEP_BYTES
+                ) -> Iterator[tuple[int, bytes, bool]]:
+    """(line number, line, over-long) for each line. An over-long line keeps only its first
+    ``keep`` + 1 bytes (the rest is skipped as it streams by), so one huge line cannot fill
+    memory."""
+    number = 0
+    head = b""  # the start of the current, unfinished line
+    overflow = False  # the current line already passed ``keep``
+    for chunk in chunks:
+        parts = chunk.split(b"\n")
+        parts[0] = head if overflow else head + parts[0]
+        head = parts.pop()
+        if parts:
+            overflow = False
+        for part in parts:
+            number += 1
+            if len(part) > keep:
+                yield number, part[: keep + 1], True
+            else:
+                yield number, part, False
+        if len(head) > keep:
+            head = head[: keep + 1]
+            overflow = True
+    if head or overflow:
+        yield number + 1, head, overflow
+
+
+def sniff_format(chunks: Iterator[bytes]) -> tuple[str, Iterator[bytes]]:
+    """NDJSON when the first thing in the input is ``{`` or ``[``, else CSV."""
+    first, chunks = _peek(chunks)
+    start = first.lstrip()
+    if start.startswith(_BOM.encode()):
+        start = start[3:].lstrip()
+    return (NDJSON if start[:1] in (b"{", b"[") else CSV), chunks
+
+
+def format_for(content_type: str, requested: str | None = None) -> str | None:
+    """The format named by a request (``format`` parameter, then Content-Type), or None to
+    sniff."""
+    if requested:
+        if requested not in FORMATS:
+            raise IntakeError(400, "invalid_format",
+                              f"format must be one of {', '.join(FORMATS)}.")
+        return requested
+    media = content_type.partition(";")[0].strip().lower()
+    return _CONTENT_TYPES.get(media)
+
+
+# Records ---------------------------------------------------------------------------------------
+
+def _lookup(message: dict[str, Any], name: str) -> Any:
+    """A field by name, or by a dotted path into nested objects (``properties.time``)."""
+    if name in message:
+        return message[name]
+    value: Any = message
+    for part in name.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def build_event(message: dict[str, Any], text: str, line: int, names: FieldNames,
+                received_at: datetime) -> BulkEvent:
+    """One record as an event: the columns pulled out of it and its event time."""
+    warnings: list[dict[str, Any]] = []
+    stamp = _lookup(message, names.timestamp or "timestamp")
+    if names.timestamp and stamp in (None, ""):
+        warnings.append({"code": "missing_timestamp",
+                         "message": f"no {names.timestamp!r} field; the received time was used"})
+    if isinstance(stamp, str) and _NUMBER.fullmatch(stamp):
+        stamp = float(stamp)  # epoch seconds or milliseconds, as CSV gives them
+    event_at, _sent = event_time(received_at, stamp, None, warnings)
+    message_id = _as_text(_lookup(message, names.message_id or "messageId"))
+    if not message_id:
+        if names.message_id:
+            warnings.append({"code": "missing_message_id",
+                             "message": f"no {names.message_id!r} field; an id was generated"})
+        message_id = new_message_id()
+    return BulkEvent(
+        message=message, message_id=message_id[:MESSAGE_ID_MAX],
+        type=_as_text(message.get("type")), event=_as_text(message.get("event")),
+        user_id=_as_text(message.get("userId", message.get("user_id"))),
+        anonymous_id=_as_text(message.get("anonymousId", message.get("anonymous_id"))),
+        event_at=event_at, warnings=warnings, line=line, text=text,
+    )
+
+
+def _bounded_float(literal: str) -> float:
+    """PostgreSQL's numeric cannot hold every JSON number Python parses (1e999999)."""
+    exponent = literal.lower().partition("e")[2]
+    if exponent and abs(int(exponent)) > 1000:
+        raise ValueError(f"number {literal[:40]} is out of range")
+    return float(literal)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _has_bad_chars(value: Any) -> bool:
+    """NUL and unpaired surrogates: valid to Python's json, refused by PostgreSQL."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _BAD_CHARS.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def parse_ndjson_line(line: int, raw: bytes, too_long: bool, names: FieldNames,
+                      received_at: datetime) -> BulkEvent | Failure | None:
+    """One NDJSON line as an event, a failure, or None for a blank line."""
+    if too_long or len(raw) > MAX_MESSAGE_BYTES:
+        return Failure("message_too_large",
+                       f"Line {line} is over {MAX_MESSAGE_BYTES // 1024} KB.", body=raw, line=line)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Failure("invalid_encoding", f"Line {line} is not UTF-8 (byte {exc.start}).",
+                       body=raw, line=line)
+    if line == 1:
+        text = text.lstrip(_BOM)
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        if _BIG_EXPONENT.search(text):
+            message = json.loads(text, parse_constant=_reject_constant,
+                                 parse_float=_bounded_float)
+        else:
+            message = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        return Failure("too_deep", f"Line {line} nests deeper than {MAX_JSON_DEPTH} levels.",
+                       body=text, line=line)
+    except json.JSONDecodeError as exc:
+        return Failure("invalid_json", f"Line {line} is not valid JSON: {exc.msg} (column "
+                       f"{exc.colno}).", body=text, line=line)
+    except ValueError as exc:
+        return Failure("invalid_json", f"Line {line} is not valid JSON: {exc}.",
+                       body=text, line=line)
+    if not isinstance(message, dict):
+        return Failure("not_an_object",
+                       f"Line {line} is a JSON {type(message).__name__}, not an object.",
+                       body=text, line=line)
+    if (text.count("{") + text.count("[") > MAX_JSON_DEPTH
+            and json_depth_exceeds(message)):
+        return Failure("too_deep", f"Line {line} nests deeper than {MAX_JSON_DEPTH} levels.",
+                       body=text, line=line)
+    if "\\u" in text and _SUSPECT_ESCAPE.search(text) and _has_bad_chars(message):
+        return Failure("unsupported_character",
+                       f"Line {line} contains \\u0000 or an unpaired surrogate, which cannot "
+                       "be stored.", body=text, line=line)
+    return build_event(message, text, line, names, received_at)
+
+
+def ndjson_records(lines: Iterable[tuple[int, bytes, bool]], names: FieldNames,
+                   received_at: datetime) -> Iterator[BulkEvent | Failure]:
+    for line, raw, too_long in lines:
+        item = parse_ndjson_line(line, raw, too_long, names, received_at)
+        if item is not None:
+            yield item
+
+
+class _RecordTooLong(Exception):
+    pass
+
+
+class _CsvLines:
+    """Feeds csv.reader physical lines, keeping the raw text of the record being read. A line
+    that is over-long, not UTF-8 or holds NUL becomes a failure and reaches csv as a blank."""
+
+    def __init__(self, lines: Iterator[tuple[int, bytes, bool]]) -> None:
+        self.lines = lines
+        self.bad: list[Failure] = []
+        self.start = 0  # line number where the current record began
+        self.size = 0  # bytes of the current record
+        self.parts: list[str] = []
+        self.kept = 0
+
+    def __iter__(self) -> _CsvLines:
+        return self
+
+    def __next__(self) -> str:
+        line, raw, too_long = next(self.lines)
+        if not self.start:
+            self.start = line
+        text = ""
+        if too_long:
+            self.bad.append(Failure("message_too_large", f"Line {line} is over "
+                                    f"{MAX_MESSAGE_BYTES // 1024} KB.", body=raw, line=line))
+        else:
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                self.bad.append(Failure("invalid_encoding",
+                                        f"Line {line} is not UTF-8 (byte {exc.start}).",
+                                        body=raw, line=line))
+            else:
+                if line == 1:
+                    text = text.lstrip(_BOM)
+                if "\x00" in text:
+                    self.bad.append(Failure("unsupported_character",
+                                            f"Line {line} contains a NUL byte.", body=raw,
+                                            line=line))
+                    text = ""
+        self.size += len(raw) + 1
+        if self.kept <= LINE_KEEP_BYTES:
+            self.parts.append(text + "\n")
+            self.kept += len(text) + 1
+        if self.size > CSV_RECORD_CAP:
+            raise _RecordTooLong
+        return text + "\n"
+
+    def finish(self) -> tuple[int, str, int]:
+        """The record just read: its first line, raw text and size; then start the next."""
+        record = (self.start, "".join(self.parts), self.size)
+        self.start = self.size = self.kept = 0
+        self.parts = []
+        return record
+
+
+def csv_records(lines: Iterator[tuple[int, bytes, bool]], names: FieldNames,
+                received_at: datetime) -> Iterator[BulkEvent | Failure]:
+    """CSV with a header row; each later record becomes an event whose message maps the
+    header's names to the record's values (as strings). A record with more or fewer values than
+    the header is a failure (``ragged_row``) with the line it starts on."""
+    feeder = _CsvLines(lines)
+    reader = csv.reader(feeder)
+    header: list[str] | None = None
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            yield from feeder.bad
+            return
+        except _RecordTooLong:
+            start, text, _size = feeder.finish()
+            yield from _take(feeder.bad)
+            yield Failure("message_too_large", f"The record starting on line {start} spans "
+                          f"over {CSV_RECORD_CAP // 1024} KB (a quote left open?).",
+                          body=text, line=start)
+            continue
+        except csv.Error as exc:
+            start, text, _size = feeder.finish()
+            yield from _take(feeder.bad)
+            yield Failure("invalid_csv", f"Line {start}: {exc}", body=text, line=start)
+            continue
+        start, text, size = feeder.finish()
+        yield from _take(feeder.bad)
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        if header is None:
+            header = _check_header(row)
+            continue
+        if len(row) != len(header):
+            yield Failure("ragged_row", f"Line {start} has {len(row)} values; the header has "
+                          f"{len(header)}.", body=text, line=start)
+            continue
+        if size > MAX_MESSAGE_BYTES:
+            yield Failure("message_too_large", f"The record on line {start} is over "
+                          f"{MAX_MESSAGE_BYTES // 1024} KB.", body=text, line=start)
+            continue
+        message = dict(zip(header, row, strict=True))
+        yield build_event(message, json.dumps(message, ensure_ascii=False, separators=(",", ":")),
+                          start, names, received_at)
+
+
+def _take(failures: list[Failure]) -> list[Failure]:
+    taken = failures[:]
+    failures.clear()
+    return taken
+
+
+def _check_header(row: list[str]) -> list[str]:
+    header = [name.strip() for name in row]
+    if any(not name for name in header):
+        raise IntakeError(400, "invalid_csv", "The CSV header has an empty column name.")
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise IntakeError(400, "invalid_csv",
+                          f"The CSV header repeats column names: {', '.join(repeated)}.")
+    return header
+
+
+# Writing ---------------------------------------------------------------------------------------
+
+STAGING = "strata_bulk_staging"
+_STAGING_DDL = f"""
+CREATE TEMP TABLE {STAGING} (
+    n bigint NOT NULL, m text NOT NULL, t text NOT NULL, e text NOT NULL, u text NOT NULL,
+    a text NOT NULL, sa timestamptz, ea timestamptz NOT NULL, j text NOT NULL, w text
+) ON COMMIT DROP
+"""
+_COPY = f"COPY {STAGING} (n, m, t, e, u, a, ea, j, w) FROM STDIN"
+_MOVE = dedupe_insert_sql(
+    f"SELECT DISTINCT ON (m) n, m, t, e, u, a, sa, ea, j, w FROM {STAGING} ORDER BY m, n",  # noqa: S608
+    order_by="i.n",
+)
+
+
+class _Writer:
+    """Collects events and failures, and writes each full batch: tracking plans, COPY into the
+    staging table, the move into the raw store, and the failed events."""
+
+    def __init__(self, cursor: Any, account: Account, stream: str, *, source: str,
+                 key_prefix: str, remote_addr: str | None, received_at: datetime,
+                 on_batch: Callable[[BulkSummary], None] | None) -> None:
+        self.cursor = cursor
+        self.account = account
+        self.stream = stream
+        self.source = source
+        self.key_prefix = key_prefix
+        self.remote_addr = remote_addr
+        self.received_at = received_at
+        self.on_batch = on_batch
+        self.summary = BulkSummary()
+        self.events: list[BulkEvent] = []
+        self.failures: list[Failure] = []
+
+    def add(self, item: BulkEvent | Failure) -> None:
+        self.summary.received += 1
+        if isinstance(item, Failure):
+            self.fail(item)
+        else:
+            self.events.append(item)
+            if len(self.events) >= BATCH_ROWS:
+                self.flush()
+
+    def fail(self, failure: Failure) -> None:
+        self._note(failure)
+        if len(self.failures) >= BATCH_ROWS:
+            self.flush()
+
+    def _note(self, failure: Failure) -> None:
+        self.summary.failed += 1
+        if len(self.summary.failures) < FAILURE_SAMPLE:
+            self.summary.failures.append(
+                {"line": failure.line, "code": failure.code, "reason": failure.reason})
+        self.failures.append(failure)
+
+    def flush(self) -> None:
+        events, self.events = self.events, []
+        if events:
+            kept, blocked = apply_plans(self.account, self.stream, events)
+            if blocked:
+                kept_ids = {id(item) for item in kept}
+                refused = [item for item in events if id(item) not in kept_ids]
+                for item, failure in zip(refused, blocked, strict=True):
+                    failure.line = item.line
+                    self._note(failure)
+            stored = self._store(kept)
+            self.summary.stored += stored
+            self.summary.duplicates += len(kept) - stored
+        failures, self.failures = self.failures, []
+        if failures:
+            record_failures(failures, account=self.account, stream=self.stream,
+                            source=self.source, received_at=self.received_at,
+                            key_prefix=self.key_prefix, remote_addr=self.remote_addr)
+        if self.on_batch is not None and (events or failures):
+            self.on_batch(self.summary)
+
+    def _store(self, events: list[BulkEvent]) -> int:
+        if not events:
+            return 0
+        with self.cursor.cursor.copy(_COPY) as copy:
+            for item in events:
+                copy.write_row((
+                    item.line, item.message_id, item.type[:32], item.event[:200],
+                    item.user_id[:300], item.anonymous_id[:300], item.event_at, item.text,
+                    json.dumps(item.warnings) if item.warnings else None,
+                ))
+        self.cursor.execute(_MOVE, {"account": self.account.pk, "stream": self.stream,
+                                    "received": self.received_at, "source": self.source,
+                                    "key": None})
+        stored = self.cursor.rowcount
+        self.cursor.execute(f"TRUNCATE {STAGING}")
+        return stored
+
+
+def import_events(
+    account: Account,
+    stream: str,
+    chunks: Iterable[bytes],
+    *,
+    fmt: str | None = None,
+    gzipped: bool | None = None,
+    names: FieldNames | None = None,
+    source: str = "bulk",
+    key_prefix: str = "",
+    remote_addr: str | None = None,
+    received_at: datetime | None = None,
+    on_batch: Callable[[BulkSummary], None] | None = None,
+) -> BulkSummary:
+    """Import NDJSON or CSV (``fmt``; sniffed when None), gzipped or not (sniffed when None),
+    into a stream, in one transaction. Tracking plans apply and the monthly quota is checked
+    first, as on every path. Raises QuotaExceeded, or IntakeError for input that cannot be read
+    as a whole (nothing is stored then)."""
+    received_at = received_at or timezone.now()
+    names = names or FieldNames()
+    check_quota(account, received_at)
+    ensure_stream(account, stream)
+    data = decoded_chunks(iter(chunks), gzipped)
+    if fmt is None:
+        fmt, data = sniff_format(data)
+    lines = split_lines(data)
+    records = (ndjson_records if fmt == NDJSON else csv_records)(lines, names, received_at)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{STAGING}")
+        cursor.execute(_STAGING_DDL)
+        writer = _Writer(cursor, account, stream, source=source, key_prefix=key_prefix,
+                         remote_addr=remote_addr, received_at=received_at, on_batch=on_batch)
+        for item in records:
+            writer.add(item)
+        writer.flush()
+        cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{STAGING}")
+    return writer.summary
