@@ -200,13 +200,20 @@
     }
     return { url: cfg.host + '/v1/batch?writeKey=' + key, body: JSON.stringify({ batch: msgs, sentAt: now, writeKey: cfg.writeKey }) };
   }
-  function batches(items) {
+  // Messages grouped by stream, at most batchSize and about maxBytes of JSON per request
+  // (Strata takes 500 KB per request; a beacon, 64 KB).
+  function batches(items, maxBytes) {
     var by = {};
     var out = [];
     items.forEach(function (it) {
       var k = it.stream || '';
-      if (!by[k] || by[k].msgs.length >= cfg.batchSize) out.push(by[k] = { stream: it.stream, msgs: [], tries: 0 });
-      by[k].msgs.push(it.msg);
+      var size = JSON.stringify(it.msg).length;
+      var b = by[k];
+      if (!b || b.msgs.length >= cfg.batchSize || (b.bytes + size > maxBytes && b.msgs.length)) {
+        out.push(b = by[k] = { stream: it.stream, msgs: [], tries: 0, bytes: 0 });
+      }
+      b.msgs.push(it.msg);
+      b.bytes += size;
     });
     return out;
   }
@@ -215,7 +222,7 @@
     timer = 0;
     var items = queue;
     queue = [];
-    batches(items).forEach(post);
+    batches(items, 400000).forEach(post);
   }
   function retryDelay(batch, res) {
     var after = res && parseInt(res.headers.get('Retry-After'), 10);
@@ -252,7 +259,7 @@
     timer = 0;
     var left = waiting.splice(0);
     left.forEach(function (b) { clearTimeout(b.timer); });
-    left = left.concat(batches(queue.splice(0)));
+    left = left.concat(batches(queue.splice(0), 60000));
     left.forEach(function (b) {
       var r = request(b);
       var sent = false;
@@ -275,7 +282,7 @@
       if (cfg.host) cfg.host = String(cfg.host).replace(/\/+$/, '');
       if (cfg.host && !/^https?:\/\//.test(cfg.host)) cfg.host = location.protocol + '//' + cfg.host.replace(/^\/\//, '');
       loadConsent();
-      userId = allowed() ? load('strata_user') : null;
+      if (!userId && allowed()) userId = load('strata_user');
       ready = true;
       if (allowed()) { release(); tellIdWaiters(); }
       return api;
@@ -359,7 +366,12 @@
   };
 
   // Replay what the page queued before this file loaded: init() first, then the rest in order.
+  // The stub object itself becomes the API, so references the page kept to it keep working.
   var calls = (existing && existing._q) || [];
+  if (isObj(existing)) {
+    delete existing._q;
+    api = assign(existing, api);
+  }
   w.strata = api;
   calls.filter(function (c) { return c[0] === 'init'; })
     .concat(calls.filter(function (c) { return c[0] !== 'init'; }))
