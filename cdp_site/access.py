@@ -230,11 +230,26 @@ def revoke_write_key(key: WriteKey, *, actor: Actor) -> WriteKey:
     return key
 
 
+def check_write_key(secret: str) -> tuple[WriteKey | None, str]:
+    """The write key for a secret (with its account) and why it may not be used: ``""`` when
+    it is live, else ``unknown``, ``revoked``, ``disabled`` or ``account_disabled``. The key is
+    None only when unknown; collection uses the reason to answer 401 or 403 and to file the
+    refused request under the right account."""
+    if not secret or not secret.startswith(WriteKey.PREFIX) or len(secret) > 100:
+        return None, "unknown"
+    key = WriteKey.objects.select_related("account").filter(digest=digest_secret(secret)).first()
+    if key is None:
+        return None, "unknown"
+    if key.is_revoked:
+        return key, "revoked"
+    if not key.enabled:
+        return key, "disabled"
+    if not key.account.enabled:
+        return key, "account_disabled"
+    return key, ""
+
+
 def authenticate_write_key(secret: str) -> WriteKey | None:
     """The live write key for a secret, with its account, or None."""
-    if not secret or not secret.startswith(WriteKey.PREFIX) or len(secret) > 100:
-        return None
-    key = WriteKey.objects.select_related("account").filter(digest=digest_secret(secret)).first()
-    if key is None or not key.enabled or key.is_revoked or not key.account.enabled:
-        return None
-    return key
+    key, problem = check_write_key(secret)
+    return None if problem else key

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.http import JsonResponse
 
-from cdp_site.access import authenticate_write_key
+from cdp_site.access import VISIBLE_PREFIX_LENGTH, authenticate_write_key
 from profiles.collect import MAX_DECOMPRESSED_BYTES, MAX_REQUEST_BYTES
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ class IntakeError(Exception):
         self.status = status
         self.code = code
         self.message = message
+        self.body = b""  # what had been read of the body, to keep on the failed event
 
     def response(self) -> JsonResponse:
         return JsonResponse({"code": self.code, "message": self.message}, status=self.status)
@@ -40,17 +41,22 @@ def read_body(request: HttpRequest, limit: int = MAX_REQUEST_BYTES) -> bytes:
     if declared and declared.isdigit() and int(declared) > limit:
         raise IntakeError(400, "body_too_large", f"The body is over {limit // 1024} KB.")
     raw = request.read(limit + 1)
-    if len(raw) > limit:
-        raise IntakeError(400, "body_too_large", f"The body is over {limit // 1024} KB.")
-    encoding = request.META.get("HTTP_CONTENT_ENCODING", "").lower().strip()
-    if encoding in ("gzip", "x-gzip"):
-        raw = gunzip_capped(raw, max(limit, MAX_DECOMPRESSED_BYTES))
+    try:
         if len(raw) > limit:
-            raise IntakeError(400, "body_too_large",
-                              f"The decompressed body is over {limit // 1024} KB.")
-    elif encoding not in ("", "identity"):
-        raise IntakeError(400, "unsupported_encoding", f"Content-Encoding {encoding!r} is not "
-                                                        "supported (use gzip).")
+            raise IntakeError(400, "body_too_large", f"The body is over {limit // 1024} KB.")
+        encoding = request.META.get("HTTP_CONTENT_ENCODING", "").lower().strip()
+        if encoding in ("gzip", "x-gzip"):
+            inflated = gunzip_capped(raw, max(limit, MAX_DECOMPRESSED_BYTES))
+            if len(inflated) > limit:
+                raise IntakeError(400, "body_too_large",
+                                  f"The decompressed body is over {limit // 1024} KB.")
+            return inflated
+        if encoding not in ("", "identity"):
+            raise IntakeError(400, "unsupported_encoding", f"Content-Encoding {encoding!r} is "
+                                                            "not supported (use gzip).")
+    except IntakeError as error:
+        error.body = raw
+        raise
     return raw
 
 
@@ -73,9 +79,14 @@ def parse_json(raw: bytes) -> Any:
         raise IntakeError(400, "invalid_encoding",
                           f"The body is not UTF-8 (byte {exc.start}).") from None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:
         raise IntakeError(400, "invalid_json", f"The body is not valid JSON: {exc}") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON (and PostgreSQL's jsonb refuses them)."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def basic_auth_user(request: HttpRequest) -> str | None:
@@ -99,15 +110,35 @@ def bearer(request: HttpRequest) -> str | None:
     return request.META.get("HTTP_X_API_KEY") or None
 
 
-def find_write_key(request: HttpRequest, body: Any = None) -> tuple[WriteKey | None, str]:
-    """The write key from Basic auth, a Bearer/X-API-Key header, the body's `writeKey`, or the
-    `writeKey` query parameter; and the presented value (to record on failures)."""
+def raw_authorization(request: HttpRequest) -> str | None:
+    """`Authorization: <key>` with no scheme, as Lytics' collection API is called."""
+    header = request.META.get("HTTP_AUTHORIZATION", "").strip()
+    return header if header.startswith("swk_") and " " not in header else None
+
+
+def presented_write_key(request: HttpRequest, body: Any = None) -> str:
+    """The write key as presented: Basic auth, a Bearer/X-API-Key header, a bare
+    Authorization header, the body's `writeKey`, or the `writeKey` query parameter; or ""."""
     presented = (
         basic_auth_user(request)
         or bearer(request)
+        or raw_authorization(request)
         or (body.get("writeKey") if isinstance(body, dict) else None)
         or request.GET.get("writeKey")
     )
-    if not isinstance(presented, str) or not presented:
+    return presented if isinstance(presented, str) else ""
+
+
+def key_prefix(presented: str) -> str:
+    """What may be kept of a presented key on a failed event: the visible prefix of a real key
+    (at most half of whatever was presented, so a short secret is never kept whole)."""
+    return presented[: min(VISIBLE_PREFIX_LENGTH, len(presented) // 2)]
+
+
+def find_write_key(request: HttpRequest, body: Any = None) -> tuple[WriteKey | None, str]:
+    """The write key from Basic auth, a Bearer/X-API-Key header, the body's `writeKey`, or the
+    `writeKey` query parameter; and the presented value (to record on failures)."""
+    presented = presented_write_key(request, body)
+    if not presented:
         return None, ""
     return authenticate_write_key(presented), presented
