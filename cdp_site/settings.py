@@ -47,7 +47,7 @@ else:
     _missing = [
         name
         for name in ("SECRET_KEY", "ALLOWED_HOSTS", "STRATA_TOKEN_PEPPER")
-        if not os.environ.get(name, "").strip()
+        if not envlist(name)  # unset, blank, or (ALLOWED_HOSTS) only commas
     ]
     if _missing:
         raise ImproperlyConfigured(
