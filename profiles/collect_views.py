@@ -131,13 +131,15 @@ def _caller(request: HttpRequest, body: Any = None) -> Caller:
 
 
 def _refuse_body(
-    request: HttpRequest, exc: IntakeError, *, source: str, received_at: datetime, stream: str = ""
+    request: HttpRequest, exc: IntakeError, raw: bytes, *, source: str, received_at: datetime,
+    stream: str = "",
 ) -> JsonResponse:
     """A body that could not be read or parsed: filed under the account of a key presented in
     a header or the query string, when there is a live one."""
     caller = _caller(request)
     account = caller.account if caller.problem in ("", "account_disabled") else None
-    return _refuse(request, exc.status, exc.code, exc.message, source=source, body=exc.body,
+    return _refuse(request, exc.status, exc.code, exc.message, source=source,
+                   body=exc.body or raw,
                    received_at=received_at, account=account,
                    stream=stream or (caller.key.stream if account else ""),
                    presented=caller.presented)
@@ -203,11 +205,12 @@ def _segment(request: HttpRequest, kind: str, source: str) -> HttpResponse:
     if request.method != "POST":
         return _method_not_allowed("POST")
     received_at = timezone.now()
+    raw = b""
     try:
         raw = read_body(request)
         body = parse_json(raw)
     except IntakeError as exc:
-        return _refuse_body(request, exc, source=source, received_at=received_at)
+        return _refuse_body(request, exc, raw, source=source, received_at=received_at)
     caller = _caller(request, body)
     if caller.problem:
         return _refuse_key(request, caller, source=source, body=raw, received_at=received_at)
@@ -384,11 +387,12 @@ def json_collect(request: HttpRequest, stream: str | None = None) -> HttpRespons
         return _method_not_allowed("POST")
     received_at = timezone.now()
     source = "json"
+    raw = b""
     try:
         raw = read_body(request)
         body = parse_json(raw)
     except IntakeError as exc:
-        return _refuse_body(request, exc, source=source, received_at=received_at,
+        return _refuse_body(request, exc, raw, source=source, received_at=received_at,
                             stream=stream or "")
     caller = _caller(request, body)
     if caller.problem:

@@ -13,6 +13,7 @@ from django.http import JsonResponse
 
 from cdp_site.access import VISIBLE_PREFIX_LENGTH, authenticate_write_key
 from profiles.collect import MAX_DECOMPRESSED_BYTES, MAX_REQUEST_BYTES
+from profiles.models import FailedEvent
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -39,7 +40,9 @@ def read_body(request: HttpRequest, limit: int = MAX_REQUEST_BYTES) -> bytes:
     (a gzip bomb stops at the decompressed cap)."""
     declared = request.META.get("CONTENT_LENGTH")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise IntakeError(400, "body_too_large", f"The body is over {limit // 1024} KB.")
+        error = IntakeError(400, "body_too_large", f"The body is over {limit // 1024} KB.")
+        error.body = request.read(FailedEvent.BODY_LIMIT + 1)  # the start, for the record
+        raise error
     raw = request.read(limit + 1)
     try:
         if len(raw) > limit:

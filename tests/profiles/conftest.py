@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -21,3 +23,40 @@ def make_write_key(account: Account, stream: str = "default") -> tuple[Any, str]
 @pytest.fixture
 def write_key(account: Account) -> str:
     return make_write_key(account)[1]
+
+
+def basic_auth(secret: str) -> str:
+    """The Authorization header Segment's clients send: Basic base64("<key>:")."""
+    import base64
+
+    return "Basic " + base64.b64encode(f"{secret}:".encode()).decode()
+
+
+def stored(account: Account) -> list[Any]:
+    """The account's raw events, oldest first."""
+    from profiles.models import RawEvent
+
+    return list(RawEvent.objects.for_account(account).order_by("id"))
+
+
+def failed(account: Account | None = None) -> list[Any]:
+    """Failed events of an account (None: those filed under no account), oldest first."""
+    from profiles.models import FailedEvent
+
+    events = (FailedEvent.objects.for_account(account) if account is not None
+              else FailedEvent.objects.filter(account__isnull=True))
+    return list(events.order_by("id"))
+
+
+def store_state() -> tuple[int, int, int]:
+    from profiles.models import MessageId, RawEvent, Stream
+
+    return RawEvent.objects.count(), MessageId.objects.count(), Stream.objects.count()
+
+
+@contextmanager
+def nothing_stored() -> Iterator[None]:
+    """The block stores no event, message id or stream (failed events may be added)."""
+    before = store_state()
+    yield
+    assert store_state() == before, "a refused request changed stored data"
