@@ -247,10 +247,14 @@ def dedupe_insert_sql(incoming: str, order_by: str = "") -> str:
     return _DEDUPE_INSERT.replace("{incoming}", incoming).replace("{order_by}", order)
 
 
-_INSERT = dedupe_insert_sql("""SELECT DISTINCT ON (m) m, t, e, u, a, sa, ea, j, w
+# Rows keep the order the request gave them (n), so ids follow a batch's order: an identify
+# stored before the track that follows it is processed first.
+_INSERT = dedupe_insert_sql("""SELECT DISTINCT ON (m) m, t, e, u, a, sa, ea, j, w, n
     FROM unnest(%(mid)s::text[], %(typ)s::text[], %(evt)s::text[], %(uid)s::text[],
                 %(anon)s::text[], %(sent)s::timestamptz[], %(evat)s::timestamptz[],
-                %(msg)s::text[], %(warn)s::text[]) AS x(m, t, e, u, a, sa, ea, j, w)""")
+                %(msg)s::text[], %(warn)s::text[])
+         WITH ORDINALITY AS x(m, t, e, u, a, sa, ea, j, w, n)
+    ORDER BY m, n""", order_by="i.n")
 
 
 def _clip(value: Any, limit: int) -> str:

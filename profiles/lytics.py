@@ -68,9 +68,12 @@ def form_payload(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 def unflatten(pairs: list[tuple[str, str]], warnings: list[dict[str, Any]]) -> dict[str, Any]:
     """Flattened keys back into objects: ``user.id=22`` -> ``{"user": {"id": "22"}}``; a
-    ``key_len`` + ``key_json`` pair -> the array. A repeated plain key keeps its last value.
+    ``key_len`` + ``key_json`` pair -> the array. A repeated key keeps its first value (for
+    an array of arrays, jstag repeats ``key_json`` for each inner array after the outer one).
     Raises ValueError when keys nest deeper than the JSON depth limit."""
-    flat: dict[str, str] = dict(pairs)
+    flat: dict[str, str] = {}
+    for key, value in pairs:
+        flat.setdefault(key, value)
     arrays = _arrays(flat)
     data: dict[str, Any] = {}
     for key, value in flat.items():

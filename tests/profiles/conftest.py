@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -60,3 +61,39 @@ def nothing_stored() -> Iterator[None]:
     before = store_state()
     yield
     assert store_state() == before, "a refused request changed stored data"
+
+
+def _uri_component(value: str) -> str:
+    """JavaScript's encodeURIComponent."""
+    from urllib.parse import quote
+
+    return quote(value, safe="-_.!~*'()")
+
+
+def _js_string(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def jstag_query(data: Any, namespace: str = "") -> str:
+    """What the Lytics tag (jstag v3's default serializer) sends for ``data``: nested keys
+    flattened with dots; an array as ``key_len`` and ``key_json`` followed by each element
+    under the same name; every value as a string."""
+    if isinstance(data, list):
+        parts = [f"{namespace}_len={len(data)}",
+                 f"{namespace}_json={_uri_component(json.dumps(data, separators=(',', ':')))}"]
+        parts += [jstag_query(item, namespace) for item in data]
+        return "&".join(parts)
+    if not isinstance(data, dict):
+        return f"{namespace}={_js_string(data)}"  # array elements go unencoded, as jstag does
+    parts = []
+    for plain, value in data.items():
+        key = _uri_component(plain)
+        if namespace:
+            key = f"{namespace}.{key}"
+        if isinstance(value, dict | list):
+            parts.append(jstag_query(value, key))
+        elif value is not None:
+            parts.append(f"{key}={_uri_component(_js_string(value))}")
+    return "&".join(parts)

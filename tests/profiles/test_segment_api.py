@@ -167,6 +167,14 @@ def test_duplicates_are_stored_once(client: Client, account: Account, write_key:
     assert [row.message_id for row in stored(account)] == ["dup"]
 
 
+def test_a_batch_is_stored_in_its_order(client: Client, account: Account,
+                                        write_key: str) -> None:
+    ids = [f"m-{n:02d}-{'zyxwvutsrq'[n % 10]}" for n in range(30)]
+    ids.reverse()
+    post(client, "/v1/batch", {"batch": [track(messageId=m) for m in ids]}, write_key)
+    assert [row.message_id for row in stored(account)] == ids
+
+
 def test_a_message_id_over_99_characters_is_digested_and_still_dedupes(
         client: Client, account: Account, write_key: str) -> None:
     long_id = "x" * 150
