@@ -96,6 +96,14 @@ def test_production_settings_pass_check_deploy():
     assert "no issues" in result.stdout
 
 
+@pytest.mark.slow
+def test_trusted_proxy_hops_come_from_the_environment():
+    show = ("shell", "--no-imports", "-c",
+            "from django.conf import settings; print(settings.STRATA_TRUSTED_PROXY_HOPS)")
+    assert _manage(*show).stdout.strip() == "0"
+    assert _manage(*show, STRATA_TRUSTED_PROXY_HOPS="2").stdout.strip() == "2"
+
+
 # --- pagination ---------------------------------------------------------------------------
 
 

@@ -320,6 +320,26 @@ def test_a_forged_forwarded_for_header_does_not_get_a_token_inside_its_networks(
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("forwarded_for", "status"),
+    [
+        ("10.0.0.1", 200),  # the client as our proxy saw it
+        ("10.0.0.1, 192.168.1.10", 401),  # a forged first entry, then the real client
+        ("192.168.1.10, 10.0.0.1", 200),
+    ],
+)
+def test_behind_a_trusted_proxy_the_client_is_the_address_the_proxy_appended(
+    account, settings, forwarded_for, status
+):
+    settings.STRATA_TRUSTED_PROXY_HOPS = 1
+    _token, secret = make_token(account, allowed_networks=["10.0.0.0/8"])
+    response = token_client(secret).get(
+        "/api/v1/me/", REMOTE_ADDR="172.16.0.2", HTTP_X_FORWARDED_FOR=forwarded_for
+    )
+    assert response.status_code == status
+
+
+@pytest.mark.django_db
 def test_allowed_networks_are_stored_normalised(admin_client):
     response = _create_token(admin_client, allowed_networks=[" 10.1.2.3/8 ", "192.168.0.1"])
     assert response.json()["allowed_networks"] == ["10.0.0.0/8", "192.168.0.1/32"]
