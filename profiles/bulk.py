@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import csv
 import json
+import queue
 import re
+import threading
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -43,7 +45,7 @@ from profiles.collect import (
 )
 from profiles.intake import IntakeError
 from profiles.models import STREAM_NAME_MAX, FailedEvent
-from profiles.plans import apply_plans
+from profiles.plans import apply_plans, plans_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -64,6 +66,7 @@ FORMATS = (NDJSON, CSV)
 READ_BYTES = 256 * 1024  # one read from the request or file
 INFLATE_BYTES = 256 * 1024  # most gunzip output per step
 BATCH_ROWS = 5000  # rows per COPY and per move into the raw store
+BATCH_BYTES = 4 * 1024 * 1024  # and at most about this much text per batch
 FAILURE_SAMPLE = 20  # failures listed in the summary (all are kept as FailedEvents)
 LINE_KEEP_BYTES = FailedEvent.BODY_LIMIT  # an over-long line keeps this much (for its body)
 CSV_RECORD_CAP = 1024 * 1024  # a record spanning more than this (an open quote) is cut off
@@ -287,8 +290,9 @@ def _as_text(value: Any) -> str:
 
 
 def build_event(message: dict[str, Any], text: str, line: int, names: FieldNames,
-                received_at: datetime) -> BulkEvent:
-    """One record as an event: the columns pulled out of it and its event time."""
+                received_at: datetime, keep_message: bool = True) -> BulkEvent:
+    """One record as an event: the columns pulled out of it and its event time. Without
+    tracking plans to check, the parsed message is not kept (``text`` is what is stored)."""
     warnings: list[dict[str, Any]] = []
     stamp = _lookup(message, names.timestamp or "timestamp")
     if names.timestamp and stamp in (None, ""):
@@ -304,7 +308,7 @@ def build_event(message: dict[str, Any], text: str, line: int, names: FieldNames
                              "message": f"no {names.message_id!r} field; an id was generated"})
         message_id = new_message_id()
     return BulkEvent(
-        message=message, message_id=message_id[:MESSAGE_ID_MAX],
+        message=message if keep_message else {}, message_id=message_id[:MESSAGE_ID_MAX],
         type=_as_text(message.get("type")), event=_as_text(message.get("event")),
         user_id=_as_text(message.get("userId", message.get("user_id"))),
         anonymous_id=_as_text(message.get("anonymousId", message.get("anonymous_id"))),
@@ -341,7 +345,8 @@ def _has_bad_chars(value: Any) -> bool:
 
 
 def parse_ndjson_line(line: int, raw: bytes, too_long: bool, names: FieldNames,
-                      received_at: datetime) -> BulkEvent | Failure | None:
+                      received_at: datetime, keep_message: bool = True
+                      ) -> BulkEvent | Failure | None:
     """One NDJSON line as an event, a failure, or None for a blank line."""
     if too_long or len(raw) > MAX_MESSAGE_BYTES:
         return Failure("message_too_large",
@@ -383,13 +388,14 @@ def parse_ndjson_line(line: int, raw: bytes, too_long: bool, names: FieldNames,
         return Failure("unsupported_character",
                        f"Line {line} contains \\u0000 or an unpaired surrogate, which cannot "
                        "be stored.", body=text, line=line)
-    return build_event(message, text, line, names, received_at)
+    return build_event(message, text, line, names, received_at, keep_message)
 
 
 def ndjson_records(lines: Iterable[tuple[int, bytes, bool]], names: FieldNames,
-                   received_at: datetime) -> Iterator[BulkEvent | Failure]:
+                   received_at: datetime, keep_message: bool = True
+                   ) -> Iterator[BulkEvent | Failure]:
     for line, raw, too_long in lines:
-        item = parse_ndjson_line(line, raw, too_long, names, received_at)
+        item = parse_ndjson_line(line, raw, too_long, names, received_at, keep_message)
         if item is not None:
             yield item
 
@@ -453,7 +459,8 @@ class _CsvLines:
 
 
 def csv_records(lines: Iterator[tuple[int, bytes, bool]], names: FieldNames,
-                received_at: datetime) -> Iterator[BulkEvent | Failure]:
+                received_at: datetime, keep_message: bool = True
+                ) -> Iterator[BulkEvent | Failure]:
     """CSV with a header row; each later record becomes an event whose message maps the
     header's names to the record's values (as strings). A record with more or fewer values than
     the header is a failure (``ragged_row``) with the line it starts on."""
@@ -494,8 +501,8 @@ def csv_records(lines: Iterator[tuple[int, bytes, bool]], names: FieldNames,
                           f"{MAX_MESSAGE_BYTES // 1024} KB.", body=text, line=start)
             continue
         message = dict(zip(header, row, strict=True))
-        yield build_event(message, json.dumps(message, ensure_ascii=False, separators=(",", ":")),
-                          start, names, received_at)
+        text = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+        yield build_event(message, text, start, names, received_at, keep_message)
 
 
 def _take(failures: list[Failure]) -> list[Failure]:
@@ -515,6 +522,82 @@ def _check_header(row: list[str]) -> list[str]:
     return header
 
 
+# Overlap ---------------------------------------------------------------------------------------
+
+PREFETCH_BATCHES = 1  # parsed batches waiting for the writer (one more is being parsed)
+
+
+@dataclass
+class _Raised:
+    error: BaseException
+
+
+_END = object()
+
+
+def _size(item: BulkEvent | Failure) -> int:
+    if isinstance(item, Failure):
+        return len(item.body) + len(item.reason)
+    return len(item.text)
+
+
+def batched(items: Iterable[BulkEvent | Failure], rows: int = BATCH_ROWS,
+            max_bytes: int = BATCH_BYTES) -> Iterator[list[BulkEvent | Failure]]:
+    """Batches of at most ``rows`` items and about ``max_bytes`` of text, so a file of 32 KB
+    lines holds no more in memory than one of short lines."""
+    batch: list[BulkEvent | Failure] = []
+    size = 0
+    for item in items:
+        batch.append(item)
+        size += _size(item)
+        if len(batch) >= rows or size >= max_bytes:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def in_background(items: Iterator[Any], depth: int = PREFETCH_BATCHES) -> Iterator[Any]:
+    """Run an iterator in a thread and hand its items over through a bounded queue, so reading
+    and parsing the next batch overlaps with PostgreSQL storing the last one (only the
+    caller's thread touches the database). Its exceptions are raised here; when the caller
+    stops early, the thread stops at its next hand-over."""
+    handover: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                handover.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+        except BaseException as exc:  # handed to the caller, who raises it
+            put(_Raised(exc))
+            return
+        put(_END)
+
+    thread = threading.Thread(target=run, name="bulk-parse", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = handover.get()
+            if item is _END:
+                return
+            if isinstance(item, _Raised):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+
+
 # Writing ---------------------------------------------------------------------------------------
 
 STAGING = "strata_bulk_staging"
@@ -531,83 +614,61 @@ _MOVE = dedupe_insert_sql(
 )
 
 
-class _Writer:
-    """Collects events and failures, and writes each full batch: tracking plans, COPY into the
-    staging table, the move into the raw store, and the failed events."""
+@dataclass
+class _Target:
+    account: Account
+    stream: str
+    source: str
+    key_prefix: str
+    remote_addr: str | None
+    received_at: datetime
+    check_plans: bool
 
-    def __init__(self, cursor: Any, account: Account, stream: str, *, source: str,
-                 key_prefix: str, remote_addr: str | None, received_at: datetime,
-                 on_batch: Callable[[BulkSummary], None] | None) -> None:
-        self.cursor = cursor
-        self.account = account
-        self.stream = stream
-        self.source = source
-        self.key_prefix = key_prefix
-        self.remote_addr = remote_addr
-        self.received_at = received_at
-        self.on_batch = on_batch
-        self.summary = BulkSummary()
-        self.events: list[BulkEvent] = []
-        self.failures: list[Failure] = []
 
-    def add(self, item: BulkEvent | Failure) -> None:
-        self.summary.received += 1
-        if isinstance(item, Failure):
-            self.fail(item)
-        else:
-            self.events.append(item)
-            if len(self.events) >= BATCH_ROWS:
-                self.flush()
+def write_batch(cursor: Any, target: _Target, batch: list[BulkEvent | Failure],
+                summary: BulkSummary) -> None:
+    """One batch: tracking plans, COPY into the staging table, the move into the raw store
+    (duplicates skipped), and the failed events; ``summary`` is brought up to date."""
+    events = [item for item in batch if isinstance(item, BulkEvent)]
+    failures = [item for item in batch if isinstance(item, Failure)]
+    summary.received += len(batch)
+    if target.check_plans and events:
+        kept, blocked = apply_plans(target.account, target.stream, list(events))
+        if blocked:
+            kept_ids = {id(item) for item in kept}
+            refused = [item for item in events if id(item) not in kept_ids]
+            for item, failure in zip(refused, blocked, strict=True):
+                failure.line = item.line
+            failures = sorted([*failures, *blocked], key=lambda f: f.line or 0)
+        events = kept  # type: ignore[assignment]
+    if events:
+        stored = _store(cursor, target, events)
+        summary.stored += stored
+        summary.duplicates += len(events) - stored
+    if failures:
+        summary.failed += len(failures)
+        room = FAILURE_SAMPLE - len(summary.failures)
+        summary.failures.extend({"line": f.line, "code": f.code, "reason": f.reason}
+                                for f in failures[:max(room, 0)])
+        record_failures(failures, account=target.account, stream=target.stream,
+                        source=target.source, received_at=target.received_at,
+                        key_prefix=target.key_prefix, remote_addr=target.remote_addr)
 
-    def fail(self, failure: Failure) -> None:
-        self._note(failure)
-        if len(self.failures) >= BATCH_ROWS:
-            self.flush()
 
-    def _note(self, failure: Failure) -> None:
-        self.summary.failed += 1
-        if len(self.summary.failures) < FAILURE_SAMPLE:
-            self.summary.failures.append(
-                {"line": failure.line, "code": failure.code, "reason": failure.reason})
-        self.failures.append(failure)
-
-    def flush(self) -> None:
-        events, self.events = self.events, []
-        if events:
-            kept, blocked = apply_plans(self.account, self.stream, events)
-            if blocked:
-                kept_ids = {id(item) for item in kept}
-                refused = [item for item in events if id(item) not in kept_ids]
-                for item, failure in zip(refused, blocked, strict=True):
-                    failure.line = item.line
-                    self._note(failure)
-            stored = self._store(kept)
-            self.summary.stored += stored
-            self.summary.duplicates += len(kept) - stored
-        failures, self.failures = self.failures, []
-        if failures:
-            record_failures(failures, account=self.account, stream=self.stream,
-                            source=self.source, received_at=self.received_at,
-                            key_prefix=self.key_prefix, remote_addr=self.remote_addr)
-        if self.on_batch is not None and (events or failures):
-            self.on_batch(self.summary)
-
-    def _store(self, events: list[BulkEvent]) -> int:
-        if not events:
-            return 0
-        with self.cursor.cursor.copy(_COPY) as copy:
-            for item in events:
-                copy.write_row((
-                    item.line, item.message_id, item.type[:32], item.event[:200],
-                    item.user_id[:300], item.anonymous_id[:300], item.event_at, item.text,
-                    json.dumps(item.warnings) if item.warnings else None,
-                ))
-        self.cursor.execute(_MOVE, {"account": self.account.pk, "stream": self.stream,
-                                    "received": self.received_at, "source": self.source,
-                                    "key": None})
-        stored = self.cursor.rowcount
-        self.cursor.execute(f"TRUNCATE {STAGING}")
-        return stored
+def _store(cursor: Any, target: _Target, events: list[BulkEvent]) -> int:
+    with cursor.cursor.copy(_COPY) as copy:
+        for item in events:
+            copy.write_row((
+                item.line, item.message_id, item.type[:32], item.event[:200],
+                item.user_id[:300], item.anonymous_id[:300], item.event_at, item.text,
+                json.dumps(item.warnings) if item.warnings else None,
+            ))
+    cursor.execute(_MOVE, {"account": target.account.pk, "stream": target.stream,
+                           "received": target.received_at, "source": target.source,
+                           "key": None})
+    stored = cursor.rowcount
+    cursor.execute(f"TRUNCATE {STAGING}")
+    return stored
 
 
 def import_events(
@@ -625,25 +686,29 @@ def import_events(
     on_batch: Callable[[BulkSummary], None] | None = None,
 ) -> BulkSummary:
     """Import NDJSON or CSV (``fmt``; sniffed when None), gzipped or not (sniffed when None),
-    into a stream, in one transaction. Tracking plans apply and the monthly quota is checked
-    first, as on every path. Raises QuotaExceeded, or IntakeError for input that cannot be read
-    as a whole (nothing is stored then)."""
+    into a stream, in one transaction. The monthly quota is checked first, as on every path,
+    and the stream's tracking plans (those enabled when the import starts) apply to every
+    event. Raises QuotaExceeded, or IntakeError for input that cannot be read as a whole
+    (nothing is stored then)."""
     received_at = received_at or timezone.now()
     names = names or FieldNames()
     check_quota(account, received_at)
     ensure_stream(account, stream)
+    target = _Target(account, stream, source, key_prefix, remote_addr, received_at,
+                     check_plans=bool(plans_for(account, stream)))
     data = decoded_chunks(iter(chunks), gzipped)
     if fmt is None:
         fmt, data = sniff_format(data)
     lines = split_lines(data)
-    records = (ndjson_records if fmt == NDJSON else csv_records)(lines, names, received_at)
+    parse = ndjson_records if fmt == NDJSON else csv_records
+    records = parse(lines, names, received_at, keep_message=target.check_plans)
+    summary = BulkSummary()
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{STAGING}")
         cursor.execute(_STAGING_DDL)
-        writer = _Writer(cursor, account, stream, source=source, key_prefix=key_prefix,
-                         remote_addr=remote_addr, received_at=received_at, on_batch=on_batch)
-        for item in records:
-            writer.add(item)
-        writer.flush()
+        for batch in in_background(batched(records)):
+            write_batch(cursor, target, batch, summary)
+            if on_batch is not None:
+                on_batch(summary)
         cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{STAGING}")
-    return writer.summary
+    return summary
