@@ -225,7 +225,7 @@
     batches(items, 400000).forEach(post);
   }
   function retryDelay(batch, res) {
-    var after = res && parseInt(res.headers.get('Retry-After'), 10);
+    var after = res ? parseInt(res.headers.get('Retry-After'), 10) : NaN;
     if (after >= 0) return after * 1000;
     var base = Math.min(30000, 500 * Math.pow(2, batch.tries));
     return base / 2 + Math.random() * base / 2; // exponential backoff with jitter

@@ -323,6 +323,54 @@ def test_a_503_is_retried_after_backoff_and_the_event_is_stored_once(
     assert rows[0].event == "checkout"
 
 
+def test_network_errors_are_retried_with_growing_backoff(
+    browser: Any, site: SitePages, acme: Account, key: str, live_server: Any
+) -> None:
+    page = browser.page
+    attempts: list[float] = []
+
+    def unreachable_twice(route: Any) -> None:
+        attempts.append(time.monotonic())
+        if len(attempts) <= 2:
+            route.abort("connectionrefused")
+        else:
+            route.continue_()
+
+    page.route(live_server.url + "/v1/batch*", unreachable_twice)
+    page.goto(site.add("/offline", live_server.url, f"""
+        strata.init({{writeKey: "{key}"}});
+        strata.send({{event: "offline_then_online"}});
+    """))
+    rows = stored(page, acme, 1)
+    assert len(attempts) == 3 and len(rows) == 1
+    first_wait, second_wait = attempts[1] - attempts[0], attempts[2] - attempts[1]
+    assert 0.4 <= first_wait <= 1.6  # 0.5-1 s with jitter
+    assert 0.9 <= second_wait <= 2.6  # 1-2 s with jitter
+
+
+def test_retries_stop_after_five_tries(
+    browser: Any, site: SitePages, acme: Account, key: str, live_server: Any
+) -> None:
+    page = browser.page
+    attempts: list[str] = []
+
+    def always_busy(route: Any) -> None:
+        attempts.append(route.request.url)
+        route.fulfill(status=429, body='{"code":"rate_limited","message":"slow down"}',
+                      headers={"Access-Control-Allow-Origin": "*",
+                               "Access-Control-Expose-Headers": "Retry-After",
+                               "Retry-After": "0"})
+
+    page.route(live_server.url + "/v1/batch*", always_busy)
+    page.goto(site.add("/busy", live_server.url, f"""
+        strata.init({{writeKey: "{key}"}});
+        strata.send({{event: "dropped"}});
+    """))
+    wait_for(page, lambda: len(attempts) >= 5, what="five attempts")
+    pause(page, 1.5)
+    assert len(attempts) == 5
+
+
 def test_a_400_is_not_retried(
     browser: Any, site: SitePages, acme: Account, key: str, live_server: Any
 ) -> None:
