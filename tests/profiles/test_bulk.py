@@ -511,6 +511,7 @@ def test_a_large_streamed_body_is_imported_in_flat_memory(
     assert response.json()["stored"] == 64 * 1024
     growth = (rss.peak - baseline) / 1024 / 1024
     print(f"peak RSS growth {growth:.1f} MB for a 64 MB body")
-    assert growth < 100, f"resident memory grew by {growth:.0f} MB for a 64 MB body"
+    # Parsing and writing hold a few batches (~15-20 MB); holding the body whole would pass 100.
+    assert growth < 50, f"resident memory grew by {growth:.0f} MB for a 64 MB body"
     assert RawEvent.objects.for_account(account).filter(message_id="mem-65535").get(
     ).event_at == datetime.fromtimestamp(1700000000 + 65535, UTC)
