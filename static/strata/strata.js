@@ -175,8 +175,8 @@
     if (purposes) msg.context.consent = { categoryPreferences: purposes };
     var props = msg.type === 'identify' ? null : msg.properties;
     if (props && props._uid === undefined) props._uid = id;
-    // The first message after 30 idle minutes starts a session (kept rolling by every message).
-    if (sessionStart() && props) props._sesstart = 1;
+    // The first page/track message after 30 idle minutes starts a session (kept rolling).
+    if (props && sessionStart()) props._sesstart = 1;
     queue.push({ stream: item.stream === null ? cfg.stream : item.stream, msg: msg });
     if (queue.length >= cfg.batchSize) flush();
     else if (!timer) timer = setTimeout(flush, cfg.flushInterval);
