@@ -83,8 +83,9 @@ def actor_for_user(
 def accounts_for_user(user: AbstractBaseUser) -> list[Account]:
     accounts = Account.objects.all()
     if not getattr(user, "is_superuser", False):
+        # Members of a disabled account lose access to it (operators keep it, to re-enable).
         accounts = accounts.filter(
-            pk__in=Membership.objects.filter(user=user).values("account_id")
+            enabled=True, pk__in=Membership.objects.filter(user=user).values("account_id")
         )
     return list(accounts.order_by("name"))
 

@@ -33,6 +33,7 @@ class AccessTokenSerializer(serializers.ModelSerializer):
             "revoked_at",
         ]
         read_only_fields = ["prefix", "expires_at", "created_at", "last_used_at", "revoked_at"]
+        extra_kwargs = {"description": {"required": False}}
 
 
 class AccessTokenUpdateSerializer(serializers.Serializer):

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from django.apps import apps
 from django.db import models
+from rest_framework.test import APIClient
 from rest_framework.viewsets import ViewSetMixin
 
 from cdp_site.api.urls import router
@@ -361,3 +362,17 @@ def test_narrowing_through_scope_queryset_is_allowed():
             return queryset.filter(enabled=True)
 
     assert "get_queryset" not in Narrowed.__dict__
+
+
+def test_members_of_a_disabled_account_lose_session_access(db):
+    from tests.conftest import PASSWORD, make_account, make_user
+
+    account = make_account("Dormant")
+    user = make_user("dormant-admin", account, ["admin"])
+    account.enabled = False
+    account.save(update_fields=["enabled"])
+    client = APIClient()
+    assert client.login(username=user.username, password=PASSWORD)
+    response = client.get("/api/v1/me/")
+    assert response.status_code == 403
+    assert response.json()["code"] == "no_account"
