@@ -692,6 +692,8 @@ def coerce(field_type: str, value: Any) -> Any:
 
 
 def _coerce_strings(value: Any) -> list[str] | None:
+    if isinstance(value, dict):
+        raise ValueError("expected a list of text, not a map")
     items = value if isinstance(value, list | tuple) else [value]
     out: list[str] = []
     for item in items:
