@@ -6,10 +6,13 @@ created lose the same roles, so a token is never wider than its creator.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.utils.module_loading import import_string
 
 from cdp_site import audit
 from cdp_site.access import AccessError
@@ -21,6 +24,31 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
     from cdp_site.tenancy import Actor
+
+log = logging.getLogger(__name__)
+
+
+def create_account(*, name: str, slug: str, **values: Any) -> Account:
+    """Create an account and let the apps prepare for it (``account_created``)."""
+    account = Account.objects.create(name=name, slug=slug, **values)
+    account_created(account)
+    return account
+
+
+def account_created(account: Account) -> None:
+    """Once the new account is committed, run ``STRATA_ACCOUNT_CREATED_HOOKS``: dotted paths of
+    functions taking the account, so cdp_site names no app (profiles gives the account its own
+    raw-store partitions). A failing hook is logged, not raised: the account exists, and the
+    apps' daily jobs repair what a hook would have prepared."""
+
+    def run_hooks() -> None:
+        for path in getattr(settings, "STRATA_ACCOUNT_CREATED_HOOKS", []):
+            try:
+                import_string(path)(account)
+            except Exception:
+                log.exception("account-created hook %s failed for account %s", path, account.pk)
+
+    transaction.on_commit(run_hooks)
 
 
 def _role_codes(roles: Iterable[Role]) -> list[str]:

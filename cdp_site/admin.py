@@ -393,6 +393,7 @@ class AccountAdmin(admin.ModelAdmin):
                    change: bool) -> None:
         if not change:
             obj.save()
+            accounts.account_created(obj)
             return
         original = Account.objects.get(pk=obj.pk)
         values = {name: form.cleaned_data[name] for name in form.changed_data

@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from cdp_site import access
+from cdp_site import accounts as accounts_service
 from cdp_site.models import Account, Membership, Role
 from cdp_site.tenancy import Actor
 
@@ -37,7 +38,9 @@ def seed_demo(credentials_file: Path | None = None) -> DemoCredentials:
     admin_role = Role.objects.get(code="admin")
     accounts = []
     for name, slug in DEMO_ACCOUNTS:
-        account, _ = Account.objects.get_or_create(slug=slug, defaults={"name": name})
+        account = Account.objects.filter(slug=slug).first()
+        if account is None:
+            account = accounts_service.create_account(name=name, slug=slug)
         accounts.append(account)
     users = get_user_model().objects
     user = users.filter(username=DEMO_USER).first()

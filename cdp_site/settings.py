@@ -229,6 +229,8 @@ STRATA_WORKER_STALE_AFTER = int(os.environ.get("STRATA_WORKER_STALE_AFTER", "180
 # Reverse proxies in front of Strata that append to X-Forwarded-For (0: use the peer address).
 STRATA_TRUSTED_PROXY_HOPS = int(os.environ.get("STRATA_TRUSTED_PROXY_HOPS", "0"))
 STRATA_PUBLIC_URL = os.environ.get("STRATA_PUBLIC_URL", "http://127.0.0.1:8000")
+# Called with each new account once it is committed (cdp_site.accounts.account_created).
+STRATA_ACCOUNT_CREATED_HOOKS = ["profiles.partitions.on_account_created"]
 
 LOGGING = {
     "version": 1,
