@@ -12,10 +12,16 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.db.models import QuerySet
+from django.core.exceptions import PermissionDenied
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import formats, timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.text import capfirst
+from django.utils.timesince import timesince
 
 from cdp_site import access, accounts
 from cdp_site.access import AccessError
@@ -29,7 +35,15 @@ def request_actor(request: HttpRequest) -> Actor | None:
     return session_actor(request) if request.user.is_authenticated else None
 
 
-class AccountScopedAdmin(admin.ModelAdmin):
+class TitledAdmin(admin.ModelAdmin):
+    """Lists are titled with what they hold ("Access tokens"), not "Select … to change"."""
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        title = capfirst(self.model._meta.verbose_name_plural)
+        return super().changelist_view(request, {"title": title, **(extra_context or {})})
+
+
+class AccountScopedAdmin(TitledAdmin):
     """Shows the current account's rows only; add/change/delete follow the role matrix."""
 
     permission_feature = "admin"
@@ -68,13 +82,60 @@ class AccountScopedAdmin(admin.ModelAdmin):
         return actor
 
 
+def short_date(value: Any) -> str:
+    return formats.date_format(timezone.localtime(value), "M j, Y") if value else "—"
+
+
+def ago(value: Any) -> str:
+    return f"{timesince(value).split(',')[0]} ago" if value else "never"
+
+
+def masked_html(obj: Any) -> SafeString:
+    return format_html('<code class="strata-masked">{}</code>', obj.masked)
+
+
+def status_html(status: str) -> SafeString:
+    return format_html('<span class="strata-status strata-status-{}">{}</span>', status, status)
+
+
+# What each feature row of the role matrix is called on the token form.
+FEATURE_NAMES = {
+    "profiles": "profiles", "schema": "schema and streams", "audiences": "audiences",
+    "experiences": "experiences", "goals": "goals", "content": "content", "jobs": "jobs",
+    "models": "models", "admin": "account administration",
+}
+
+
+def role_summary(role: Role) -> str:
+    codes = {permission.code for permission in role.permissions.all()}
+    if "admin.edit" in codes:
+        return "everything in the account"
+    edits = [name for f, name in FEATURE_NAMES.items() if f"{f}.edit" in codes]
+    views = [name for f, name in FEATURE_NAMES.items()
+             if f"{f}.view" in codes and f"{f}.edit" not in codes]
+    parts = ([f"manages {', '.join(edits)}"] if edits else []) + (
+        [f"views {', '.join(views)}"] if views else [])
+    return "; ".join(parts) or "the dashboard only"
+
+
+class RoleChoiceField(forms.ModelMultipleChoiceField):
+    """Roles as checkboxes, each with a line saying what it allows."""
+
+    widget = forms.CheckboxSelectMultiple(attrs={"class": "radiolist strata-roles"})
+
+    def label_from_instance(self, obj: Role) -> SafeString:
+        return format_html('<span class="strata-role-name">{}</span>'
+                           '<span class="strata-role-summary">{}</span>',
+                           obj.name, role_summary(obj))
+
+
 def role_choices_for(actor: Actor) -> QuerySet:
-    roles = Role.objects.order_by("name")
+    roles = Role.objects.order_by("name").prefetch_related("permissions")
     return roles if actor.is_superuser else roles.filter(code__in=actor.role_codes)
 
 
 class NetworksField(forms.CharField):
-    widget = forms.Textarea(attrs={"rows": 2, "placeholder": "10.0.0.0/8\n2001:db8::/32"})
+    widget = forms.Textarea(attrs={"rows": 2, "cols": 40, "class": "strata-networks"})
 
     def to_python(self, value: Any) -> list[str]:
         text = super().to_python(value) or ""
@@ -87,19 +148,24 @@ class NetworksField(forms.CharField):
         return "\n".join(value) if isinstance(value, list) else (value or "")
 
 
+NETWORKS_HELP = "One CIDR network per line, e.g. 10.0.0.0/8. Leave empty to allow any address."
+
+
 class AccessTokenCreateForm(forms.Form):
-    description = forms.CharField(max_length=200)
-    roles = forms.ModelMultipleChoiceField(
-        queryset=Role.objects.none(), widget=forms.CheckboxSelectMultiple,
-        help_text="A token may carry only roles you hold.",
+    description = forms.CharField(
+        max_length=200, help_text="What the token is for, so that others know what revoking "
+        "it would break.",
+        widget=forms.TextInput(attrs={"class": "vTextField",
+                                      "placeholder": "e.g. Nightly export to the warehouse"}),
+    )
+    roles = RoleChoiceField(
+        queryset=Role.objects.none(), help_text="A token may carry only roles you hold.",
     )
     expiry = forms.TypedChoiceField(
-        choices=[(7, "7 days"), (30, "30 days"), (90, "90 days"), (0, "Never")],
-        coerce=int, initial=90,
+        choices=AccessToken.EXPIRY_CHOICES, coerce=int, initial=90,
+        widget=forms.RadioSelect(attrs={"class": "radiolist inline"}),
     )
-    allowed_networks = NetworksField(
-        required=False, help_text="One CIDR network per line; empty allows any address."
-    )
+    allowed_networks = NetworksField(required=False, help_text=NETWORKS_HELP)
 
     def __init__(self, *args: Any, actor: Actor, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -107,29 +173,51 @@ class AccessTokenCreateForm(forms.Form):
 
 
 class AccessTokenChangeForm(forms.ModelForm):
-    allowed_networks = NetworksField(required=False)
+    allowed_networks = NetworksField(required=False, help_text=NETWORKS_HELP)
 
     class Meta:
         model = AccessToken
         fields = ["description", "enabled", "allowed_networks"]
 
 
+class TokenStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("active", "Active"), ("disabled", "Disabled"), ("expired", "Expired"),
+                ("revoked", "Revoked")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        now = timezone.now()
+        live = Q(revoked_at__isnull=True) & (Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        match self.value():
+            case "active":
+                return queryset.filter(live, enabled=True)
+            case "disabled":
+                return queryset.filter(live, enabled=False)
+            case "expired":
+                return queryset.filter(revoked_at__isnull=True, expires_at__lte=now)
+            case "revoked":
+                return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
 @admin.register(AccessToken)
 class AccessTokenAdmin(AccountScopedAdmin):
     form = AccessTokenChangeForm
     list_display = [
-        "masked", "description", "role_list", "status", "expires_at", "last_used_at",
-        "created_by", "created_at",
+        "masked", "description", "role_list", "status_badge", "expires", "last_used", "created",
     ]
-    list_filter = ["enabled"]
+    list_filter = [TokenStatusFilter]
     search_fields = ["description", "prefix"]
     readonly_fields = [
-        "masked", "role_list", "status", "expires_at", "created_by", "created_at",
+        "masked", "role_list", "status_badge", "expires_at", "created_by_name", "created_at",
         "last_used_at", "revoked_at",
     ]
     fields = [
-        "masked", "description", "role_list", "enabled", "allowed_networks", "status",
-        "expires_at", "created_by", "created_at", "last_used_at", "revoked_at",
+        "masked", "description", "role_list", "enabled", "allowed_networks", "status_badge",
+        "expires_at", "created_by_name", "created_at", "last_used_at", "revoked_at",
     ]
     actions = ["revoke_tokens"]
     list_select_related = ["created_by"]
@@ -138,17 +226,44 @@ class AccessTokenAdmin(AccountScopedAdmin):
         return super().get_queryset(request).prefetch_related("roles")
 
     @admin.display(description="token")
-    def masked(self, obj: AccessToken) -> str:
-        return obj.masked
+    def masked(self, obj: AccessToken) -> SafeString:
+        return masked_html(obj)
 
     @admin.display(description="roles")
     def role_list(self, obj: AccessToken) -> str:
         return ", ".join(role.name for role in obj.roles.all()) or "—"
 
+    @admin.display(description="status")
+    def status_badge(self, obj: AccessToken) -> SafeString:
+        return status_html(obj.status)
+
+    @admin.display(description="expires", ordering="expires_at")
+    def expires(self, obj: AccessToken) -> str:
+        return short_date(obj.expires_at) if obj.expires_at else "never"
+
+    @admin.display(description="last used", ordering="last_used_at")
+    def last_used(self, obj: AccessToken) -> str:
+        return ago(obj.last_used_at)
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj: AccessToken) -> str:
+        by = f" by {obj.created_by.get_username()}" if obj.created_by else ""
+        return f"{short_date(obj.created_at)}{by}"
+
+    @admin.display(description="created by")
+    def created_by_name(self, obj: AccessToken) -> str:
+        return obj.created_by.get_username() if obj.created_by else "—"
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: Any = None) -> HttpResponse:
+        # New tokens are minted on their own page; "save and add another" would lead there.
+        return super().change_view(request, object_id, form_url, {
+            "show_save_and_add_another": False, **(extra_context or {})})
+
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None
                  ) -> HttpResponse:
         if not self.has_add_permission(request):
-            return HttpResponseRedirect("../")
+            raise PermissionDenied
         actor = self.actor(request)
         form = AccessTokenCreateForm(request.POST or None, actor=actor)
         if request.method == "POST" and form.is_valid():
@@ -176,6 +291,10 @@ class AccessTokenAdmin(AccountScopedAdmin):
         return TemplateResponse(request, "admin/cdp_site/secret_form.html", {
             **self.admin_site.each_context(request),
             "title": "New access token",
+            "intro": "An access token lets a script or another system call the Strata API as "
+                     f"{actor.account.name}. It carries the roles you pick here, never more "
+                     "than yours. Its secret is shown once, right after you create it.",
+            "submit_label": "Create access token",
             "form": form,
             "opts": self.model._meta,
         })
@@ -208,17 +327,35 @@ class WriteKeyCreateForm(forms.Form):
 
 @admin.register(WriteKey)
 class WriteKeyAdmin(AccountScopedAdmin):
-    list_display = ["masked", "name", "stream", "enabled", "last_used_at", "created_by",
-                    "created_at"]
-    readonly_fields = ["masked", "name", "stream", "enabled", "created_by", "created_at",
-                       "last_used_at", "revoked_at"]
+    list_display = ["masked", "name", "stream", "status_badge", "last_used", "created"]
+    readonly_fields = ["masked", "name", "stream", "status_badge", "created_by_name",
+                       "created_at", "last_used_at", "revoked_at"]
     fields = readonly_fields
     actions = ["revoke_keys"]
     list_select_related = ["created_by"]
 
     @admin.display(description="write key")
-    def masked(self, obj: WriteKey) -> str:
-        return obj.masked
+    def masked(self, obj: WriteKey) -> SafeString:
+        return masked_html(obj)
+
+    @admin.display(description="status")
+    def status_badge(self, obj: WriteKey) -> SafeString:
+        if obj.is_revoked:
+            return status_html("revoked")
+        return status_html("active" if obj.enabled else "disabled")
+
+    @admin.display(description="last used", ordering="last_used_at")
+    def last_used(self, obj: WriteKey) -> str:
+        return ago(obj.last_used_at)
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj: WriteKey) -> str:
+        by = f" by {obj.created_by.get_username()}" if obj.created_by else ""
+        return f"{short_date(obj.created_at)}{by}"
+
+    @admin.display(description="created by")
+    def created_by_name(self, obj: WriteKey) -> str:
+        return obj.created_by.get_username() if obj.created_by else "—"
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -226,7 +363,7 @@ class WriteKeyAdmin(AccountScopedAdmin):
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None
                  ) -> HttpResponse:
         if not self.has_add_permission(request):
-            return HttpResponseRedirect("../")
+            raise PermissionDenied
         actor = self.actor(request)
         form = WriteKeyCreateForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
@@ -240,6 +377,10 @@ class WriteKeyAdmin(AccountScopedAdmin):
         return TemplateResponse(request, "admin/cdp_site/secret_form.html", {
             **self.admin_site.each_context(request),
             "title": "New write key", "form": form, "opts": self.model._meta,
+            "intro": "A write key lets a website, app or server send events to "
+                     f"{actor.account.name} and ask for decisions; it can do nothing else. "
+                     "Its secret is shown once, right after you create it.",
+            "submit_label": "Create write key",
         })
 
     @admin.action(description="Revoke selected write keys")
@@ -254,9 +395,7 @@ class WriteKeyAdmin(AccountScopedAdmin):
 
 class MembershipAddForm(forms.Form):
     user = forms.CharField(label="Username or email", max_length=254)
-    roles = forms.ModelMultipleChoiceField(
-        queryset=Role.objects.order_by("name"), widget=forms.CheckboxSelectMultiple
-    )
+    roles = RoleChoiceField(queryset=Role.objects.order_by("name").prefetch_related("permissions"))
     initial_password = forms.CharField(
         required=False, widget=forms.PasswordInput,
         help_text="When no such user exists yet, create one (username = email) with this password.",
@@ -264,9 +403,8 @@ class MembershipAddForm(forms.Form):
 
 
 class MembershipChangeForm(forms.ModelForm):
-    roles = forms.ModelMultipleChoiceField(
-        queryset=Role.objects.order_by("name"), widget=forms.CheckboxSelectMultiple,
-        required=False,
+    roles = RoleChoiceField(
+        queryset=Role.objects.order_by("name").prefetch_related("permissions"), required=False,
     )
 
     class Meta:
@@ -298,7 +436,7 @@ class MembershipAdmin(AccountScopedAdmin):
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None
                  ) -> HttpResponse:
         if not self.has_add_permission(request):
-            return HttpResponseRedirect("../")
+            raise PermissionDenied
         actor = self.actor(request)
         form = MembershipAddForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
@@ -323,6 +461,9 @@ class MembershipAdmin(AccountScopedAdmin):
         return TemplateResponse(request, "admin/cdp_site/secret_form.html", {
             **self.admin_site.each_context(request),
             "title": "Add a member", "form": form, "opts": self.model._meta,
+            "intro": f"Give someone access to {actor.account.name}. Their roles decide what "
+                     "they may see and do here.",
+            "submit_label": "Add member",
         })
 
     def save_model(self, request: HttpRequest, obj: Membership, form: forms.Form,
@@ -350,7 +491,7 @@ class MembershipAdmin(AccountScopedAdmin):
 
 
 @admin.register(Account)
-class AccountAdmin(admin.ModelAdmin):
+class AccountAdmin(TitledAdmin):
     """Admins see and edit their current account; superusers see and create all."""
 
     list_display = ["name", "slug", "aid", "enabled", "retention_days", "monthly_event_quota"]
@@ -403,13 +544,38 @@ class AccountAdmin(admin.ModelAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(AccountScopedAdmin):
-    list_display = ["created_at", "actor_label", "action", "target_label", "ip_address"]
+    list_display = ["when", "who", "action", "what", "details", "ip_address"]
+    list_display_links = ["when"]
     list_filter = ["action"]
     search_fields = ["actor_label", "target_label"]
     date_hierarchy = None
     readonly_fields = ["created_at", "actor_label", "action", "target_type", "target_id",
                        "target_label", "changes", "ip_address"]
     fields = readonly_fields
+
+    @admin.display(description="when", ordering="created_at")
+    def when(self, obj: AuditEvent) -> str:
+        return formats.date_format(timezone.localtime(obj.created_at), "M j, Y, H:i")
+
+    @admin.display(description="who", ordering="actor_label")
+    def who(self, obj: AuditEvent) -> str:
+        return obj.actor_label
+
+    @admin.display(description="target")
+    def what(self, obj: AuditEvent) -> str:
+        return obj.target_label
+
+    @admin.display(description="details")
+    def details(self, obj: AuditEvent) -> str:
+        parts = []
+        for name, value in (obj.changes or {}).items():
+            if isinstance(value, list) and len(value) == 2 and name != "allowed_networks":
+                text = f"{_plain(value[0])} → {_plain(value[1])}"
+            else:
+                text = _plain(value)
+            parts.append(f"{name.replace('_', ' ')}: {text}")
+        summary = "; ".join(parts)
+        return summary if len(summary) <= 120 else summary[:119] + "…"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -418,13 +584,25 @@ class AuditEventAdmin(AccountScopedAdmin):
         return False
 
 
+def _plain(value: Any) -> str:
+    if value in (None, "", []):
+        return "—"
+    if isinstance(value, list):
+        return ", ".join(_plain(item) for item in value)
+    return str(value)
+
+
 @admin.register(Role)
-class RoleAdmin(admin.ModelAdmin):
+class RoleAdmin(TitledAdmin):
     """The role matrix, read-only: it is seeded from ROLES.md by a migration."""
 
-    list_display = ["name", "abbreviation", "permission_list"]
-    fields = ["name", "abbreviation", "description", "permission_list"]
+    list_display = ["name", "abbreviation", "allows", "permission_list"]
+    fields = ["name", "abbreviation", "description", "allows", "permission_list"]
     readonly_fields = fields
+
+    @admin.display(description="allows")
+    def allows(self, obj: Role) -> str:
+        return capfirst(role_summary(obj))
 
     @admin.display(description="permissions")
     def permission_list(self, obj: Role) -> str:
