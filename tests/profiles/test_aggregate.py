@@ -291,7 +291,7 @@ def test_two_concurrent_runs_count_once(committed_account: Account) -> None:
         try:
             barrier.wait()
             run_aggregator(chunk_size=300)
-        except BaseException as error:  # noqa: BLE001 (reported by the test)
+        except BaseException as error:  # reported by the test
             errors.append(error)
         finally:
             connections.close_all()
