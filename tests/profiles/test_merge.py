@@ -36,7 +36,7 @@ from profiles.merge import (
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
 NOW = BASE + timedelta(days=30)
-PROPERTY = settings(max_examples=150, deadline=None)
+PROPERTY = settings(max_examples=100, deadline=None)
 
 Event = tuple[Any, datetime]
 
