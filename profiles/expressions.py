@@ -15,6 +15,7 @@ functions that look at missing values themselves. A value of the wrong type is a
 
 from __future__ import annotations
 
+import copy as copy_module
 import difflib
 import functools
 import hashlib
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 MAX_EXPRESSION_LENGTH = 4000
-MAX_DEPTH = 48
+MAX_DEPTH = 100
 MAX_PATTERN_LENGTH = 256
 MAX_MATCH_INPUT = 10_000
 EPOCH_MS_THRESHOLD = 100_000_000_000  # |n| at or above this is epoch milliseconds, else seconds
@@ -1263,9 +1264,12 @@ class _Code(NamedTuple):
 
 
 def _const(value: Any) -> _Code:
-    if type(value) is list:
-        items = list(value)
-        return _Code(lambda ev, now: list(items), True, value)
+    """A constant; lists and maps are copied per evaluation so callers may change results."""
+    if type(value) in (list, dict):
+        items = value.values() if type(value) is dict else value
+        copy = copy_module.deepcopy if any(type(i) in (list, dict) for i in items) else type(
+            value).copy
+        return _Code(lambda ev, now: copy(value), True, value)
     return _Code(lambda ev, now: value, True, value)
 
 

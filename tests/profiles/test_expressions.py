@@ -128,11 +128,19 @@ def test_literals(text: str, expected: Any) -> None:
     assert run(text) == expected
 
 
-def test_constant_list_is_a_fresh_list_each_time() -> None:
-    expression = compile_expression("[1, 2]")
+@pytest.mark.parametrize("text", ["[1, [2]]", "oneof(x, ['default'])", "map('k', [1])",
+                                  "split('a,b', ',')"])
+def test_constant_lists_and_maps_are_fresh_each_time(text: str) -> None:
+    expression = compile_expression(text)
     first = expression.evaluate({})
-    first.append(3)
-    assert expression.evaluate({}) == [1, 2]
+    expected = expression.evaluate({})
+    if isinstance(first, list):
+        first.append(3)
+        first[0] = "changed"
+    else:
+        first["k"].append(2)
+        first["other"] = 1
+    assert expression.evaluate({}) == expected
 
 
 # --------------------------------------------------------------------------- paths
@@ -616,6 +624,7 @@ def test_overlong_and_overdeep_expressions_are_refused() -> None:
     assert "longer than" in refused("a" * (MAX_EXPRESSION_LENGTH + 1)).reason
     deep = "tolower(" * (MAX_DEPTH + 2) + "x" + ")" * (MAX_DEPTH + 2)
     assert "nests too deeply" in refused(deep).reason
+    assert run(" + ".join(["1"] * 60)) == 60  # long left-leaning chains are fine
     assert "nests too deeply" in refused("-(" * 1000 + "1" + ")" * 1000).reason
 
 
