@@ -1120,11 +1120,58 @@ def fn_md5(value: Any) -> str:
     return hashlib.md5(_text_of(value).encode(), usedforsecurity=False).hexdigest()
 
 
-def _nested_repetition(items: Any, inside: bool = False) -> bool:
-    """True if a variable-length repeat sits inside another repeat: (a+)+, (\\w+\\s?)*.
+def _first_chars(items: Any) -> set[int] | None:
+    """The characters a regex piece can start with; None when it could be any (or none)."""
+    from re import _constants as c  # type: ignore[attr-defined]
 
-    Python's ``re`` backtracks, so such "star height 2" patterns can take exponential time
-    on a hostile input; we refuse them instead of timing them out.
+    if not items:
+        return None
+    op, av = items[0]
+    if op is c.LITERAL:
+        return {av}
+    if op is c.IN:
+        chars: set[int] = set()
+        for kind, arg in av:
+            if kind is c.LITERAL:
+                chars.add(arg)
+            elif kind is c.RANGE and arg[1] - arg[0] < 256:
+                chars.update(range(arg[0], arg[1] + 1))
+            else:  # a category (\w), a negation, a huge range
+                return None
+        return chars
+    if op is c.SUBPATTERN:
+        return _first_chars(av[3])
+    if op in (c.MAX_REPEAT, c.MIN_REPEAT) and av[0] > 0:
+        return _first_chars(av[2])
+    if op is c.BRANCH:
+        found: set[int] = set()
+        for alt in av[1]:
+            first = _first_chars(alt)
+            if first is None:
+                return None
+            found |= first
+        return found
+    return None
+
+
+def _ambiguous_alternatives(alternatives: list[Any]) -> bool:
+    """Whether two alternatives may start alike: (a|aa), (ab|a), (|a)."""
+    seen: set[int] = set()
+    for alt in alternatives:
+        first = _first_chars(alt)
+        if first is None or seen & first:
+            return True
+        seen |= first
+    return False
+
+
+def _slow_pattern(items: Any, inside: bool = False) -> bool:
+    """True for the shapes that make a backtracking regex take exponential time.
+
+    Python's ``re`` backtracks, so a variable-length repeat inside another repeat
+    ((a+)+, (\\w+\\s?)*) or a repeated choice whose alternatives can start alike
+    ((a|aa)+) can take exponential time on a hostile input; we refuse such patterns
+    instead of timing them out. ``inside`` says whether we are within a repeat.
     """
     from re import _constants as c  # type: ignore[attr-defined]
 
@@ -1135,18 +1182,20 @@ def _nested_repetition(items: Any, inside: bool = False) -> bool:
             variable = high != low and high > 1  # b? is harmless, b+ and b{1,9} are not
             if inside and variable:
                 return True
-            if _nested_repetition(sub, inside or high > 1):
+            if _slow_pattern(sub, inside or high > 1):
                 return True
         elif op is c.SUBPATTERN:
-            if _nested_repetition(av[3], inside):
+            if _slow_pattern(av[3], inside):
                 return True
         elif op is c.BRANCH:
-            if any(_nested_repetition(alt, inside) for alt in av[1]):
+            if inside and _ambiguous_alternatives(av[1]):
+                return True
+            if any(_slow_pattern(alt, inside) for alt in av[1]):
                 return True
         elif op in (c.ASSERT, c.ASSERT_NOT):
-            if _nested_repetition(av[1], inside):
+            if _slow_pattern(av[1], inside):
                 return True
-        elif op is getattr(c, "ATOMIC_GROUP", None) and _nested_repetition(av, inside):
+        elif op is getattr(c, "ATOMIC_GROUP", None) and _slow_pattern(av, inside):
             return True
     return False
 
@@ -1163,12 +1212,13 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
     try:
         from re import _parser  # type: ignore[attr-defined]
 
-        nested = _nested_repetition(_parser.parse(pattern))
+        nested = _slow_pattern(_parser.parse(pattern))
     except (ImportError, AttributeError):  # a Python without re._parser: textual fallback
         nested = re.search(r"[+*}]\)[+*{]", pattern) is not None
     if nested:
         raise ExpressionError(
-            "pattern repeats a repetition (like (a+)+), which can take exponential time")
+            "pattern repeats a repetition or an ambiguous choice (like (a+)+ or (a|aa)+), "
+            "which can take exponential time")
     return compiled
 
 
