@@ -562,11 +562,27 @@ def aggregate_raw_chunk(
         if not rows:
             return 0
         summary = summarize_in_parallel([row[:-1] for row in rows], workers)
+        _write_streams(cursor, {(account, stream) for account, stream, _hour in summary.hourly})
         _write_hourly(cursor, summary.hourly)
         _write_keys(cursor, summary.keys)
         _write_violations(cursor, summary.violations, column="violations")
         _move_cursor(cursor, RAW_CURSOR, rows[-1][0])
         return len(rows)
+
+
+def _write_streams(cursor: Any, streams: set[StreamKey]) -> None:
+    """Streams are created on first use; collect remembers the ones it created in process
+    memory, so a stream deleted in the explorer while events still arrive comes back here."""
+    accounts, names = zip(*streams, strict=True)
+    cursor.execute(
+        """
+        INSERT INTO profiles_stream (account_id, name, description, created_at)
+        SELECT x.a, x.s, '', now() FROM unnest(%s::bigint[], %s::text[]) AS x(a, s)
+        JOIN cdp_site_account account ON account.id = x.a
+        ON CONFLICT (account_id, name) DO NOTHING
+        """,
+        [list(accounts), list(names)],
+    )
 
 
 def _write_hourly(cursor: Any, hourly: dict[tuple[int, str, datetime], list[Any]]) -> None:

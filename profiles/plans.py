@@ -1,7 +1,9 @@
 """Tracking plans: a JSON Schema per stream and event name, checked as events arrive.
 
 ``allow`` keeps a violating event and records the violations on it; ``block`` refuses it (it
-becomes a failed event). Validators are compiled once per plan version and cached in process.
+becomes a failed event). Validators are compiled once per plan version and cached in process;
+the services below (``create_plan``, ``update_plan``, ``delete_plan``) check a schema before it
+is saved and drop this process's cache after a change.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from django.db import IntegrityError, transaction
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
@@ -88,3 +91,82 @@ def apply_plans(
             item.warnings.append({"code": "tracking_plan", "violations": details})
             kept.append(item)
     return kept, blocked
+
+
+# Services: changes to plans.
+
+
+class PlanError(Exception):
+    """A plan change refused: machine-readable code, message, HTTP status."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+def validate_schema(schema: Any) -> None:
+    """Refuse what is not a JSON Schema (an object, or true/false), saying why."""
+    if not isinstance(schema, dict | bool):
+        raise PlanError("invalid_schema", "The schema must be a JSON object (or true/false).")
+    try:
+        check_schema(schema)
+    except SchemaError as error:
+        where = "/".join(str(part) for part in error.path)
+        raise PlanError(
+            "invalid_schema",
+            f"Not a valid JSON Schema{f' at {where}' if where else ''}: {error.message}",
+        ) from None
+
+
+def _forget_now_and_on_commit(account: Account, *streams: str) -> None:
+    for stream in set(streams):
+        forget(account, stream)
+        transaction.on_commit(lambda stream=stream: forget(account, stream))
+
+
+def _saved(plan: TrackingPlan) -> TrackingPlan:
+    try:
+        with transaction.atomic():
+            plan.save()
+    except IntegrityError:
+        raise PlanError(
+            "plan_exists",
+            f"Stream {plan.stream!r} already has a plan for {plan.event!r}.",
+            409,
+        ) from None
+    return plan
+
+
+def create_plan(account: Account, *, stream: str, event: str, schema: Any,
+                mode: str = TrackingPlan.Mode.ALLOW, enabled: bool = True) -> TrackingPlan:
+    """A plan for one event name (or message type) of a stream; it applies from the next
+    request in this process and within seconds in the others."""
+    validate_schema(schema)
+    plan = _saved(TrackingPlan(account=account, stream=stream, event=event, schema=schema,
+                               mode=mode, enabled=enabled))
+    _forget_now_and_on_commit(account, stream)
+    return plan
+
+
+def update_plan(plan: TrackingPlan, **changes: Any) -> TrackingPlan:
+    """Change a plan's stream, event, schema, mode or enabled flag."""
+    allowed = {"stream", "event", "schema", "mode", "enabled"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise PlanError("invalid", f"Cannot change {', '.join(sorted(unknown))}.")
+    if "schema" in changes:
+        validate_schema(changes["schema"])
+    before = plan.stream
+    for name, value in changes.items():
+        setattr(plan, name, value)
+    _saved(plan)
+    _forget_now_and_on_commit(plan.account, before, plan.stream)
+    return plan
+
+
+def delete_plan(plan: TrackingPlan) -> None:
+    account, stream = plan.account, plan.stream
+    plan.delete()
+    _forget_now_and_on_commit(account, stream)

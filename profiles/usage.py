@@ -7,9 +7,12 @@ store (a few seconds behind), so checking the quota costs no write on the collec
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from django.db.models import Sum
+from django.db.models.functions import TruncDay
 
 from cdp_site.models import Account
 from profiles.models import StreamHourlyCount
@@ -59,3 +62,84 @@ def notify_quota_reached(account: Account, now: datetime) -> None:
             message=f"The monthly quota of {account.monthly_event_quota:,} events is used up; "
                     "new events are refused with 429 until the month ends or the quota grows.",
         )
+
+
+# The usage report Admins see.
+
+MAX_MONTHS = 24
+
+
+@dataclass
+class UsageReport:
+    quota: int | None
+    month_start: datetime
+    resets_at: datetime
+    events_this_month: int
+    months: list[tuple[str, int]]  # ("2026-11", events), oldest first, zero-filled
+    days: list[tuple[date, int]]  # per UTC day, oldest first, zero-filled
+    streams: list[tuple[str, int]]  # this month, most events first
+    notices: list[Any] = field(default_factory=list)  # unresolved AccountNotices, newest first
+
+    @property
+    def percent_used(self) -> float | None:
+        if not self.quota:
+            return None
+        return round(100 * self.events_this_month / self.quota, 2)
+
+
+def _months_back(now: datetime, months: int) -> datetime:
+    start = month_start(now)
+    for _ in range(months - 1):
+        start = month_start(start - timedelta(days=1))
+    return start
+
+
+def usage_report(account: Account, *, months: int = 3, now: datetime | None = None
+                 ) -> UsageReport:
+    """Events received per UTC day and calendar month over the last ``months`` months (the
+    current one included), this month per stream, and the quota. Months are UTC months, as the
+    quota's are."""
+    from profiles.models import AccountNotice
+
+    now = now or datetime.now(UTC)
+    months = max(1, min(months, MAX_MONTHS))
+    first = _months_back(now, months)
+    counts = StreamHourlyCount.objects.for_account(account).filter(hour__gte=first)
+    per_day = dict(
+        counts.annotate(day=TruncDay("hour", tzinfo=UTC)).order_by().values("day")
+        .annotate(n=Sum("events")).values_list("day", "n")
+    )
+    days: list[tuple[date, int]] = []
+    day = first
+    while day <= now:
+        days.append((day.date(), int(per_day.get(day, 0))))
+        day += timedelta(days=1)
+    per_month: dict[str, int] = {}
+    start = first
+    while start <= now:
+        per_month[f"{start:%Y-%m}"] = 0
+        start = next_month_start(start)
+    for day_date, events in days:
+        per_month[f"{day_date:%Y-%m}"] += events
+    this_month = month_start(now)
+    streams = (counts.filter(hour__gte=this_month).order_by().values("stream")
+               .annotate(n=Sum("events")).values_list("stream", "n"))
+    return UsageReport(
+        quota=account.monthly_event_quota,
+        month_start=this_month,
+        resets_at=next_month_start(now),
+        events_this_month=per_month[f"{this_month:%Y-%m}"],
+        months=list(per_month.items()),
+        days=days,
+        streams=sorted(((s, int(n)) for s, n in streams), key=lambda item: (-item[1], item[0])),
+        notices=list(AccountNotice.objects.for_account(account).filter(resolved_at__isnull=True)
+                     .order_by("-created_at", "-id")[:20]),
+    )
+
+
+def resolve_notice(notice: Any, now: datetime | None = None) -> Any:
+    """Mark a notice as seen and dealt with (it leaves the usage page)."""
+    if notice.resolved_at is None:
+        notice.resolved_at = now or datetime.now(UTC)
+        notice.save(update_fields=["resolved_at"])
+    return notice
