@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.db import connection, connections
 from django.db.models import Sum
 
-from cdp_site.models import Account
+from cdp_site.models import Account, Role
 from profiles import aggregate
 from profiles.aggregate import (
     estimate_distinct,
@@ -271,16 +271,30 @@ def test_management_command_runs_once(account: Account) -> None:
 
 
 # Concurrency: these tests commit, so they clean up the raw store themselves (Django does not
-# flush unmanaged tables).
+# flush unmanaged tables) and have the seeded roles restored after the flush.
+
+committing = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+@pytest.fixture(scope="module")
+def seed_data_restored(django_db_blocker: Any) -> Iterator[None]:
+    """A transactional test ends with a flush that empties every table, the ones migrations
+    seeded (roles, schedules) too: put them back for the transactional tests that follow."""
+    yield
+    with django_db_blocker.unblock():
+        contents = getattr(connection, "_test_serialized_contents", None)
+        if contents and not Role.objects.exists():
+            connection.creation.deserialize_db_from_string(contents)
 
 
 @pytest.fixture
-def committed_account(transactional_db: Any) -> Iterator[Account]:
+def committed_account(seed_data_restored: None, db: None) -> Iterator[Account]:
     account = make_account("Committed")
     yield account
     RawEvent.objects.filter(account_id=account.pk).delete()
 
 
+@committing
 def test_two_concurrent_runs_count_once(committed_account: Account) -> None:
     for _ in range(5):
         store(committed_account, [track(sku=f"s{n}") for n in range(400)])
@@ -307,6 +321,7 @@ def test_two_concurrent_runs_count_once(committed_account: Account) -> None:
     assert key(committed_account, "properties.sku").times_seen == 2_000
 
 
+@committing
 def test_rows_of_a_transaction_still_open_are_not_skipped(committed_account: Account) -> None:
     store(committed_account, [track()])
     run_aggregator()
