@@ -15,10 +15,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## make run: install, migrate, seed the demo account, then web + worker until Ctrl-C.
+## make run: install, migrate, seed the demo account (and once, a week of demo events), then
+## web + worker until Ctrl-C.
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo
+	$(PY) manage.py seed_demo_events
 	$(PY) manage.py serve
 
 ## make test: install what the tests need, then lint, migration and deploy checks, the suite.
