@@ -301,7 +301,7 @@ def stream_keys(request: HttpRequest, name: str) -> HttpResponse:
         query = request.GET.urlencode()
         return HttpResponseRedirect(reverse("streams:detail", args=[stream.name])
                                     + (f"?{query}" if query else "") + "#raw-keys")
-    response = render(request, "profiles/_raw_keys.html", _keys_context(request, stream))
+    response = render(request, "profiles/_raw_keys_results.html", _keys_context(request, stream))
     response["Cache-Control"] = "no-store"
     return response
 

@@ -141,6 +141,11 @@
       }
     }
   });
+  // A search box that updates as one types must not also fire its form's "change" request
+  // when it loses focus (that request could land after, and undo, a later change).
+  document.addEventListener("change", function (event) {
+    if (event.target.matches && event.target.matches("[data-keep-change]")) event.stopPropagation();
+  }, true);
   document.addEventListener("keydown", function (event) {
     if (event.key === "Escape") {
       document.querySelectorAll("details.switcher[open]").forEach(function (m) {
