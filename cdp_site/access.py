@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -246,6 +247,30 @@ def check_write_key(secret: str) -> tuple[WriteKey | None, str]:
         return key, "disabled"
     if not key.account.enabled:
         return key, "account_disabled"
+    return key, ""
+
+
+WRITE_KEY_CACHE_SECONDS = 5.0
+_WRITE_KEY_CACHE_SIZE = 10_000
+_live_write_keys: dict[str, tuple[float, WriteKey]] = {}
+
+
+def check_write_key_cached(secret: str) -> tuple[WriteKey | None, str]:
+    """check_write_key for the collection hot path: a live key is remembered in this process
+    for a few seconds (a revoked or disabled key, or a disabled account, stops being accepted
+    within WRITE_KEY_CACHE_SECONDS). Refused keys are never cached."""
+    now = time.monotonic()
+    cached = _live_write_keys.get(secret)
+    if cached is not None and now - cached[0] < WRITE_KEY_CACHE_SECONDS:
+        return cached[1], ""
+    key, problem = check_write_key(secret)
+    if problem:
+        _live_write_keys.pop(secret, None)
+        return key, problem
+    assert key is not None
+    if len(_live_write_keys) >= _WRITE_KEY_CACHE_SIZE:
+        _live_write_keys.clear()
+    _live_write_keys[secret] = (now, key)
     return key, ""
 
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.db import connection, transaction
+import psycopg
+from django.db import connection
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -169,6 +170,9 @@ def client_message_id(value: Any, warnings: list[dict[str, Any]]) -> str | None:
     return text
 
 
+# One encoder for every message: json.dumps with options builds a new one per call.
+_MESSAGE_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str,
+                                    allow_nan=False)
 _NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -181,8 +185,7 @@ def encode_message(
     32 levels). Characters PostgreSQL's jsonb refuses (NUL, lone surrogates) become U+FFFD,
     with a warning, instead of failing the whole request's INSERT."""
     try:
-        encoded = json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=str,
-                             allow_nan=False)
+        encoded = _MESSAGE_ENCODER.encode(message)
     except RecursionError:
         return None, "too_deep"
     try:
@@ -224,15 +227,15 @@ WITH incoming AS (
     {incoming}
 ), fresh AS (
     INSERT INTO profiles_messageid AS seen (account_id, message_id, seen_at)
-    SELECT %(account)s, m, %(received)s FROM incoming
+    SELECT %(account)s::bigint, m, %(received)s::timestamptz FROM incoming
     ON CONFLICT (account_id, message_id) DO UPDATE SET seen_at = EXCLUDED.seen_at
         WHERE seen.seen_at < EXCLUDED.seen_at - interval '7 days'
     RETURNING message_id
 )
 INSERT INTO profiles_rawevent (account_id, stream, message_id, type, event, user_id,
     anonymous_id, received_at, sent_at, event_at, source, write_key_id, message, warnings)
-SELECT %(account)s, %(stream)s, i.m, i.t, i.e, i.u, i.a, %(received)s, i.sa, i.ea,
-    %(source)s, %(key)s, i.j::jsonb, i.w::jsonb
+SELECT %(account)s::bigint, %(stream)s::text, i.m, i.t, i.e, i.u, i.a, %(received)s::timestamptz,
+    i.sa, i.ea, %(source)s::text, %(key)s::bigint, i.j::jsonb, i.w::jsonb
 FROM incoming i JOIN fresh f ON f.message_id = i.m{order_by}
 """
 
@@ -250,15 +253,16 @@ def dedupe_insert_sql(incoming: str, order_by: str = "") -> str:
 # Rows keep the order the request gave them (n), so ids follow a batch's order: an identify
 # stored before the track that follows it is processed first.
 _INSERT = dedupe_insert_sql("""SELECT DISTINCT ON (m) m, t, e, u, a, sa, ea, j, w, n
-    FROM unnest(%(mid)s::text[], %(typ)s::text[], %(evt)s::text[], %(uid)s::text[],
-                %(anon)s::text[], %(sent)s::timestamptz[], %(evat)s::timestamptz[],
-                %(msg)s::text[], %(warn)s::text[])
+    FROM unnest(%(mid)b::text[], %(typ)b::text[], %(evt)b::text[], %(uid)b::text[],
+                %(anon)b::text[], %(sent)b::timestamptz[], %(evat)b::timestamptz[],
+                %(msg)b::text[], %(warn)b::text[])
          WITH ORDINALITY AS x(m, t, e, u, a, sa, ea, j, w, n)
     ORDER BY m, n""", order_by="i.n")
 
 
 def _clip(value: Any, limit: int) -> str:
-    return "" if value is None else str(value)[:limit]
+    # PostgreSQL text cannot hold NUL: one in a client's id must not fail the whole INSERT.
+    return "" if value is None else str(value)[:limit].replace("\x00", "\ufffd")
 
 
 def store_events(
@@ -292,7 +296,11 @@ def store_events(
         columns["warn"].append(json.dumps(item.warnings) if item.warnings else None)
     params = {**columns, "account": account.pk, "stream": stream, "received": received_at,
               "source": source, "key": write_key_id}
-    with transaction.atomic(), connection.cursor() as cursor:
+    # One statement is atomic on its own: no BEGIN/COMMIT round trips on the hot path. Django's
+    # cursors bind client-side, quoting every array element in Python; a plain psycopg cursor
+    # binds server-side, sending the arrays in binary (several times faster for a batch).
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(_INSERT, params)
         return cursor.rowcount
 

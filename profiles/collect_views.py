@@ -18,7 +18,7 @@ from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from cdp_site.access import check_write_key
+from cdp_site.access import check_write_key_cached
 from cdp_site.models import Account
 from cdp_site.tenancy import client_ip
 from profiles import lytics, segment
@@ -126,7 +126,7 @@ def _caller(request: HttpRequest, body: Any = None) -> Caller:
     presented = presented_write_key(request, body)
     if not presented:
         return Caller("", None, "missing")
-    key, problem = check_write_key(presented)
+    key, problem = check_write_key_cached(presented)
     return Caller(presented, key, problem)
 
 

@@ -222,6 +222,14 @@ def test_nul_characters_are_replaced_not_fatal(client: Client, account: Account,
     assert [w["code"] for w in row.warnings] == ["nul_character"]
 
 
+def test_nul_in_an_id_is_replaced_not_fatal(client: Client, account: Account,
+                                           write_key: str) -> None:
+    response = post(client, "/v1/track", track(userId="u\x001", messageId="m\x00"), write_key)
+    assert response.status_code == 200
+    [row] = stored(account)
+    assert (row.user_id, row.message_id) == ("u\ufffd1", "m\ufffd")
+
+
 def test_lone_surrogates_are_replaced_not_fatal(client: Client, account: Account,
                                                 write_key: str) -> None:
     body = (b'{"userId": "u-1", "event": "E", '
