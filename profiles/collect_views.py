@@ -123,11 +123,21 @@ class Caller:
 
 
 def _caller(request: HttpRequest, body: Any = None) -> Caller:
-    presented = presented_write_key(request, body)
+    presented = presented_write_key(request, body) or _batch_message_key(body)
     if not presented:
         return Caller("", None, "missing")
     key, problem = check_write_key_cached(presented)
     return Caller(presented, key, problem)
+
+
+def _batch_message_key(body: Any) -> str:
+    """Older analytics.js builds send a batch's write key only inside its messages."""
+    if isinstance(body, dict):
+        messages = body.get("batch")
+        if isinstance(messages, list) and messages and isinstance(messages[0], dict):
+            key = messages[0].get("writeKey")
+            return key if isinstance(key, str) else ""
+    return ""
 
 
 def _refuse_body(

@@ -120,6 +120,25 @@ def test_write_key_in_the_body_is_enough_and_is_not_stored(client: Client, accou
     assert write_key not in json.dumps(row.message)
 
 
+def test_write_key_only_inside_the_batchs_messages(client: Client, account: Account,
+                                                   write_key: str) -> None:
+    response = post(client, "/v1/b", {"batch": [track(writeKey=write_key)]},
+                    content_type="text/plain")
+    assert response.status_code == 200
+    assert len(stored(account)) == 1
+
+
+def test_write_key_cache_lets_a_revoked_key_through_for_at_most_a_few_seconds(
+        client: Client, account: Account, monkeypatch: pytest.MonkeyPatch) -> None:
+    key, secret = make_write_key(account)
+    assert post(client, "/v1/track", track(), secret).status_code == 200
+    access.revoke_write_key(key, actor=system_actor(account))
+    assert post(client, "/v1/track", track(), secret).status_code == 200  # cached as live
+    monkeypatch.setattr(access, "WRITE_KEY_CACHE_SECONDS", 0.0)
+    assert post(client, "/v1/track", track(), secret).status_code == 401
+    assert len(stored(account)) == 2
+
+
 @pytest.mark.parametrize("how", ["bearer", "x-api-key", "query", "bare"])
 def test_other_write_key_forms(client: Client, account: Account, write_key: str,
                                how: str) -> None:
