@@ -316,21 +316,24 @@ def tag_collect(request: HttpRequest, aid: str, stream: str = "default") -> Http
         return _method_not_allowed("GET", "POST")
     received_at = timezone.now()
     source = "lytics_tag"
+    unreadable: IntakeError | None = None
     if request.method == "GET":
         raw = _query_bytes(request)
         if len(raw) > MAX_REQUEST_BYTES:
-            return _refuse(request, 400, "body_too_large",
-                           f"The query string is over {MAX_REQUEST_BYTES // 1024} KB.",
-                           source=source, body=raw, received_at=received_at)
+            unreadable = IntakeError(400, "body_too_large",
+                                     f"The query string is over {MAX_REQUEST_BYTES // 1024} KB.")
     else:
         try:
             raw = read_body(request)
         except IntakeError as exc:
-            return _refuse(request, exc.status, exc.code, exc.message, source=source,
-                           body=exc.body, received_at=received_at)
+            unreadable, raw = exc, exc.body
     account = _tag_account(request, aid, body=raw, received_at=received_at, stream=stream)
     if isinstance(account, JsonResponse):
         return account
+    if unreadable is not None:
+        return _refuse(request, unreadable.status, unreadable.code, unreadable.message,
+                       source=source, body=raw, received_at=received_at, account=account,
+                       stream=stream)
     problem = _stream_problem(stream)
     if problem:
         return _refuse(request, 400, "invalid_stream", problem, source=source, body=raw,

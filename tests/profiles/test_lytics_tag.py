@@ -216,7 +216,9 @@ def test_body_over_500_kb_is_refused(client: Client, account: Account) -> None:
                                content_type="application/x-www-form-urlencoded")
     assert response.status_code == 400
     assert response.json()["code"] == "body_too_large"
-    assert failed(None)[0].code == "body_too_large"  # refused before the account is read
+    [failure] = failed(account)
+    assert failure.code == "body_too_large"
+    assert failure.body_truncated
 
 
 def test_query_over_500_kb_is_refused(client: Client, account: Account) -> None:
@@ -224,6 +226,15 @@ def test_query_over_500_kb_is_refused(client: Client, account: Account) -> None:
         response = client.get(f"/c/{account.aid}?pad={'x' * (501 * 1024)}")
     assert response.status_code == 400
     assert response.json()["code"] == "body_too_large"
+    assert failed(account)[0].code == "body_too_large"
+
+
+def test_oversized_hit_for_an_unknown_account_is_404(client: Client, account: Account) -> None:
+    with nothing_stored():
+        response = client.post("/c/nosuchaid", data="_js=" + "x" * (501 * 1024),
+                               content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 404
+    assert failed(None)[0].code == "unknown_account"
 
 
 def test_too_many_fields_are_refused(client: Client, account: Account) -> None:
