@@ -103,6 +103,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=20_000)
     parser.add_argument("--workers", type=int, default=0,
                         help="summarise in this many worker processes (0: in this one)")
+    parser.add_argument("--no-read-ahead", action="store_true",
+                        help="read each chunk only when the previous one is written")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     args = parser.parse_args()
 
@@ -121,7 +123,7 @@ def main() -> None:
     from django.db import connection
     from django.db.models import Sum
 
-    from profiles.aggregate import aggregate_streams, summarize_in_parallel
+    from profiles.aggregate import aggregate_streams, shutdown_workers, summarize_in_parallel
     from profiles.models import RawKey, StreamHourlyCount
     from tests.conftest import make_account
 
@@ -153,7 +155,8 @@ def main() -> None:
 
         began = time.perf_counter()
         cpu = time.process_time()
-        result = aggregate_streams(chunk_size=args.chunk, settle_seconds=0, workers=args.workers)
+        result = aggregate_streams(chunk_size=args.chunk, settle_seconds=0, workers=args.workers,
+                                   read_ahead=not args.no_read_ahead)
         cpu = time.process_time() - cpu
         seconds = time.perf_counter() - began
         counted = StreamHourlyCount.objects.aggregate(total=Sum("events"))["total"]
@@ -161,10 +164,12 @@ def main() -> None:
         assert result.events == args.events
         keys = RawKey.objects.count()
         print(f"aggregated {result.events:,} events in {result.chunks} chunks of "
-              f"{args.chunk:,} with {args.workers or 'no'} worker processes: {seconds:.2f} s, "
+              f"{args.chunk:,} with {args.workers or 'no'} worker processes, read-ahead "
+              f"{'off' if args.no_read_ahead else 'on'}: {seconds:.2f} s, "
               f"{result.events / seconds:,.0f} events/s ({keys} raw keys; this process used "
               f"{cpu:.2f} s of CPU; load average {os.getloadavg()[0]:.2f})")
     finally:
+        shutdown_workers()
         connection.close()
         if not args.keep:
             drop_database(url)

@@ -48,7 +48,7 @@ import logging
 import re
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from itertools import islice
@@ -394,10 +394,15 @@ def _worker_pool(workers: int) -> ProcessPoolExecutor:
 
 
 def shutdown_workers() -> None:
-    global _pool, _pool_size
+    """Stop the worker processes and the read-ahead thread (closing its connection)."""
+    global _pool, _pool_size, _reader
     if _pool is not None:
         _pool.shutdown(cancel_futures=True)
     _pool, _pool_size = None, 0
+    if _reader is not None:
+        _reader.submit(lambda: connection.close()).result()
+        _reader.shutdown()
+        _reader = None
 
 
 def summarize_in_parallel(rows: Sequence[Sequence[Any]], workers: int) -> ChunkSummary:
@@ -511,37 +516,93 @@ def visible_horizon(cursor: Any, table: str, wait_seconds: float = FENCE_WAIT_SE
         time.sleep(0.01)
 
 
-def _fetch_settled(
-    cursor: Any, table: str, columns: str, last_id: int, chunk_size: int, settle_seconds: float
-) -> list[tuple[Any, ...]]:
-    """The next rows after ``last_id`` in id order, up to the visible horizon and the first row
-    still inside the settle window. Reads an id range (index scans, no sort of wide rows in the
-    database); when the range is empty, it starts again at the next id that exists."""
-    cursor.execute("SET LOCAL application_name = %s", [APPLICATION_NAME])
-    horizon = visible_horizon(cursor, table)
-    if horizon <= last_id:
-        return []
-    query = (  # the table and columns are constants of this module
+def _range_query(table: str, columns: str) -> str:
+    return (  # the table and columns are constants of this module
         f"SELECT id, {columns}, "  # noqa: S608
         "received_at <= statement_timestamp() - make_interval(secs => %s) "
         f"FROM {table} WHERE id > %s AND id <= %s"
     )
-    cursor.execute(query, [settle_seconds, last_id, min(last_id + chunk_size, horizon)])
+
+
+def _read_range(cursor: Any, table: str, columns: str, after: int, end: int,
+                settle_seconds: float) -> list[tuple[Any, ...]]:
+    """Rows with ids in (after, end], in id order (index scans; the sort is done here, not on
+    wide rows in the database)."""
+    cursor.execute(_range_query(table, columns), [settle_seconds, after, end])
     rows = cursor.fetchall()
+    rows.sort(key=itemgetter(0))
+    return rows
+
+
+def _until_unsettled(rows: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], bool]:
+    """The rows before the first one still inside the settle window; True when all were."""
+    for index, row in enumerate(rows):
+        if not row[-1]:
+            return rows[:index], False
+    return rows, True
+
+
+@dataclass
+class _Prefetch:
+    """The next chunk's rows, read by a helper thread while this chunk is summarised."""
+
+    table: str
+    after: int
+    end: int
+    rows: Future[list[tuple[Any, ...]]]
+
+
+_reader: ThreadPoolExecutor | None = None
+
+
+def _read_ahead(table: str, columns: str, after: int, end: int,
+                settle_seconds: float) -> list[tuple[Any, ...]]:
+    connection.close_if_unusable_or_obsolete()  # the helper thread's own connection
+    with connection.cursor() as cursor:
+        cursor.execute("SET application_name = %s", [APPLICATION_NAME])
+        return _read_range(cursor, table, columns, after, end, settle_seconds)
+
+
+def _prefetch(table: str, columns: str, after: int, end: int, settle_seconds: float
+              ) -> _Prefetch:
+    global _reader
+    if _reader is None:
+        _reader = ThreadPoolExecutor(1, thread_name_prefix="aggregate-reader")
+    future = _reader.submit(_read_ahead, table, columns, after, end, settle_seconds)
+    return _Prefetch(table, after, end, future)
+
+
+def _fetch_settled(
+    cursor: Any, table: str, columns: str, last_id: int, chunk_size: int, settle_seconds: float,
+    prefetched: _Prefetch | None = None,
+) -> tuple[list[tuple[Any, ...]], int, bool]:
+    """The next rows after ``last_id`` in id order, up to the visible horizon and the first row
+    still inside the settle window; with the horizon, and whether no row was still settling.
+    When the id range is empty, it starts again at the next id that exists (ids have gaps).
+    Rows read ahead for this very range are used: every id up to the horizon they were read
+    under is committed, so a later read would find the same rows."""
+    cursor.execute("SET LOCAL application_name = %s", [APPLICATION_NAME])
+    horizon = visible_horizon(cursor, table)
+    if horizon <= last_id:
+        return [], horizon, False
+    if (prefetched is not None and prefetched.table == table and prefetched.after == last_id
+            and prefetched.end <= horizon):
+        rows = prefetched.rows.result()
+        if rows:
+            settled, complete = _until_unsettled(rows)
+            return settled, horizon, complete
+    rows = _read_range(cursor, table, columns, last_id, min(last_id + chunk_size, horizon),
+                       settle_seconds)
     if not rows:
         first_query = f"SELECT min(id) FROM {table} WHERE id > %s AND id <= %s"  # noqa: S608
         cursor.execute(first_query, [last_id, horizon])
         first = cursor.fetchone()[0]
         if first is None:
-            return []
-        end = min(first - 1 + chunk_size, horizon)
-        cursor.execute(query, [settle_seconds, first - 1, end])
-        rows = cursor.fetchall()
-    rows.sort(key=itemgetter(0))
-    for index, row in enumerate(rows):
-        if not row[-1]:
-            return rows[:index]
-    return rows
+            return [], horizon, False
+        rows = _read_range(cursor, table, columns, first - 1,
+                           min(first - 1 + chunk_size, horizon), settle_seconds)
+    settled, complete = _until_unsettled(rows)
+    return settled, horizon, complete
 
 
 _RAW_COLUMNS = (
@@ -551,23 +612,31 @@ _RAW_COLUMNS = (
 
 
 def aggregate_raw_chunk(
-    chunk_size: int = CHUNK_SIZE, settle_seconds: float = SETTLE_SECONDS, workers: int = 0
-) -> int:
+    chunk_size: int = CHUNK_SIZE, settle_seconds: float = SETTLE_SECONDS, workers: int = 0,
+    *, read_ahead: bool = False, prefetched: _Prefetch | None = None,
+) -> tuple[int, _Prefetch | None]:
     """Fold the next chunk of settled raw events into the explorer's tables, in one
-    transaction with the cursor. Returns how many events it read (0: nothing to do)."""
+    transaction with the cursor. Returns how many events it read (0: nothing to do) and, with
+    ``read_ahead``, the next chunk being read meanwhile by a helper thread (pass it back in)."""
+    table = "profiles_rawevent"
     with transaction.atomic(), connection.cursor() as cursor:
         last_id = _locked_cursor(cursor, RAW_CURSOR)
-        rows = _fetch_settled(cursor, "profiles_rawevent", _RAW_COLUMNS, last_id, chunk_size,
-                              settle_seconds)
+        rows, horizon, complete = _fetch_settled(cursor, table, _RAW_COLUMNS, last_id,
+                                                 chunk_size, settle_seconds, prefetched)
         if not rows:
-            return 0
+            return 0, None
+        end = rows[-1][0]
+        following = None
+        if read_ahead and complete and horizon > end:
+            following = _prefetch(table, _RAW_COLUMNS, end, min(end + chunk_size, horizon),
+                                  settle_seconds)
         summary = summarize_in_parallel([row[:-1] for row in rows], workers)
         _write_streams(cursor, {(account, stream) for account, stream, _hour in summary.hourly})
         _write_hourly(cursor, summary.hourly)
         _write_keys(cursor, summary.keys)
         _write_violations(cursor, summary.violations, column="violations")
-        _move_cursor(cursor, RAW_CURSOR, rows[-1][0])
-        return len(rows)
+        _move_cursor(cursor, RAW_CURSOR, end)
+        return len(rows), following
 
 
 def _write_streams(cursor: Any, streams: set[StreamKey]) -> None:
@@ -746,8 +815,9 @@ def aggregate_failed_chunk(
     """Count the next chunk of blocked events per stream, event name and day."""
     with transaction.atomic(), connection.cursor() as cursor:
         last_id = _locked_cursor(cursor, FAILED_CURSOR)
-        rows = _fetch_settled(cursor, "profiles_failedevent", _FAILED_COLUMNS, last_id,
-                              chunk_size, settle_seconds)
+        rows, _horizon, _complete = _fetch_settled(cursor, "profiles_failedevent",
+                                                   _FAILED_COLUMNS, last_id, chunk_size,
+                                                   settle_seconds)
         if not rows:
             return 0
         blocked: dict[tuple[int, str, str, date], int] = {}
@@ -768,14 +838,20 @@ def aggregate_streams(
     settle_seconds: float = SETTLE_SECONDS,
     max_seconds: float | None = None,
     workers: int = 0,
+    read_ahead: bool = False,
 ) -> AggregateResult:
     """Catch up with the raw store (and the blocked events), chunk by chunk, until nothing
     settled is left or ``max_seconds`` have passed. Safe to run concurrently. ``workers``
-    above 1 summarises each chunk in that many worker processes."""
+    above 1 summarises each chunk in that many worker processes; ``read_ahead`` reads the next
+    chunk on a second connection while one is summarised (for the long-running process: the
+    helper's connection sees only committed rows, as every writer's rows are once below the
+    horizon)."""
     started = time.monotonic()
     result = AggregateResult()
+    prefetched: _Prefetch | None = None
     while True:
-        read = aggregate_raw_chunk(chunk_size, settle_seconds, workers)
+        read, prefetched = aggregate_raw_chunk(chunk_size, settle_seconds, workers,
+                                               read_ahead=read_ahead, prefetched=prefetched)
         failed = aggregate_failed_chunk(chunk_size, settle_seconds)
         if not read and not failed:
             break

@@ -301,24 +301,40 @@ def test_two_concurrent_runs_count_once(committed_account: Account) -> None:
     barrier = threading.Barrier(2)
     errors: list[BaseException] = []
 
-    def run() -> None:
+    def run(read_ahead: bool) -> None:
         try:
             barrier.wait()
-            run_aggregator(chunk_size=300)
+            run_aggregator(chunk_size=300, read_ahead=read_ahead)
         except BaseException as error:  # reported by the test
             errors.append(error)
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=run) for _ in range(2)]
+    threads = [threading.Thread(target=run, args=(read_ahead,)) for read_ahead in (False, True)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
 
+    aggregate.shutdown_workers()
     assert errors == []
     assert total(committed_account) == 2_000
     assert key(committed_account, "properties.sku").times_seen == 2_000
+
+
+@committing
+def test_reading_ahead_counts_every_event_once(committed_account: Account) -> None:
+    for n in range(7):
+        store(committed_account, [track(sku=f"s{n}-{i}") for i in range(300)])
+    try:
+        result = run_aggregator(chunk_size=250, read_ahead=True)
+    finally:
+        aggregate.shutdown_workers()
+    assert result.chunks >= 9
+    assert total(committed_account) == 2_100
+    sku = key(committed_account, "properties.sku")
+    assert sku.times_seen == 2_100
+    assert abs(estimate_distinct(sku.sketch) - 2_100) / 2_100 < 0.15
 
 
 @committing

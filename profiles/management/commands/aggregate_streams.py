@@ -17,8 +17,11 @@ log = logging.getLogger(__name__)
 
 
 def default_workers() -> int:
-    """Worker processes for --loop: one per core beyond the first, at most 4."""
-    return min(4, (os.cpu_count() or 1)) if (os.cpu_count() or 1) > 1 else 0
+    """Worker processes for --loop: none on small machines (with two cores the web server and
+    PostgreSQL need the second one; bench/aggregate.py measured no gain), else half the
+    cores, at most 4."""
+    cores = os.cpu_count() or 1
+    return min(4, cores // 2) if cores >= 4 else 0
 
 
 class Command(BaseCommand):
@@ -31,7 +34,7 @@ class Command(BaseCommand):
         parser.add_argument("--chunk-size", type=int, default=CHUNK_SIZE)
         parser.add_argument("--workers", type=int, default=None,
                             help="summarising processes (default: 0 for one run, "
-                                 "one per core up to 4 with --loop)")
+                                 "half the cores up to 4 with --loop on 4 cores or more)")
 
     def handle(self, *args: Any, loop: bool, interval: float, chunk_size: int,
                workers: int | None, **options: Any) -> None:
@@ -57,7 +60,7 @@ class Command(BaseCommand):
                 try:
                     # bounded, so a stop request is noticed within a few seconds
                     result = aggregate_streams(chunk_size=chunk_size, workers=workers,
-                                               max_seconds=max(interval, 5.0))
+                                               max_seconds=max(interval, 5.0), read_ahead=True)
                 except DatabaseError:
                     log.exception("aggregation failed; retrying in %s s", interval)
                     result = None
