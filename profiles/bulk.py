@@ -493,8 +493,8 @@ def csv_records(lines: Iterator[tuple[int, bytes, bool]], names: FieldNames,
             header = _check_header(row)
             continue
         if len(row) != len(header):
-            yield Failure("ragged_row", f"Line {start} has {len(row)} values; the header has "
-                          f"{len(header)}.", body=text, line=start)
+            yield Failure("ragged_row", f"Line {start} has {_values(len(row))}; the header "
+                          f"has {len(header)}.", body=text, line=start)
             continue
         if size > MAX_MESSAGE_BYTES:
             yield Failure("message_too_large", f"The record on line {start} is over "
@@ -503,6 +503,10 @@ def csv_records(lines: Iterator[tuple[int, bytes, bool]], names: FieldNames,
         message = dict(zip(header, row, strict=True))
         text = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
         yield build_event(message, text, start, names, received_at, keep_message)
+
+
+def _values(count: int) -> str:
+    return f"{count} value" if count == 1 else f"{count} values"
 
 
 def _take(failures: list[Failure]) -> list[Failure]:
