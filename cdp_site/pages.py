@@ -15,6 +15,7 @@ from functools import wraps
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.views import redirect_to_login
+from django.http import HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
@@ -103,3 +104,16 @@ def strata_page(permission: str | None = None) -> Callable[[PageView], PageView]
         return inner
 
     return decorate
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    """``/``: the first product page the member's roles open (Streams for Data Managers and
+    Admins), else the admin console; visitors sign in first and come back here."""
+    if not request.user.is_authenticated:
+        return redirect_to_login("/", reverse("admin:login"))
+    actor = session_actor(request)
+    if actor is not None:
+        for item in NAV:
+            if actor.has(item.permission):
+                return HttpResponseRedirect(reverse(item.url_name))
+    return HttpResponseRedirect(reverse("admin:index"))

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from cdp_site import health, views
+from cdp_site import health, pages, views
 from cdp_site.api import errors
 from profiles import explorer_views
 
@@ -12,7 +12,7 @@ handler404 = "cdp_site.views.page_not_found"
 handler500 = "cdp_site.views.server_error"
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", pages.home, name="home"),
     path("health/", health.health, name="health"),
     path("account/switch/", views.switch_account_view, name="switch-account"),
     path("admin/", admin.site.urls),

@@ -354,3 +354,22 @@ def test_seed_demo_events_sends_through_collection_once(db: Any) -> None:
     call_command("seed_demo_events", days=1)
 
     assert RawEvent.objects.for_account(demo).filter(stream="web").count() == web_events
+
+
+def test_home_opens_streams_for_data_managers_and_the_console_for_others(
+        web: Account, manager: Client, client: Client) -> None:
+    assert manager.get("/")["Location"] == "/streams/"
+    assert signed_in(web, "marketer").get("/")["Location"] == "/admin/"
+    assert client.get("/")["Location"] == "/admin/login/?next=/"
+
+
+def test_the_chart_refreshes_from_the_ingress_api_with_the_session(web: Account,
+                                                                   manager: Client) -> None:
+    page = manager.get("/streams/web/?period=7d&bucket=day")
+    refresh = re.search(r'data-refresh="([^"]+)"', page.content.decode()).group(1)
+
+    response = manager.get(refresh.replace("&amp;", "&"))
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["period"], body["bucket"], body["total"]) == ("7d", "day", 4)
