@@ -85,8 +85,12 @@ NULL = "null"  # counted in type_counts, never predicted, not a value for sample
 def value_hash(text: str) -> int:
     """A 64-bit hash of a value's text, stable across processes and releases (blake2b), as a
     signed integer to fit PostgreSQL's bigint."""
-    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "little", signed=True)
+    digest = _blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return _from_bytes(digest, "little", signed=True)
+
+
+_blake2b = hashlib.blake2b
+_from_bytes = int.from_bytes
 
 
 def merge_sketch(first: Iterable[int], second: Iterable[int], k: int = SKETCH_SIZE) -> list[int]:
@@ -116,7 +120,7 @@ _DATE = re.compile(
 
 def is_date(text: str) -> bool:
     """ISO 8601 dates and date-times (what Segment and most trackers send) count as dates."""
-    if not 10 <= len(text) <= 40 or not _DATE.fullmatch(text):
+    if text[4:5] != "-" or not 10 <= len(text) <= 40 or not _DATE.fullmatch(text):
         return False
     try:
         date.fromisoformat(text[:10])
