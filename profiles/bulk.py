@@ -2,10 +2,11 @@
 
 ``POST /collect/bulk/{stream}`` and ``manage.py import_events`` both call ``import_events``.
 Memory stays flat whatever the size of the input: bytes are read in chunks, gunzipped in
-bounded steps, split into lines whose kept length is capped, and written in batches of
-``BATCH_ROWS`` with COPY into a temporary staging table; one statement per batch moves them
-into the raw store under collect's message-id rule (``collect.dedupe_insert_sql``), so the same
-account and message id within 7 days is stored once however an event arrives.
+bounded steps, split into lines whose kept length is capped, parsed in a reader thread, and
+written in batches (``BATCH_ROWS`` rows or ``BATCH_BYTES`` of text) with COPY into a temporary
+staging table; one statement per batch moves them into the raw store under collect's
+message-id rule (``collect.dedupe_insert_sql``), so the same account and message id within 7
+days is stored once however an event arrives.
 
 One import is one transaction: a request that fails part-way (a broken gzip stream, a client
 that goes away) stores nothing and can simply be sent again. A bad line or record is not such a
@@ -188,8 +189,10 @@ def gunzip_chunks(chunks: Iterable[bytes], cap: int) -> Iterator[bytes]:
     total = 0
     for chunk in chunks:
         data = chunk
-        while data:
+        while True:
             if inflater is None:
+                if not data:
+                    break
                 inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
             try:
                 out = inflater.decompress(data, INFLATE_BYTES)
@@ -201,11 +204,13 @@ def gunzip_chunks(chunks: Iterable[bytes], cap: int) -> Iterator[bytes]:
                                   f"The decompressed body is over {cap // 1024 // 1024} MB.")
             if out:
                 yield out
-            if inflater.eof:
+            if inflater.eof:  # a member ends; another may follow
                 data = inflater.unused_data
                 inflater = None
             else:
                 data = inflater.unconsumed_tail
+                if not data and len(out) < INFLATE_BYTES:
+                    break  # this chunk is used up (a full step may leave output to drain)
     if inflater is not None:
         raise IntakeError(400, "invalid_gzip", "The gzip stream ends early.")
 

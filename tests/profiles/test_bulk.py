@@ -220,6 +220,15 @@ def test_a_line_of_megabytes_is_refused_alone_without_being_held_whole(
     assert failure.body_truncated and len(failure.body) == FailedEvent.BODY_LIMIT
 
 
+def test_an_unpaired_surrogate_is_refused_alone(account: Account, secret: str) -> None:
+    body = b'{"v": "\\ud800"}\n{"v": "\\ud83d\\ude00"}\n'  # a lone half; an escaped emoji
+
+    summary = post(secret, "web", body).json()
+
+    assert (summary["stored"], summary["failures"][0]["code"]) == (1, "unsupported_character")
+    assert rows(account)[0].message == {"v": "\U0001F600"}
+
+
 def test_duplicates_within_the_file_are_stored_once(account: Account, secret: str) -> None:
     body = ndjson(*({"event": f"e{i}", "mid": f"m{i % 3}"} for i in range(7)))
     # More than one batch, so the rule also holds across COPY batches.
@@ -438,6 +447,14 @@ def test_split_lines_caps_what_it_keeps_of_a_long_line_across_chunks() -> None:
 
     assert lines == [(1, b"a", False), (2, b"x" * 11, True), (3, b"b", False),
                      (4, b"y" * 11, True)]
+
+
+def test_gunzip_streams_several_members_fed_in_small_pieces() -> None:
+    plain = b"".join(b"%d,%s\n" % (i, b"z" * (i % 700)) for i in range(20_000))  # ~7 MB
+    packed = gzip.compress(plain[:1_000_000]) + gzip.compress(plain[1_000_000:])
+    pieces = (packed[i:i + 1000] for i in range(0, len(packed), 1000))
+
+    assert b"".join(bulk.gunzip_chunks(pieces, cap=len(plain))) == plain
 
 
 class GeneratedBody:
