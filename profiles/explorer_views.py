@@ -96,6 +96,7 @@ def stream_list(request: HttpRequest) -> HttpResponse:
     last = max((s.last_message_at for s in rows if s.last_message_at), default=None)
     return render_page(request, "profiles/stream_list.html", {
         "streams": rows,
+        "elsewhere": [] if rows else selectors.other_accounts_with_streams(request.user, account),
         "events_24h": sum(s.events_24h for s in rows),
         "failed_24h": sum(failed.values()),
         "last_message_at": last,

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import Count
 
-from profiles.models import FailedEvent, RawKey, StreamHourlyCount
+from profiles.models import FailedEvent, RawKey, Stream, StreamHourlyCount
 
 if TYPE_CHECKING:
     from cdp_site.models import Account
@@ -38,6 +38,19 @@ def hourly_sparklines(account: Account, now: datetime | None = None,
         index = int((hour - first).total_seconds() // 3600)
         lines.setdefault(stream, [0] * hours)[index] += events
     return lines
+
+
+def other_accounts_with_streams(user: Any, current: Account) -> list[tuple[Account, int]]:
+    """The user's other accounts that have streams, with how many: an empty account's page
+    points to them (the account switcher is one click away)."""
+    from cdp_site.tenancy import accounts_for_user
+
+    others = {a.pk: a for a in accounts_for_user(user) if a.pk != current.pk}
+    if not others:
+        return []
+    counts = (Stream.objects.filter(account_id__in=list(others)).order_by()
+              .values("account_id").annotate(n=Count("id")).values_list("account_id", "n"))
+    return sorted(((others[pk], n) for pk, n in counts), key=lambda item: item[0].name)
 
 
 def failed_counts(account: Account, since: datetime) -> dict[str, int]:

@@ -373,3 +373,22 @@ def test_the_chart_refreshes_from_the_ingress_api_with_the_session(web: Account,
     assert response.status_code == 200
     body = response.json()
     assert (body["period"], body["bucket"], body["total"]) == ("7d", "day", 4)
+
+
+def test_an_empty_account_points_to_the_members_other_accounts_with_data(
+        web: Account) -> None:
+    from tests.conftest import add_membership
+
+    empty = make_account("Empty Foods")
+    user = make_user("two_accounts", empty, ["data_manager"])
+    add_membership(user, web, ["data_manager"])
+    make_account("Not Mine")  # others' accounts are never named
+    client = Client()
+    client.force_login(user)
+    client.post("/account/switch/", {"account": empty.pk, "next": "/streams/"})
+
+    html = client.get("/streams/").content.decode()
+
+    assert 'data-testid="elsewhere"' in html
+    assert f'value="{web.pk}">Switch to {web.name}' in html
+    assert "Not Mine" not in html
