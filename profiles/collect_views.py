@@ -144,10 +144,10 @@ def _refuse_body(
     request: HttpRequest, exc: IntakeError, raw: bytes, *, source: str, received_at: datetime,
     stream: str = "",
 ) -> JsonResponse:
-    """A body that could not be read or parsed: filed under the account of a key presented in
-    a header or the query string, when there is a live one."""
+    """A body that could not be read or parsed: filed under the account of a known key
+    presented in a header or the query string, if any."""
     caller = _caller(request)
-    account = caller.account if caller.problem in ("", "account_disabled") else None
+    account = caller.account
     return _refuse(request, exc.status, exc.code, exc.message, source=source,
                    body=exc.body or raw,
                    received_at=received_at, account=account,
