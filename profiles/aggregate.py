@@ -308,11 +308,17 @@ def summarize_column(values: list[Any], first_seen: datetime, last_seen: datetim
     (counting, de-duplicating); hashing and typing run once per distinct value."""
     type_counts: dict[str, int] = {}
     hashes: set[int] = set()
+    add = hashes.add
     for value, n in Counter(values).items():
-        name, text = _classify(value)
+        if type(value) is str:  # the common case, inlined (value_hash, is_date)
+            name = "date" if value[4:5] == "-" and is_date(value) else "string"
+            digest = _blake2b(value.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+            add(_from_bytes(digest, "little", signed=True))
+        else:
+            name, text = _classify(value)
+            if text is not None:
+                add(value_hash(text))
         type_counts[name] = type_counts.get(name, 0) + n
-        if text is not None:
-            hashes.add(value_hash(text))
     recent = (value for value in dict.fromkeys(reversed(values)) if value is not None)
     return KeySummary(
         times_seen=len(values),
