@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
@@ -24,7 +25,7 @@ from cdp_site.models import Role
 from cdp_site.tenancy import session_actor
 
 if TYPE_CHECKING:
-    from django.http import HttpRequest, HttpResponse
+    from django.http import HttpRequest
 
     from cdp_site.tenancy import Actor
 
@@ -92,6 +93,13 @@ def strata_page(permission: str | None = None) -> Callable[[PageView], PageView]
         @wraps(view)
         def inner(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if not request.user.is_authenticated:
+                if request.headers.get("HX-Request") == "true":
+                    # a fragment request (polling, search) after the session ended: the whole
+                    # page goes to sign-in, not the sign-in form into a table
+                    current = urlsplit(request.headers.get("HX-Current-URL", ""))
+                    page = current.path + (f"?{current.query}" if current.query else "")
+                    target = redirect_to_login(page or "/", reverse("admin:login"))["Location"]
+                    return HttpResponse(status=204, headers={"HX-Redirect": target})
                 return redirect_to_login(request.get_full_path(), reverse("admin:login"))
             actor = session_actor(request)
             if actor is None:

@@ -392,3 +392,12 @@ def test_an_empty_account_points_to_the_members_other_accounts_with_data(
     assert 'data-testid="elsewhere"' in html
     assert f'value="{web.pk}">Switch to {web.name}' in html
     assert "Not Mine" not in html
+
+
+def test_a_fragment_request_after_sign_out_sends_the_page_to_sign_in(client: Client,
+                                                                    web: Account) -> None:
+    response = client.get("/streams/web/live/events/?after_id=1", HTTP_HX_REQUEST="true",
+                          HTTP_HX_CURRENT_URL="http://testserver/streams/web/live/")
+
+    assert response.status_code == 204
+    assert response["HX-Redirect"] == "/admin/login/?next=/streams/web/live/"
