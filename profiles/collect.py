@@ -231,12 +231,17 @@ WITH incoming AS (
     ON CONFLICT (account_id, message_id) DO UPDATE SET seen_at = EXCLUDED.seen_at
         WHERE seen.seen_at < EXCLUDED.seen_at - interval '7 days'
     RETURNING message_id
+), stored AS (
+    INSERT INTO profiles_rawevent (account_id, stream, message_id, type, event, user_id,
+        anonymous_id, received_at, sent_at, event_at, source, write_key_id, message, warnings)
+    SELECT %(account)s::bigint, %(stream)s::text, i.m, i.t, i.e, i.u, i.a,
+        %(received)s::timestamptz, i.sa, i.ea, %(source)s::text, %(key)s::bigint, i.j::jsonb,
+        i.w::jsonb
+    FROM incoming i JOIN fresh f ON f.message_id = i.m{order_by}
+    RETURNING id
 )
-INSERT INTO profiles_rawevent (account_id, stream, message_id, type, event, user_id,
-    anonymous_id, received_at, sent_at, event_at, source, write_key_id, message, warnings)
-SELECT %(account)s::bigint, %(stream)s::text, i.m, i.t, i.e, i.u, i.a, %(received)s::timestamptz,
-    i.sa, i.ea, %(source)s::text, %(key)s::bigint, i.j::jsonb, i.w::jsonb
-FROM incoming i JOIN fresh f ON f.message_id = i.m{order_by}
+INSERT INTO profiles_pendingevent (raw_event_id, account_id, received_at)
+SELECT id, %(account)s::bigint, %(received)s::timestamptz FROM stored
 """
 
 
@@ -245,7 +250,10 @@ def dedupe_insert_sql(incoming: str, order_by: str = "") -> str:
     message id within 7 days is stored once. ``incoming`` is a SELECT yielding one row per
     message id with columns m (message id), t, e, u, a, sa, ea, j (JSON text), w (warnings
     JSON text or NULL); ``order_by`` (e.g. ``i.n``) fixes the order ids are given in.
-    Parameters: account, stream, received, source, key. Every path stores through this."""
+    Parameters: account, stream, received, source, key. Every path stores through this.
+
+    The same statement queues each stored event for processing (``PendingEvent``), so an
+    event is never stored without being queued; its row count is the number of new events."""
     order = f" ORDER BY {order_by}" if order_by else ""
     return _DEDUPE_INSERT.replace("{incoming}", incoming).replace("{order_by}", order)
 

@@ -1,13 +1,20 @@
-"""Collection: streams, the raw store, failed events, and what the stream explorer keeps.
+"""Collection: streams, the raw store, failed events, and what the stream explorer keeps;
+processing: the schema (fields, mappings, route rules, published versions), profiles,
+identifiers, profile events, the identity log and the processing queue.
 
 The raw store (`RawEvent`) is a PostgreSQL table partitioned by month of ``received_at`` and,
 within each month, by account, so a per-account retention drops whole partitions
 (``profiles.partitions``). Django does not manage that table: migration 0002 creates it.
+
+Rows of the processing models are written by services only (``profiles.schema``,
+``profiles.pipeline``, ``profiles.identity``), mostly with bulk SQL: nothing hides in save().
 """
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.utils import timezone
 
@@ -234,3 +241,290 @@ class AggregationCursor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} @ {self.last_id}"
+
+
+# --------------------------------------------------------------------------- schema (issue 4)
+#
+# The draft schema is the editable Field, Mapping and RouteRule rows; publishing copies them
+# into an immutable SchemaVersion snapshot (JSON), which is what processing reads
+# (``profiles.schema``). Only services in ``profiles.schema`` write these rows.
+
+FIELD_NAME_MAX = 100
+FIELD_TYPE_CHOICES = [(t, t) for t in (
+    "string", "int", "number", "bool", "date", "[]string",
+    "map[string]int", "map[string]number", "map[string]string", "map[string]date",
+)]
+MERGE_OPERATOR_CHOICES = [(o, o) for o in (
+    "latest", "oldest", "sum", "count", "min", "max", "merge", "capped", "mapsum", "mapmax",
+    "mapmin", "latestmap",
+)]
+
+
+class Field(AccountScopedModel):
+    """A profile attribute of the draft schema: type, merge operator, identifier settings."""
+
+    name = models.CharField(max_length=FIELD_NAME_MAX)
+    description = models.CharField(max_length=500, blank=True)
+    type = models.CharField(max_length=32, choices=FIELD_TYPE_CHOICES, default="string")
+    merge_operator = models.CharField(max_length=16, choices=MERGE_OPERATOR_CHOICES,
+                                      default="latest")
+    capacity = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Most values kept by a set or map (empty: default).")
+    keep_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Values older than this stop counting (empty: forever).")
+    is_identifier = models.BooleanField(default=False)
+    identifier_rank = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="1 is the strongest identifier.")
+    identifier_capacity = models.PositiveIntegerField(
+        null=True, blank=True, help_text="How many values of this identifier one profile holds.")
+    is_pii = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "name"], name="field_unique_name")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Mapping(AccountScopedModel):
+    """How a stream's events give a field a value: an expression, applied when the guard (if
+    any) is true."""
+
+    field = models.ForeignKey(Field, on_delete=models.CASCADE, related_name="mappings")
+    stream = models.CharField(max_length=STREAM_NAME_MAX)
+    expression = models.TextField()
+    guard = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["stream", "field__name", "id"]
+        indexes = [models.Index(fields=["account", "stream"], name="mapping_stream")]
+
+    def __str__(self) -> str:
+        return f"{self.field.name} <- {self.stream}: {self.expression[:60]}"
+
+
+class RouteRule(AccountScopedModel):
+    """Moves matching events of one stream to another before mapping (higher priority first)."""
+
+    name = models.CharField(max_length=200, blank=True)
+    input_stream = models.CharField(max_length=STREAM_NAME_MAX)
+    expression = models.TextField()
+    output_stream = models.CharField(max_length=STREAM_NAME_MAX)
+    priority = models.IntegerField(default=0)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["input_stream", "-priority", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.input_stream} -> {self.output_stream}: {self.expression[:60]}"
+
+
+class SchemaVersion(AccountScopedModel):
+    """A published, immutable schema: the draft's fields, mappings and route rules as JSON.
+    The account's live schema is its highest number."""
+
+    number = models.PositiveIntegerField()
+    snapshot = models.JSONField()
+    note = models.CharField(max_length=500, blank=True)
+    reverted_from = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The earlier version this one restores, if any.")
+    published_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+")
+    published_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "number"], name="schema_version_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"v{self.number}"
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+class Profile(AccountScopedModel):
+    """The unified person. ``states`` holds each field's merge-operator state (enough to merge
+    two profiles without their events); ``field_values`` the public values, for queries (GIN
+    indexed: ``field_values @> '{"tier": "gold"}'``). A profile merged into another keeps its
+    row with ``merged_into`` set and empty states; it resolves to the survivor."""
+
+    id = models.BigAutoField(primary_key=True)
+    states = models.JSONField(default=dict)
+    field_values = models.JSONField(default=dict)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    event_count = models.PositiveBigIntegerField(default=0)
+    conflicts = models.PositiveIntegerField(default=0)
+    compactions = models.PositiveIntegerField(default=0)
+    identifier_count = models.PositiveIntegerField(default=0)
+    size = models.PositiveIntegerField(default=0, help_text="Bytes of merged state.")
+    merged_into = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+", db_index=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            GinIndex(fields=["field_values"], opclasses=["jsonb_path_ops"],
+                     name="profile_values_gin"),
+            models.Index(fields=["account", "-last_seen"], name="profile_last_seen"),
+            models.Index(fields=["merged_into"], name="profile_merged_into",
+                         condition=models.Q(merged_into__isnull=False)),
+        ]
+
+    def __str__(self) -> str:
+        return f"profile {self.pk}"
+
+
+class Identifier(AccountScopedModel):
+    """A value of an identifier field pointing at one profile. Compacted ones (``active``
+    false) no longer resolve; they stay as history."""
+
+    id = models.BigAutoField(primary_key=True)
+    field = models.CharField(max_length=FIELD_NAME_MAX)
+    value = models.CharField(max_length=256)
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="identifiers")
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "field", "value"],
+                                    condition=models.Q(active=True),
+                                    name="identifier_unique_active"),
+        ]
+        indexes = [models.Index(fields=["profile", "field"], name="identifier_profile")]
+
+    def __str__(self) -> str:
+        return f"{self.field}={self.value}"
+
+
+class ProfileEvent(AccountScopedModel):
+    """An event attributed to a profile: timelines and behavioural rules read these."""
+
+    id = models.BigAutoField(primary_key=True)
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="events",
+                                db_index=False)
+    raw_event_id = models.BigIntegerField()
+    stream = models.CharField(max_length=STREAM_NAME_MAX)
+    event = models.CharField(max_length=200, blank=True)
+    at = models.DateTimeField()
+    properties = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [
+            models.Index(fields=["profile", "-at"], name="profile_event_timeline"),
+            models.Index(fields=["account", "event", "-at"], name="profile_event_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stream}/{self.event or '-'} @ {self.at:%Y-%m-%d %H:%M}"
+
+
+class IdentityLog(AccountScopedModel):
+    """Why identifiers are linked: every merge (with the event that caused it), conflict and
+    compaction. ``profile`` is the survivor / the profile concerned; ``other`` the merged-away
+    or conflicting profile."""
+
+    class Kind(models.TextChoices):
+        MERGE = "merge"
+        CONFLICT = "conflict"
+        COMPACTION = "compaction"
+
+    id = models.BigAutoField(primary_key=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="identity_log")
+    other = models.ForeignKey(Profile, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+")
+    raw_event_id = models.BigIntegerField(null=True, blank=True)
+    field = models.CharField(max_length=FIELD_NAME_MAX, blank=True)
+    value = models.CharField(max_length=256, blank=True)
+    reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["other"], name="identity_log_other",
+                                condition=models.Q(other__isnull=False))]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.profile_id}<-{self.other_id or '-'}"
+
+
+class EventWarning(AccountScopedModel):
+    """Something processing skipped on one event while the rest of it applied: a value that
+    does not fit its field, an invalid identifier value."""
+
+    id = models.BigAutoField(primary_key=True)
+    raw_event_id = models.BigIntegerField()
+    stream = models.CharField(max_length=STREAM_NAME_MAX)
+    code = models.CharField(max_length=64)
+    field = models.CharField(max_length=FIELD_NAME_MAX, blank=True)
+    message = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["account", "stream", "-created_at"], name="event_warning_stream"),
+            models.Index(fields=["raw_event_id"], name="event_warning_raw"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message[:60]}"
+
+
+# --------------------------------------------------------------------------- processing queue
+
+
+class PendingEvent(models.Model):
+    """A raw event waiting to be processed. Filled by the statement that stores raw events
+    (``collect.dedupe_insert_sql``); a worker deletes the rows it claims inside its processing
+    transaction, so a crash puts them back (``profiles.pipeline``)."""
+
+    raw_event_id = models.BigIntegerField(primary_key=True)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+",
+                                db_constraint=False, db_index=False)
+    received_at = models.DateTimeField()
+
+    objects = AccountScopedManager()
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "raw_event_id"], name="pending_account")]
+
+    def __str__(self) -> str:
+        return f"pending {self.raw_event_id}"
+
+
+class ProcessingStat(AccountScopedModel):
+    """Events processed per account and minute: the dashboard's throughput."""
+
+    minute = models.DateTimeField()
+    events = models.BigIntegerField(default=0)
+    failed = models.BigIntegerField(default=0)
+    seconds = models.FloatField(default=0.0, help_text="Time spent in batches.")
+
+    class Meta:
+        ordering = ["-minute"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "minute"], name="processing_stat_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.minute:%Y-%m-%d %H:%M}: {self.events}"
