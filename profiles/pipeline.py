@@ -1,0 +1,760 @@
+"""Processing: raw events become profiles (DESIGN.md, "How data travels", steps 1-4 and on).
+
+A run is a list of steps named in ``settings.STRATA_PIPELINE_STEPS``, each a plain function
+over a ``Batch``: ``route`` (route rules), ``map_fields`` (mappings of the live schema),
+``identify`` (profiles.identity), ``merge`` (field states folded with each field's merge
+operator, profiles and profile events written), then whatever the apps downstream add (their
+steps read ``batch.changed_profiles`` and ``batch.merged``). ``profiles`` never imports them.
+
+Order and concurrency
+---------------------
+Any number of workers (threads or processes, each with its own connection) may run
+``process_batch`` at once, with the same outcome as one worker: within an account, batches
+are applied in the order they were claimed, and each batch holds the account's oldest pending
+events, so events are applied in the order they were received (their raw ids; events of one
+request keep the request's order). Across accounts nothing is shared, so accounts proceed in
+parallel. One batch is one transaction:
+
+1. Claim, under a short per-account *claim lock* (a session advisory lock): delete the
+   account's oldest pending rows (``DELETE … WHERE raw_event_id IN (SELECT … ORDER BY
+   raw_event_id LIMIT n FOR UPDATE SKIP LOCKED) RETURNING``), skipping rows other in-flight
+   batches hold; note the *tickets* of the account's batches still in flight (transaction
+   advisory locks, visible in ``pg_locks``); take the next ticket; release the claim lock.
+2. Outside any account-wide lock: load the raw events, route and map them (steps marked
+   ``unordered``): the CPU work runs in parallel across workers.
+3. Wait for the turn: take each earlier ticket's lock in shared mode, which returns once the
+   batch holding it has committed or rolled back. Then identify, merge and the downstream
+   steps run, and the transaction commits, which deletes the claimed queue rows, writes the
+   profiles and releases the ticket for the next batch.
+
+A crash or an error anywhere rolls the whole batch back, and its events return to the queue
+(they will then be applied after batches claimed meanwhile: the one case where receive order
+can bend, and only for a batch that failed as a whole). Per-event problems do not fail the
+batch: an expression error sends that event to the failed events (stage ``process``); a value
+that does not fit its field, or an identifier value that cannot be one, skips that value with
+a warning (``EventWarning``) and the rest of the event applies.
+
+Advisory lock keys (bigint form): ``(2**29 | account) << 32`` is an account's claim lock;
+``(2**30 | account) << 32 | ticket`` a batch's ticket.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from profiles.collect import MESSAGE_ID_MAX
+from profiles.expressions import ExpressionError
+from profiles.identity import (
+    EventIdentifiers,
+    IdentityGraph,
+    allocate_profile_ids,
+    identifier_problem,
+    identifier_text,
+    load_graph,
+    write_identity,
+)
+from profiles.merge import FieldTypeError, MergeError, coerce, to_json
+from profiles.models import EventWarning, FailedEvent, PendingEvent, ProcessingStat
+from profiles.schema import CompiledSchema, live_schema
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from cdp_site.models import Account
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_STEPS",
+    "Batch",
+    "BatchResult",
+    "PipelineEvent",
+    "ProcessingStatus",
+    "event_view",
+    "identify",
+    "map_fields",
+    "merge",
+    "pending_accounts",
+    "process_batch",
+    "process_pending",
+    "processing_status",
+    "route",
+    "unordered",
+]
+
+DEFAULT_BATCH = 1000
+MAX_ROUTE_HOPS = 10
+DEFAULT_STEPS = [
+    "profiles.pipeline.route",
+    "profiles.pipeline.map_fields",
+    "profiles.pipeline.identify",
+    "profiles.pipeline.merge",
+]
+_CLAIM_BIT = 1 << 29
+_TICKET_BIT = 1 << 30
+_LOW = (1 << 32) - 1
+
+
+# --------------------------------------------------------------------------- the batch
+
+
+@dataclass
+class PipelineEvent:
+    """One raw event on its way through the steps."""
+
+    raw_event_id: int
+    stream: str  # after route rules
+    source_stream: str
+    type: str
+    event: str
+    message_id: str
+    at: datetime
+    received_at: datetime
+    message: dict[str, Any]
+    values: list[tuple[str, Any]] = field(default_factory=list)  # (field, coerced value)
+    identifiers: list[tuple[int, str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str, str]] = field(default_factory=list)  # code, field, message
+    failure: tuple[str, str] | None = None  # code, reason
+    profile_key: int | None = None
+    profile_id: int | None = None  # the surviving profile its data went to
+
+    def fail(self, code: str, reason: str) -> None:
+        if self.failure is None:
+            self.failure = (code, reason)
+
+
+@dataclass
+class Batch:
+    """What the steps share. Downstream steps read ``changed_profiles`` (ids of surviving
+    profiles whose data changed), ``merged`` (merged-away id -> survivor id) and ``events``;
+    ``extra`` is theirs to pass data between their own steps."""
+
+    account_id: int
+    schema: CompiledSchema | None
+    events: list[PipelineEvent]
+    now: datetime
+    max_identifiers: int = 50
+    graph: IdentityGraph | None = None
+    profile_ids: dict[int, int] = field(default_factory=dict)  # identity key -> profile id
+    changed_profiles: set[int] = field(default_factory=set)
+    new_profiles: set[int] = field(default_factory=set)
+    merged: dict[int, int] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def live(self) -> list[PipelineEvent]:
+        """The events still going (not failed)."""
+        return [e for e in self.events if e.failure is None]
+
+
+@dataclass
+class BatchResult:
+    account_id: int
+    events: int
+    failed: int
+    warnings: int
+    profiles_changed: int
+    seconds: float
+    waited: float
+
+
+Step = "Callable[[Batch], None]"
+
+
+def unordered(step: Callable[[Batch], None]) -> Callable[[Batch], None]:
+    """Mark a step that needs no profile state and may run before the account's turn (in
+    parallel with other workers' batches of the same account)."""
+    step.unordered = True  # type: ignore[attr-defined]
+    return step
+
+
+@cache
+def _load_steps(names: tuple[str, ...]) -> list[Callable[[Batch], None]]:
+    return [import_string(name) for name in names]
+
+
+def pipeline_steps() -> list[Callable[[Batch], None]]:
+    return _load_steps(tuple(getattr(settings, "STRATA_PIPELINE_STEPS", DEFAULT_STEPS)))
+
+
+def event_view(message: dict[str, Any], anonymous_id: str = "", user_id: str = ""
+               ) -> dict[str, Any]:
+    """What expressions see of an event: the message as received, plus ``anonymousId`` and
+    ``userId`` from the stored columns when the message lacks them (a tag hit whose visitor
+    id came from its cookie)."""
+    if (anonymous_id and "anonymousId" not in message) or (user_id and "userId" not in message):
+        message = dict(message)
+        if anonymous_id:
+            message.setdefault("anonymousId", anonymous_id)
+        if user_id:
+            message.setdefault("userId", user_id)
+    return message
+
+
+# --------------------------------------------------------------------------- steps
+
+
+@unordered
+def route(batch: Batch) -> None:
+    """Route rules: the first matching active rule of an event's stream (highest priority
+    first) moves it to its output stream, whose rules then apply in turn."""
+    if batch.schema is None or not batch.schema.routes:
+        return
+    routes = batch.schema.routes
+    for ev in batch.live:
+        for _hop in range(MAX_ROUTE_HOPS):
+            rules = routes.get(ev.stream)
+            if not rules:
+                break
+            try:
+                target = next((r.output_stream for r in rules
+                               if r.expression.matches(ev.message, ev.at)), None)
+            except ExpressionError as exc:
+                ev.fail("route_error", f"route rule on stream {ev.stream!r}: {exc}")
+                break
+            if target is None:
+                break
+            ev.stream = target
+
+
+@unordered
+def map_fields(batch: Batch) -> None:
+    """Mappings of the event's stream: values coerced to their field's type; identifier values
+    checked. An expression error fails the event; a value that does not fit its field, or an
+    identifier value that cannot be one, is skipped with a warning."""
+    if batch.schema is None:
+        return
+    mappings = batch.schema.mappings
+    for ev in batch.live:
+        for mapping in mappings.get(ev.stream, ()):
+            spec = mapping.field
+            try:
+                if mapping.guard is not None and not mapping.guard.matches(ev.message, ev.at):
+                    continue
+                raw = mapping.expression.evaluate(ev.message, ev.at)
+            except ExpressionError as exc:
+                ev.fail("expression_error", f"mapping of {spec.name}: {exc}")
+                break
+            if raw is None:
+                continue
+            try:
+                value = coerce(spec.type, raw)
+            except FieldTypeError as exc:
+                ev.warnings.append(("type_mismatch", spec.name, str(exc)))
+                continue
+            if value is None:
+                continue
+            if spec.identifier_rank is not None:
+                value = _identifier_values(ev, spec.name, spec.identifier_rank, value)
+                if value is None:
+                    continue
+            ev.values.append((spec.name, value))
+
+
+def _identifier_values(ev: PipelineEvent, name: str, rank: int, value: Any) -> Any:
+    """Record an identifier field's valid values on the event; the value without the invalid
+    ones (None when nothing is left)."""
+    items = value if isinstance(value, list) else [value]
+    kept = []
+    for item in items:
+        problem = identifier_problem(item)
+        if problem:
+            ev.warnings.append(("invalid_identifier", name,
+                                f"{name} {problem}; ignored as an identifier"))
+            continue
+        text = identifier_text(item)
+        ev.identifiers.append((rank, name, text))
+        kept.append(item)
+    if not kept:
+        return None
+    return kept if isinstance(value, list) else kept[0]
+
+
+def identify(batch: Batch) -> None:
+    """Identity resolution over the batch in receive order (profiles.identity): one query
+    loads the identifiers involved, then bulk writes."""
+    schema = batch.schema
+    events = []
+    for ev in batch.live:
+        if ev.identifiers:
+            events.append(ev)
+        elif ev.values:
+            ev.warnings.append(("no_identifier", "", "the event has values but no identifier, "
+                                "so it belongs to no profile"))
+    if schema is None or not events:
+        return
+    capacities = {n: f.identifier_capacity for n, f in schema.identifiers.items()}
+    keys = [(name, value) for e in events for _rank, name, value in e.identifiers]
+    graph = load_graph(batch.account_id, keys, capacities, batch.max_identifiers)
+    for ev in events:
+        ev.profile_key = graph.resolve(EventIdentifiers(ev.raw_event_id, ev.at,
+                                                        ev.identifiers))
+    new_ids = allocate_profile_ids(len(graph.new_profiles))
+    ids = dict(zip(graph.new_profiles, new_ids, strict=True))
+    for key in graph.holdings:
+        if key > 0:
+            ids[key] = key
+    for gone, keep in graph.survivor.items():
+        if gone > 0:
+            ids[gone] = gone
+        if keep > 0:
+            ids[keep] = keep
+    for key in [*graph.conflicts, *graph.compactions]:
+        if key > 0:
+            ids[key] = key
+    batch.graph = graph
+    batch.profile_ids = ids
+    batch.new_profiles = set(new_ids)
+    for ev in events:
+        ev.profile_id = ids[graph.final(ev.profile_key)] if ev.profile_key is not None else None
+    write_identity(batch.account_id, graph, ids, batch.now)
+
+
+_LOAD_PROFILES = """
+SELECT id, states, first_seen, last_seen, event_count, conflicts, compactions
+FROM profiles_profile WHERE account_id = %(account)s AND id = ANY(%(ids)s::bigint[])
+FOR NO KEY UPDATE
+"""
+_INSERT_PROFILES = """
+INSERT INTO profiles_profile (id, account_id, states, field_values, first_seen, last_seen,
+    event_count, conflicts, compactions, identifier_count, size, merged_into_id, created_at,
+    updated_at)
+SELECT id, %(account)s, s::jsonb, v::jsonb, fs, ls, ec, c, k, ic, sz, mi, %(now)s, %(now)s
+FROM unnest(%(id)b::bigint[], %(s)b::text[], %(v)b::text[], %(fs)b::timestamptz[],
+            %(ls)b::timestamptz[], %(ec)b::bigint[], %(c)b::int[], %(k)b::int[],
+            %(ic)b::int[], %(sz)b::int[], %(mi)b::bigint[])
+     AS u(id, s, v, fs, ls, ec, c, k, ic, sz, mi)
+"""
+_UPDATE_PROFILES = """
+UPDATE profiles_profile p SET states = u.s::jsonb, field_values = u.v::jsonb,
+    first_seen = u.fs, last_seen = u.ls, event_count = u.ec, conflicts = u.c,
+    compactions = u.k, identifier_count = u.ic, size = u.sz, merged_into_id = u.mi,
+    updated_at = %(now)s
+FROM unnest(%(id)b::bigint[], %(s)b::text[], %(v)b::text[], %(fs)b::timestamptz[],
+            %(ls)b::timestamptz[], %(ec)b::bigint[], %(c)b::int[], %(k)b::int[],
+            %(ic)b::int[], %(sz)b::int[], %(mi)b::bigint[])
+     AS u(id, s, v, fs, ls, ec, c, k, ic, sz, mi)
+WHERE p.id = u.id
+"""
+_REPOINT = """
+UPDATE {table} t SET {column} = u.keep
+FROM unnest(%(gone)b::bigint[], %(keep)b::bigint[]) AS u(gone, keep)
+WHERE t.account_id = %(account)s AND t.{column} = u.gone
+"""
+_INSERT_EVENTS = """
+INSERT INTO profiles_profileevent (account_id, profile_id, raw_event_id, stream, event, at,
+    properties)
+SELECT %(account)s, p, r, s, e, a, j::jsonb
+FROM unnest(%(p)b::bigint[], %(r)b::bigint[], %(s)b::text[], %(e)b::text[],
+            %(a)b::timestamptz[], %(j)b::text[]) AS u(p, r, s, e, a, j)
+"""
+
+
+@dataclass
+class _ProfileRow:
+    states: dict[str, Any]
+    first_seen: datetime | None
+    last_seen: datetime | None
+    event_count: int = 0
+    conflicts: int = 0
+    compactions: int = 0
+    exists: bool = True
+    changed: bool = False
+
+
+def _encode(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def merge(batch: Batch) -> None:
+    """Fold each event's values into its profile's field states, and merged-away profiles into
+    their survivors; write profiles (new ones, changed ones, merged-away ones), move the events
+    of merged-away profiles, and add a profile event per event."""
+    graph, schema = batch.graph, batch.schema
+    if graph is None or schema is None:
+        return
+    ids = batch.profile_ids
+    account = batch.account_id
+    final_id = {key: ids[graph.final(key)] for key in ids}
+    merged = {ids[gone]: final_id[gone] for gone in graph.survivor if gone not in graph.dropped}
+    batch.merged = merged
+    rows: dict[int, _ProfileRow] = {}
+    needed = {e.profile_id for e in batch.live if e.profile_id is not None}
+    needed |= set(merged) | set(merged.values())
+    needed |= {ids[key] for key in [*graph.conflicts, *graph.compactions]}
+    existing = sorted(pid for pid in needed if pid not in batch.new_profiles)
+    if existing:
+        with connection.cursor() as cursor:
+            cursor.execute(_LOAD_PROFILES, {"account": account, "ids": existing})
+            for pid, states, first, last, count, conflicts, compactions in cursor.fetchall():
+                if isinstance(states, str):  # Django's connection loads jsonb as text
+                    states = json.loads(states)
+                rows[pid] = _ProfileRow(states or {}, first, last, count, conflicts,
+                                        compactions)
+    for pid in batch.new_profiles:
+        rows[pid] = _ProfileRow({}, None, None, exists=False, changed=True)
+    fields = schema.fields
+
+    def fold(into: _ProfileRow, name: str, state: Any) -> None:
+        spec = fields.get(name)
+        if spec is None:  # a field no longer in the schema: keep what the survivor has
+            into.states.setdefault(name, state)
+            return
+        into.states[name] = spec.operator.merge(into.states.get(name), state, spec.capacity)
+
+    for gone_id, keep_id in merged.items():
+        gone, keep = rows[gone_id], rows[keep_id]
+        for name, state in gone.states.items():
+            fold(keep, name, state)
+        keep.event_count += gone.event_count
+        keep.first_seen = _min(keep.first_seen, gone.first_seen)
+        keep.last_seen = _max(keep.last_seen, gone.last_seen)
+        gone.states, gone.event_count, gone.changed, keep.changed = {}, 0, True, True
+    for key, n in graph.conflicts.items():
+        rows[ids[key]].conflicts += n
+        rows[ids[key]].changed = True
+    for key, n in graph.compactions.items():
+        rows[ids[key]].compactions += n
+        rows[ids[key]].changed = True
+    events_out: dict[str, list[Any]] = {k: [] for k in ("p", "r", "s", "e", "a", "j")}
+    for ev in batch.live:
+        if ev.profile_id is None:
+            continue
+        row = rows[ev.profile_id]
+        row.changed = True
+        row.event_count += 1
+        row.first_seen = _min(row.first_seen, ev.at)
+        row.last_seen = _max(row.last_seen, ev.at)
+        properties = {}
+        for name, value in ev.values:
+            spec = fields[name]
+            try:
+                row.states[name] = spec.operator.add(row.states.get(name), value, ev.at,
+                                                     spec.capacity)
+            except MergeError as exc:
+                ev.warnings.append(("merge_error", name, str(exc)))
+                continue
+            properties[name] = to_json(value)
+        events_out["p"].append(ev.profile_id)
+        events_out["r"].append(ev.raw_event_id)
+        events_out["s"].append(ev.stream)
+        events_out["e"].append((ev.event or ev.type)[:200])
+        events_out["a"].append(ev.at)
+        events_out["j"].append(_encode(properties))
+    inserts: dict[str, list[Any]] = {k: [] for k in
+                                     ("id", "s", "v", "fs", "ls", "ec", "c", "k", "ic", "sz",
+                                      "mi")}
+    updates: dict[str, list[Any]] = {k: [] for k in inserts}
+    counts = {ids[key]: graph.count(key) for key in graph.holdings if key in ids}
+    born = {ids[key]: at for key, at in graph.born_at.items() if key in ids}
+    for pid, row in rows.items():
+        if not row.changed:
+            continue
+        gone = pid in merged
+        values = {} if gone else _values(row.states, fields, batch.now)
+        states_text = _encode(row.states)
+        first = row.first_seen or born.get(pid, batch.now)
+        target = updates if row.exists else inserts
+        target["id"].append(pid)
+        target["s"].append(states_text)
+        target["v"].append(_encode(values))
+        target["fs"].append(first)
+        target["ls"].append(row.last_seen or first)
+        target["ec"].append(row.event_count)
+        target["c"].append(row.conflicts)
+        target["k"].append(row.compactions)
+        target["ic"].append(0 if gone else counts.get(pid, 0))
+        target["sz"].append(len(states_text))
+        target["mi"].append(merged.get(pid))
+        if not gone:
+            batch.changed_profiles.add(pid)
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        if inserts["id"]:
+            cursor.execute(_INSERT_PROFILES, {**inserts, "account": account, "now": batch.now})
+        if updates["id"]:
+            cursor.execute(_UPDATE_PROFILES, {**updates, "now": batch.now})
+        old_gone = [g for g in merged if g not in batch.new_profiles]
+        if old_gone:
+            params = {"gone": old_gone, "keep": [merged[g] for g in old_gone],
+                      "account": account}
+            cursor.execute(_REPOINT.format(table="profiles_profileevent", column="profile_id"),
+                           params)
+            cursor.execute(_REPOINT.format(table="profiles_profile", column="merged_into_id"),
+                           params)
+        if events_out["p"]:
+            cursor.execute(_INSERT_EVENTS, {**events_out, "account": account})
+
+
+def _values(states: dict[str, Any], fields: dict[str, Any], now: datetime) -> dict[str, Any]:
+    out = {}
+    for name, state in states.items():
+        spec = fields.get(name)
+        if spec is None:
+            continue
+        value = spec.operator.value(state, now, spec.keep_days)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def _min(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _max(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+# --------------------------------------------------------------------------- claiming
+
+
+_CLAIM = """
+DELETE FROM profiles_pendingevent WHERE raw_event_id IN (
+    SELECT raw_event_id FROM profiles_pendingevent WHERE account_id = %(account)s
+    ORDER BY raw_event_id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+RETURNING raw_event_id, received_at
+"""
+_IN_FLIGHT = """
+SELECT objid::bigint FROM pg_locks
+WHERE locktype = 'advisory' AND objsubid = 1 AND classid = %(high)s::oid AND granted
+    AND mode = 'ExclusiveLock' AND pid <> pg_backend_pid()
+    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
+_LOAD_RAW = """
+SELECT id, stream, type, event, message_id, anonymous_id, user_id, event_at, received_at,
+    message::text
+FROM profiles_rawevent
+WHERE account_id = %(account)s AND received_at >= %(lo)s AND received_at <= %(hi)s
+    AND id = ANY(%(ids)s::bigint[])
+"""
+_PENDING_ACCOUNTS = """
+WITH RECURSIVE a(account_id) AS (
+    (SELECT account_id FROM profiles_pendingevent ORDER BY account_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT p.account_id FROM profiles_pendingevent p WHERE p.account_id > a.account_id
+            ORDER BY p.account_id LIMIT 1)
+    FROM a WHERE a.account_id IS NOT NULL
+)
+SELECT account_id FROM a WHERE account_id IS NOT NULL LIMIT 10000
+"""
+
+
+def _key(high: int, low: int = 0) -> int:
+    return (high << 32) | (low & _LOW)
+
+
+def pending_accounts() -> list[int]:
+    """Accounts with events waiting (an index skip scan, not a table scan)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_PENDING_ACCOUNTS)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _claim(cursor: Any, account_id: int, limit: int) -> tuple[list[tuple[int, datetime]],
+                                                              list[int]]:
+    """Under the account's claim lock: the batch's queue rows and the tickets to wait for.
+    Takes this batch's ticket (held until the transaction ends)."""
+    claim_key = _key(_CLAIM_BIT | account_id)
+    cursor.execute("SELECT pg_advisory_lock(%s)", [claim_key])
+    try:
+        cursor.execute(_CLAIM, {"account": account_id, "limit": limit})
+        rows = cursor.fetchall()
+        if not rows:
+            return [], []
+        high = _TICKET_BIT | account_id
+        cursor.execute(_IN_FLIGHT, {"high": high})
+        earlier = [row[0] for row in cursor.fetchall()]
+        ticket = (max(earlier) + 1) & _LOW if earlier else 0
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_key(high, ticket)])
+        return rows, [_key(high, t) for t in earlier]
+    finally:
+        cursor.execute("SELECT pg_advisory_unlock(%s)", [claim_key])
+
+
+def _load_events(cursor: Any, account_id: int, claimed: list[tuple[int, datetime]]
+                 ) -> list[PipelineEvent]:
+    ids = [row[0] for row in claimed]
+    times = [row[1] for row in claimed]
+    cursor.execute(_LOAD_RAW, {"account": account_id, "lo": min(times), "hi": max(times),
+                               "ids": ids})
+    events = []
+    for (raw_id, stream, mtype, name, message_id, anonymous_id, user_id, at, received,
+         text) in cursor.fetchall():
+        message = json.loads(text)
+        if not isinstance(message, dict):
+            message = {"value": message}
+        events.append(PipelineEvent(
+            raw_event_id=raw_id, stream=stream, source_stream=stream, type=mtype, event=name,
+            message_id=message_id, at=at, received_at=received,
+            message=event_view(message, anonymous_id, user_id)))
+    events.sort(key=lambda e: e.raw_event_id)
+    return events
+
+
+def process_batch(account_id: int, *, limit: int = DEFAULT_BATCH,
+                  steps: list[Callable[[Batch], None]] | None = None) -> BatchResult | None:
+    """Claim and process one batch of the account's oldest pending events (None when there is
+    none to claim). See the module docstring for how concurrent workers keep receive order."""
+    from cdp_site.models import Account
+
+    started = time.monotonic()
+    steps = pipeline_steps() if steps is None else steps
+    waited = 0.0
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            claimed, earlier = _claim(cursor, account_id, limit)
+            if not claimed:
+                return None
+            events = _load_events(cursor, account_id, claimed)
+        account = Account.objects.filter(pk=account_id).only("max_identifiers_per_profile"
+                                                             ).first()
+        batch = Batch(account_id=account_id, schema=live_schema(account_id), events=events,
+                      now=timezone.now(),
+                      max_identifiers=account.max_identifiers_per_profile if account else 50)
+        in_turn = False
+        for step in steps:
+            if not in_turn and not getattr(step, "unordered", False):
+                waited = _wait_for_turn(earlier)
+                in_turn = True
+            step(batch)
+        if not in_turn:
+            waited = _wait_for_turn(earlier)
+        failed, warnings = _record_outcomes(batch)
+        seconds = time.monotonic() - started
+        _count(account_id, batch.now, len(events), failed, seconds)
+    return BatchResult(account_id, len(events), failed, warnings, len(batch.changed_profiles),
+                       seconds, waited)
+
+
+def _wait_for_turn(earlier: list[int]) -> float:
+    """Block until every batch of the account claimed before this one has ended."""
+    if not earlier:
+        return 0.0
+    started = time.monotonic()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(pg_advisory_xact_lock_shared(k)) FROM unnest(%s::bigint[]) k",
+                       [earlier])
+    return time.monotonic() - started
+
+
+def _record_outcomes(batch: Batch) -> tuple[int, int]:
+    failed = [e for e in batch.events if e.failure is not None]
+    if failed:
+        FailedEvent.objects.bulk_create([
+            FailedEvent(account_id=batch.account_id, stream=e.source_stream,
+                        received_at=e.received_at, source="process", stage="process",
+                        code=e.failure[0], reason=e.failure[1],
+                        body=_encode(e.message)[: FailedEvent.BODY_LIMIT],
+                        message_id=e.message_id[:MESSAGE_ID_MAX], raw_event_id=e.raw_event_id)
+            for e in failed if e.failure is not None
+        ])
+    warnings = [EventWarning(account_id=batch.account_id, raw_event_id=e.raw_event_id,
+                             stream=e.stream, code=code, field=name[:100], message=message,
+                             created_at=batch.now)
+                for e in batch.events for code, name, message in e.warnings]
+    if warnings:
+        EventWarning.objects.bulk_create(warnings)
+    return len(failed), len(warnings)
+
+
+_COUNT = """
+INSERT INTO profiles_processingstat (account_id, minute, events, failed, seconds)
+VALUES (%s, %s, %s, %s, %s)
+ON CONFLICT (account_id, minute) DO UPDATE SET events = profiles_processingstat.events
+    + EXCLUDED.events, failed = profiles_processingstat.failed + EXCLUDED.failed,
+    seconds = profiles_processingstat.seconds + EXCLUDED.seconds
+"""
+
+
+def _count(account_id: int, now: datetime, events: int, failed: int, seconds: float) -> None:
+    minute = now.astimezone(UTC).replace(second=0, microsecond=0)
+    with connection.cursor() as cursor:
+        cursor.execute(_COUNT, [account_id, minute, events, failed, seconds])
+
+
+def process_pending(*, limit: int = DEFAULT_BATCH, max_seconds: float | None = None,
+                    max_batches: int | None = None, account_id: int | None = None,
+                    should_stop: Callable[[], bool] | None = None) -> int:
+    """Process batches until no account has a claimable event (or a limit is reached); the
+    number of events processed. Accounts take turns, a batch each."""
+    started = time.monotonic()
+    total = batches = 0
+    while True:
+        accounts = [account_id] if account_id is not None else pending_accounts()
+        progress = False
+        for account in accounts:
+            if should_stop is not None and should_stop():
+                return total
+            result = process_batch(account, limit=limit)
+            if result is None:
+                continue
+            progress = True
+            total += result.events
+            batches += 1
+            if max_batches is not None and batches >= max_batches:
+                return total
+            if max_seconds is not None and time.monotonic() - started > max_seconds:
+                return total
+        if not progress:
+            return total
+
+
+# --------------------------------------------------------------------------- status
+
+
+@dataclass
+class ProcessingStatus:
+    """Lag and throughput for the dashboard."""
+
+    pending: int
+    oldest_pending_at: datetime | None
+    lag_seconds: float
+    events_last_minute: int
+    events_per_minute: float  # over the last ``window_minutes``
+    failed_last_hour: int
+    window_minutes: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"pending": self.pending, "oldest_pending_at": self.oldest_pending_at,
+                "lag_seconds": round(self.lag_seconds, 1),
+                "events_last_minute": self.events_last_minute,
+                "events_per_minute": round(self.events_per_minute, 1),
+                "failed_last_hour": self.failed_last_hour,
+                "window_minutes": self.window_minutes}
+
+
+def processing_status(account: Account, *, now: datetime | None = None,
+                      window_minutes: int = 5) -> ProcessingStatus:
+    """How far behind processing is (the oldest pending event's age) and how fast it goes
+    (events per minute, from ProcessingStat)."""
+    now = now or timezone.now()
+    queue = PendingEvent.objects.for_account(account)
+    oldest = queue.order_by("raw_event_id").values_list("received_at", flat=True).first()
+    pending = queue.count() if oldest is not None else 0
+    minute = now.astimezone(UTC).replace(second=0, microsecond=0)
+    stats = list(ProcessingStat.objects.for_account(account)
+                 .filter(minute__gte=minute - timedelta(minutes=60))
+                 .values_list("minute", "events", "failed"))
+    window_start = minute - timedelta(minutes=window_minutes)
+    recent = sum(e for m, e, _f in stats if m >= window_start)
+    return ProcessingStatus(
+        pending=pending, oldest_pending_at=oldest,
+        lag_seconds=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
+        events_last_minute=sum(e for m, e, _f in stats if m >= minute - timedelta(minutes=1)),
+        events_per_minute=recent / window_minutes,
+        failed_last_hour=sum(f for _m, _e, f in stats),
+        window_minutes=window_minutes,
+    )

@@ -1,0 +1,229 @@
+"""Identity resolution (DESIGN.md, "Identity resolution, precisely"): the worked examples, the
+issue's conflict case, merges, compaction and invalid identifier values, through the pipeline
+(raw events stored by collect, processed by process_pending)."""
+
+from __future__ import annotations
+
+import pytest
+
+from profiles.identity import find_profile, identifier_problem, surviving_profile
+from profiles.models import EventWarning, IdentityLog, Profile, ProfileEvent
+from tests.profiles.processing import (
+    identifiers,
+    identity_schema,
+    live_profiles,
+    profile_with,
+    run,
+    send,
+)
+
+A, B = "a@example.com", "b@example.com"
+X, Y, Z = "cookie-x", "cookie-y", "cookie-z"
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def account(account):
+    identity_schema(account)
+    return account
+
+
+def test_second_email_does_not_merge_profiles(account):
+    """{A, X}, {A, Y}, {B, Z}, {B, Y}: two profiles {A, X, Y} and {B, Z}; the last event's data
+    lands on B's profile; Y stays with A; one conflict on each."""
+    send(account, {"email": A, "_uid": X, "page": "p1"}, {"email": A, "_uid": Y, "page": "p2"},
+         {"email": B, "_uid": Z, "page": "p3"}, {"email": B, "_uid": Y, "page": "p4"})
+    assert run(account) == 4
+    profiles = live_profiles(account)
+    assert [identifiers(p) for p in profiles] == [{A, X, Y}, {B, Z}]
+    a, b = profiles
+    assert a.field_values["page"] == "p2"
+    assert b.field_values["page"] == "p4"
+    assert b.field_values["pages"] == ["p3", "p4"]
+    assert (a.conflicts, b.conflicts) == (1, 1)
+    conflict = IdentityLog.objects.get(kind="conflict")
+    assert (conflict.profile_id, conflict.other_id, conflict.value) == (b.pk, a.pk, Y)
+    assert "email" in conflict.reason
+    assert Profile.objects.filter(merged_into__isnull=False).count() == 0
+
+
+def test_the_same_events_one_batch_each_give_the_same_profiles(account):
+    for message in ({"email": A, "_uid": X}, {"email": A, "_uid": Y}, {"email": B, "_uid": Z},
+                    {"email": B, "_uid": Y}):
+        send(account, message)
+        run(account)
+    assert [identifiers(p) for p in live_profiles(account)] == [{A, X, Y}, {B, Z}]
+    assert [p.conflicts for p in live_profiles(account)] == [1, 1]
+
+
+def test_anonymous_page_view_then_newsletter_form_is_one_profile(account):
+    """{X} then {A, X}: one profile {A, X} holding the earlier page view."""
+    send(account, {"_uid": X, "page": "cuisine"})
+    run(account)
+    anonymous = profile_with(account, X)
+    send(account, {"email": A, "_uid": X, "page": "newsletter"})
+    run(account)
+    [profile] = live_profiles(account)
+    assert profile.pk == anonymous.pk
+    assert identifiers(profile) == {A, X}
+    assert profile.field_values["pages"] == ["cuisine", "newsletter"]
+    assert profile.event_count == 2
+    assert ProfileEvent.objects.filter(profile=profile).count() == 2
+    assert Profile.objects.count() == 1  # the profile made for A never needed a row
+
+
+def test_another_person_on_the_same_device_gets_their_own_profile(account):
+    """{A, X}, then {B, X}: two profiles {A, X} and {B}; the second event's data goes to B's."""
+    send(account, {"email": A, "_uid": X, "page": "a"}, {"email": B, "_uid": X, "page": "b"})
+    run(account)
+    a, b = live_profiles(account)
+    assert identifiers(a) == {A, X}
+    assert identifiers(b) == {B}
+    assert b.field_values["page"] == "b"
+    assert a.field_values["page"] == "a"
+    assert (a.conflicts, b.conflicts) == (1, 1)
+
+
+def test_two_cookies_linked_by_an_event_are_one_profile(account):
+    """{X, Y}, then {Y, Z}: one profile {X, Y, Z}."""
+    send(account, {"_uid": [X, Y]}, {"_uid": [Y, Z]})
+    run(account)
+    [profile] = live_profiles(account)
+    assert identifiers(profile) == {X, Y, Z}
+
+
+def test_an_event_linking_two_profiles_merges_them_and_the_older_survives(account):
+    send(account, {"_uid": X, "page": "one"})
+    run(account)
+    send(account, {"_uid": Y, "page": "two"})
+    run(account)
+    older, newer = profile_with(account, X), profile_with(account, Y)
+    assert older.pk < newer.pk
+    send(account, {"email": A, "_uid": [X, Y], "page": "three"})
+    run(account)
+    [survivor] = live_profiles(account)
+    assert survivor.pk == older.pk
+    assert identifiers(survivor) == {A, X, Y}
+    assert survivor.field_values["pages"] == ["one", "three", "two"]
+    assert survivor.event_count == 3
+    assert ProfileEvent.objects.filter(profile=survivor).count() == 3
+    newer.refresh_from_db()
+    assert newer.merged_into_id == survivor.pk
+    assert newer.field_values == {}
+    assert surviving_profile(account, newer.pk) == survivor
+    merge = IdentityLog.objects.get(kind="merge")
+    assert (merge.profile_id, merge.other_id) == (survivor.pk, newer.pk)
+    assert merge.raw_event_id is not None
+
+
+def test_merge_chains_resolve_to_the_last_survivor(account):
+    send(account, {"_uid": X})
+    run(account)
+    send(account, {"_uid": Y})
+    run(account)
+    send(account, {"_uid": Z})
+    run(account)
+    first, _second, third = (profile_with(account, v) for v in (X, Y, Z))
+    send(account, {"_uid": [Y, Z]})  # third merges into second
+    run(account)
+    send(account, {"_uid": [X, Y]})  # second merges into first
+    run(account)
+    assert surviving_profile(account, third.pk) == first
+    third.refresh_from_db()
+    assert third.merged_into_id == first.pk
+
+
+def test_an_identifier_past_its_capacity_drops_the_oldest_seen_value(account):
+    from profiles.models import Field
+    from profiles.schema import publish, save_field
+
+    uid = Field.objects.get(account=account, name="_uid")
+    save_field(account, instance=uid, identifier_capacity=2)
+    publish(account)
+    send(account, {"email": A, "_uid": "c1"}, {"email": A, "_uid": "c2"},
+         {"email": A, "_uid": "c3"})
+    run(account)
+    [profile] = live_profiles(account)
+    assert identifiers(profile) == {A, "c2", "c3"}
+    assert profile.compactions == 1
+    log = IdentityLog.objects.get(kind="compaction")
+    assert (log.profile_id, log.field, log.value) == (profile.pk, "_uid", "c1")
+    assert find_profile(account, "_uid", "c1") is None
+    # an old cookie that comes back attaches again, dropping the now oldest-seen one
+    send(account, {"email": A, "_uid": "c1"}, at=profile.last_seen.replace(year=2027))
+    run(account)
+    assert identifiers(profile) == {A, "c3", "c1"}
+
+
+def test_a_merge_past_the_identifier_limit_is_a_conflict(account):
+    account.max_identifiers_per_profile = 3
+    account.save()
+    send(account, {"_uid": ["c1", "c2"]}, {"_uid": ["c3", "c4"]})
+    run(account)
+    send(account, {"_uid": ["c1", "c3"]})
+    run(account)
+    profiles = live_profiles(account)
+    assert [identifiers(p) for p in profiles] == [{"c1", "c2"}, {"c3", "c4"}]
+    assert [p.conflicts for p in profiles] == [1, 1]
+    assert "limit" in IdentityLog.objects.get(kind="conflict").reason
+
+
+def test_attaching_past_the_identifier_limit_compacts_instead_of_refusing(account):
+    account.max_identifiers_per_profile = 3
+    account.save()
+    send(account, {"email": A, "_uid": "c1"}, {"email": A, "_uid": "c2"},
+         {"email": A, "_uid": "c3"})
+    run(account)
+    [profile] = live_profiles(account)
+    assert identifiers(profile) == {A, "c2", "c3"}
+    assert profile.identifier_count == 3
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "null", "undefined", "0", "x" * 257, None])
+def test_bad_identifier_values_are_ignored_and_recorded(account, bad):
+    send(account, {"email": A, "_uid": bad, "page": "kept"} if bad is not None
+         else {"email": A, "_uid": None, "page": "kept"})
+    run(account)
+    [profile] = live_profiles(account)
+    assert identifiers(profile) == {A}
+    assert profile.field_values["page"] == "kept"
+    if bad not in ("", "   ", None):  # empty values are "no value" before they are identifiers
+        warning = EventWarning.objects.get(account=account)
+        assert (warning.code, warning.field) == ("invalid_identifier", "_uid")
+
+
+def test_a_bad_value_as_the_only_identifier_creates_no_profile(account):
+    send(account, {"_uid": "undefined", "page": "lost"})
+    run(account)
+    assert live_profiles(account) == []
+    codes = set(EventWarning.objects.values_list("code", flat=True))
+    assert codes == {"invalid_identifier", "no_identifier"}
+
+
+def test_identifier_problem_names_the_reason():
+    assert identifier_problem("a@example.com") is None
+    assert identifier_problem("UNDEFINED") is not None
+    assert identifier_problem("é" * 129) == "is longer than 256 bytes"
+    assert identifier_problem("é" * 128) is None
+    assert identifier_problem(0) is not None
+
+
+def test_find_profile_by_any_identifier(account):
+    send(account, {"email": A, "_uid": X})
+    run(account)
+    profile = find_profile(account, "email", A)
+    assert profile is not None
+    assert find_profile(account, "_uid", X) == profile
+    assert find_profile(account, "email", B) is None
+    assert find_profile(account, "email", "undefined") is None
+
+
+def test_identifiers_never_cross_accounts(account, other_account):
+    identity_schema(other_account)
+    send(account, {"email": A, "_uid": X})
+    send(other_account, {"email": A, "_uid": X})
+    run(account)
+    run(other_account)
+    mine, theirs = find_profile(account, "email", A), find_profile(other_account, "email", A)
+    assert mine is not None and theirs is not None and mine.pk != theirs.pk
