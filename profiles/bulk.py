@@ -89,7 +89,6 @@ _BOM = "\ufeff"
 _NUMBER = re.compile(r"\s*-?\d+(?:\.\d+)?\s*")
 _SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 _BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
-_BIG_EXPONENT = re.compile(r"\d[eE][+-]?\d{4,}")
 
 
 def valid_stream_name(name: str) -> bool:
@@ -333,6 +332,10 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# JSON as PostgreSQL's jsonb takes it: no NaN/Infinity, no numbers beyond numeric's range.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_bounded_float)
+
+
 def _has_bad_chars(value: Any) -> bool:
     """NUL and unpaired surrogates: valid to Python's json, refused by PostgreSQL."""
     stack = [value]
@@ -367,11 +370,7 @@ def parse_ndjson_line(line: int, raw: bytes, too_long: bool, names: FieldNames,
     if not text:
         return None
     try:
-        if _BIG_EXPONENT.search(text):
-            message = json.loads(text, parse_constant=_reject_constant,
-                                 parse_float=_bounded_float)
-        else:
-            message = json.loads(text, parse_constant=_reject_constant)
+        message = _DECODER.decode(text)
     except RecursionError:
         return Failure("too_deep", f"Line {line} nests deeper than {MAX_JSON_DEPTH} levels.",
                        body=text, line=line)
