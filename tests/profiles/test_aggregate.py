@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.db import connection, connections
 from django.db.models import Sum
 
-from cdp_site.models import Account, Role
+from cdp_site.models import Account
 from profiles import aggregate
 from profiles.aggregate import (
     estimate_distinct,
@@ -25,7 +25,7 @@ from profiles.aggregate import (
     value_hash,
 )
 from profiles.collect import Failure, record_failures
-from profiles.models import RawEvent, RawKey, StreamHourlyCount, ViolationCount
+from profiles.models import RawKey, StreamHourlyCount, ViolationCount
 from tests.conftest import make_account
 from tests.profiles.raw_events import ago, run_aggregator, store, track
 
@@ -270,28 +270,15 @@ def test_management_command_runs_once(account: Account) -> None:
     assert total(account) == 1
 
 
-# Concurrency: these tests commit, so they clean up the raw store themselves (Django does not
-# flush unmanaged tables) and have the seeded roles restored after the flush.
+# Concurrency: these tests commit (tests/conftest.py restores the seeded rows and empties the
+# raw store after each).
 
 committing = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
-@pytest.fixture(scope="module")
-def seed_data_restored(django_db_blocker: Any) -> Iterator[None]:
-    """A transactional test ends with a flush that empties every table, the ones migrations
-    seeded (roles, schedules) too: put them back for the transactional tests that follow."""
-    yield
-    with django_db_blocker.unblock():
-        contents = getattr(connection, "_test_serialized_contents", None)
-        if contents and not Role.objects.exists():
-            connection.creation.deserialize_db_from_string(contents)
-
-
 @pytest.fixture
-def committed_account(seed_data_restored: None, db: None) -> Iterator[Account]:
-    account = make_account("Committed")
-    yield account
-    RawEvent.objects.filter(account_id=account.pk).delete()
+def committed_account(db: None) -> Account:
+    return make_account("Committed")
 
 
 @committing
