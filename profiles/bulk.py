@@ -37,7 +37,9 @@ from profiles.collect import (
     Failure,
     IncomingEvent,
     check_quota,
+    client_message_id,
     dedupe_insert_sql,
+    encode_message,
     ensure_stream,
     event_time,
     json_depth_exceeds,
@@ -108,10 +110,10 @@ def max_decompressed_bytes() -> int:
 
 @dataclass
 class BulkEvent(IncomingEvent):
-    """An event of an import: where it was in the input, and its message as JSON text."""
+    """An event of an import and the line it starts on (``encoded`` holds its JSON text: an
+    NDJSON line as sent)."""
 
     line: int = 0
-    text: str = ""
 
 
 @dataclass
@@ -293,11 +295,29 @@ def _as_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
-def build_event(message: dict[str, Any], text: str, line: int, names: FieldNames,
-                received_at: datetime, keep_message: bool = True) -> BulkEvent:
-    """One record as an event: the columns pulled out of it and its event time. Without
-    tracking plans to check, the parsed message is not kept (``text`` is what is stored)."""
-    warnings: list[dict[str, Any]] = []
+def _column(value: Any, limit: int) -> str:
+    # PostgreSQL text cannot hold NUL (a CSV value may have one).
+    text = _as_text(value)[:limit]
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
+def build_event(message: dict[str, Any], encoded: str, line: int, names: FieldNames,
+                received_at: datetime, keep_message: bool = True,
+                warnings: list[dict[str, Any]] | None = None) -> BulkEvent | Failure:
+    """One record as an event: the columns pulled out of it, its message id (collect's rule:
+    an over-long id becomes a digest, an object or list is refused) and its event time.
+    Without tracking plans to check, the parsed message is not kept (``encoded`` is what is
+    stored)."""
+    warnings = [] if warnings is None else warnings
+    message_id = client_message_id(_lookup(message, names.message_id or "messageId"), warnings)
+    if message_id is None:
+        return Failure("invalid_message_id", f"Line {line}: a message id is a string or a number.",
+                       body=encoded, line=line)
+    if not message_id:
+        if names.message_id:
+            warnings.append({"code": "missing_message_id",
+                             "message": f"no {names.message_id!r} field; an id was generated"})
+        message_id = new_message_id()
     stamp = _lookup(message, names.timestamp or "timestamp")
     if names.timestamp and stamp in (None, ""):
         warnings.append({"code": "missing_timestamp",
@@ -305,18 +325,13 @@ def build_event(message: dict[str, Any], text: str, line: int, names: FieldNames
     if isinstance(stamp, str) and _NUMBER.fullmatch(stamp):
         stamp = float(stamp)  # epoch seconds or milliseconds, as CSV gives them
     event_at, _sent = event_time(received_at, stamp, None, warnings)
-    message_id = _as_text(_lookup(message, names.message_id or "messageId"))
-    if not message_id:
-        if names.message_id:
-            warnings.append({"code": "missing_message_id",
-                             "message": f"no {names.message_id!r} field; an id was generated"})
-        message_id = new_message_id()
     return BulkEvent(
-        message=message if keep_message else {}, message_id=message_id[:MESSAGE_ID_MAX],
-        type=_as_text(message.get("type")), event=_as_text(message.get("event")),
-        user_id=_as_text(message.get("userId", message.get("user_id"))),
-        anonymous_id=_as_text(message.get("anonymousId", message.get("anonymous_id"))),
-        event_at=event_at, warnings=warnings, line=line, text=text,
+        message=message if keep_message else {},
+        message_id=_column(message_id, MESSAGE_ID_MAX),
+        type=_column(message.get("type"), 32), event=_column(message.get("event"), 200),
+        user_id=_column(message.get("userId", message.get("user_id")), 300),
+        anonymous_id=_column(message.get("anonymousId", message.get("anonymous_id")), 300),
+        event_at=event_at, warnings=warnings, encoded=encoded, line=line,
     )
 
 
@@ -388,11 +403,16 @@ def parse_ndjson_line(line: int, raw: bytes, too_long: bool, names: FieldNames,
             and json_depth_exceeds(message)):
         return Failure("too_deep", f"Line {line} nests deeper than {MAX_JSON_DEPTH} levels.",
                        body=text, line=line)
+    warnings: list[dict[str, Any]] = []
     if "\\u" in text and _SUSPECT_ESCAPE.search(text) and _has_bad_chars(message):
-        return Failure("unsupported_character",
-                       f"Line {line} contains \\u0000 or an unpaired surrogate, which cannot "
-                       "be stored.", body=text, line=line)
-    return build_event(message, text, line, names, received_at, keep_message)
+        # Rare: what jsonb refuses (NUL, lone surrogates) becomes U+FFFD with a warning, by
+        # collect's rule, and the line is stored re-encoded instead of as sent.
+        encoded, problem = encode_message(message, warnings)
+        if encoded is None:
+            return Failure(problem, f"Line {line} cannot be stored ({problem}).",
+                           body=raw, line=line)
+        text, message = encoded, json.loads(encoded)
+    return build_event(message, text, line, names, received_at, keep_message, warnings)
 
 
 def ndjson_records(lines: Iterable[tuple[int, bytes, bool]], names: FieldNames,
@@ -410,7 +430,7 @@ class _RecordTooLong(Exception):
 
 class _CsvLines:
     """Feeds csv.reader physical lines, keeping the raw text of the record being read. A line
-    that is over-long, not UTF-8 or holds NUL becomes a failure and reaches csv as a blank."""
+    that is over-long or not UTF-8 becomes a failure and reaches csv as a blank."""
 
     def __init__(self, lines: Iterator[tuple[int, bytes, bool]]) -> None:
         self.lines = lines
@@ -441,11 +461,6 @@ class _CsvLines:
             else:
                 if line == 1:
                     text = text.lstrip(_BOM)
-                if "\x00" in text:
-                    self.bad.append(Failure("unsupported_character",
-                                            f"Line {line} contains a NUL byte.", body=raw,
-                                            line=line))
-                    text = ""
         self.size += len(raw) + 1
         if self.kept <= LINE_KEEP_BYTES:
             self.parts.append(text + "\n")
@@ -489,7 +504,7 @@ def csv_records(lines: Iterator[tuple[int, bytes, bool]], names: FieldNames,
             yield from _take(feeder.bad)
             yield Failure("invalid_csv", f"Line {start}: {exc}", body=text, line=start)
             continue
-        start, text, size = feeder.finish()
+        start, text, _size = feeder.finish()
         yield from _take(feeder.bad)
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
@@ -500,13 +515,14 @@ def csv_records(lines: Iterator[tuple[int, bytes, bool]], names: FieldNames,
             yield Failure("ragged_row", f"Line {start} has {_values(len(row))}; the header "
                           f"has {len(header)}.", body=text, line=start)
             continue
-        if size > MAX_MESSAGE_BYTES:
-            yield Failure("message_too_large", f"The record on line {start} is over "
+        message = dict(zip(header, row, strict=True))
+        warnings: list[dict[str, Any]] = []
+        encoded, problem = encode_message(message, warnings)  # checks size; NUL becomes U+FFFD
+        if encoded is None:
+            yield Failure(problem, f"The record on line {start} is over "
                           f"{MAX_MESSAGE_BYTES // 1024} KB.", body=text, line=start)
             continue
-        message = dict(zip(header, row, strict=True))
-        text = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
-        yield build_event(message, text, start, names, received_at, keep_message)
+        yield build_event(message, encoded, start, names, received_at, keep_message, warnings)
 
 
 def _values(count: int) -> str:
@@ -546,7 +562,7 @@ _END = object()
 def _size(item: BulkEvent | Failure) -> int:
     if isinstance(item, Failure):
         return len(item.body) + len(item.reason)
-    return len(item.text)
+    return len(item.encoded or "")
 
 
 def batched(items: Iterable[BulkEvent | Failure], rows: int = BATCH_ROWS,
@@ -668,7 +684,7 @@ def _store(cursor: Any, target: _Target, events: list[BulkEvent]) -> int:
         for item in events:
             copy.write_row((
                 item.line, item.message_id, item.type[:32], item.event[:200],
-                item.user_id[:300], item.anonymous_id[:300], item.event_at, item.text,
+                item.user_id[:300], item.anonymous_id[:300], item.event_at, item.encoded,
                 json.dumps(item.warnings) if item.warnings else None,
             ))
     cursor.execute(_MOVE, {"account": target.account.pk, "stream": target.stream,

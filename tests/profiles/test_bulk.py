@@ -185,7 +185,7 @@ def test_bad_ndjson_lines_go_to_failed_events_with_their_line_numbers(
         json.dumps({"event": "big", "pad": "x" * 40_000}).encode(),  # 4: over 32 KB
         json.dumps({"event": "deep", "d": deep}).encode(),  # 5: nested over 32 levels
         b"",  # 6: blank, skipped
-        b'{"event": "nul", "v": "a\\u0000b"}',  # 7: PostgreSQL cannot store \u0000
+        b'{"event": "nul", "v": "a\\u0000b"}',  # 7: kept, NUL replaced (collect's rule)
         b'{"event": "latin", "v": "caf\xe9"}',  # 8: not UTF-8
         b'{"event": "nan", "v": NaN}',  # 9: not JSON
         b'{"event": "huge", "v": 1e999999}',  # 10: out of PostgreSQL's range
@@ -195,15 +195,17 @@ def test_bad_ndjson_lines_go_to_failed_events_with_their_line_numbers(
     response = post(secret, "web", body)
 
     summary = response.json()
-    assert (summary["received"], summary["stored"], summary["failed"]) == (10, 2, 8)
+    assert (summary["received"], summary["stored"], summary["failed"]) == (10, 3, 7)
     assert [(f["line"], f["code"]) for f in summary["failures"]] == [
         (2, "invalid_json"), (3, "not_an_object"), (4, "message_too_large"), (5, "too_deep"),
-        (7, "unsupported_character"), (8, "invalid_encoding"), (9, "invalid_json"),
-        (10, "invalid_json"),
+        (8, "invalid_encoding"), (9, "invalid_json"), (10, "invalid_json"),
     ]
-    assert [f.line for f in failures(account)] == [2, 3, 4, 5, 7, 8, 9, 10]
+    assert [f.line for f in failures(account)] == [2, 3, 4, 5, 8, 9, 10]
     assert failures(account)[0].body == '{"event": "broken"'
-    assert [r.message["n"] for r in rows(account)] == [1, 2]
+    assert [r.event for r in rows(account)] == ["ok", "nul", "ok"]
+    nul = rows(account)[1]
+    assert nul.message["v"] == "a\ufffdb"
+    assert nul.warnings[0]["code"] == "nul_character"
 
 
 def test_a_line_of_megabytes_is_refused_alone_without_being_held_whole(
@@ -220,13 +222,43 @@ def test_a_line_of_megabytes_is_refused_alone_without_being_held_whole(
     assert failure.body_truncated and len(failure.body) == FailedEvent.BODY_LIMIT
 
 
-def test_an_unpaired_surrogate_is_refused_alone(account: Account, secret: str) -> None:
-    body = b'{"v": "\\ud800"}\n{"v": "\\ud83d\\ude00"}\n'  # a lone half; an escaped emoji
+def test_unpaired_surrogates_and_nul_are_replaced_as_on_other_paths(
+    account: Account, secret: str
+) -> None:
+    body = b'{"v": "\\ud800", "userId": "a\\u0000b"}\n{"v": "\\ud83d\\ude00"}\n'
 
     summary = post(secret, "web", body).json()
 
-    assert (summary["stored"], summary["failures"][0]["code"]) == (1, "unsupported_character")
-    assert rows(account)[0].message == {"v": "\U0001F600"}
+    assert (summary["stored"], summary["failed"]) == (2, 0)
+    replaced, emoji = rows(account)
+    assert replaced.message == {"v": "\ufffd", "userId": "a\ufffdb"}
+    assert replaced.user_id == "a\ufffdb"
+    assert {w["code"] for w in replaced.warnings} == {"invalid_unicode", "nul_character"}
+    assert emoji.message == {"v": "\U0001F600"} and emoji.warnings is None
+
+
+def test_a_nul_in_a_csv_value_is_replaced(account: Account, secret: str) -> None:
+    summary = post(secret, "crm", b"userId,name\nu\x001,Ann\n", "text/csv").json()
+
+    assert summary["stored"] == 1
+    assert rows(account)[0].user_id == "u\ufffd1"
+    assert rows(account)[0].message == {"userId": "u\ufffd1", "name": "Ann"}
+
+
+def test_message_ids_follow_collects_rule(account: Account, secret: str) -> None:
+    long_id = "x" * 150
+    body = ndjson({"messageId": {"not": "an id"}}, {"messageId": long_id, "n": 1},
+                  {"messageId": long_id, "n": 2}, {"messageId": 12345})
+
+    summary = post(secret, "web", body).json()
+
+    assert summary["failures"] == [{"line": 1, "code": "invalid_message_id",
+                                    "reason": "Line 1: a message id is a string or a number."}]
+    assert (summary["stored"], summary["duplicates"]) == (2, 1)
+    digest, number = rows(account)
+    assert digest.message_id.startswith("sha1-") and digest.message["n"] == 1
+    assert digest.warnings[0]["code"] == "message_id_too_long"
+    assert number.message_id == "12345"
 
 
 def test_duplicates_within_the_file_are_stored_once(account: Account, secret: str) -> None:
