@@ -25,7 +25,7 @@ from cdp_site.models import Account, WriteKey
 from cdp_site.tenancy import Actor
 from profiles import lytics, segment
 from profiles.aggregate import aggregate_streams
-from profiles.collect import accept
+from profiles.collect import QuotaExceeded, accept
 from profiles.models import RawEvent, TrackingPlan
 
 WEB = "web"
@@ -263,6 +263,20 @@ class Command(BaseCommand):
         now = datetime.now(UTC).replace(second=0, microsecond=0)
         slot = (now - timedelta(days=days)).replace(minute=0)
         totals = {"stored": 0, "failed": 0}
+        try:
+            self._send(target, demo, slot, now, sessions_per_slot, web_key, crm_key, totals)
+        except QuotaExceeded:
+            self.stderr.write(f"{target.name} is over its monthly quota; stopped sending.")
+        result = aggregate_streams(settle_seconds=0)
+        self.stdout.write(self.style.SUCCESS(
+            f"Sent {totals['stored']:,} demo events to {target.name} ({WEB}, {CRM}); "
+            f"{totals['failed']:,} refused as failed events; aggregated {result.events:,}."
+        ))
+
+    def _send(self, target: Account, demo: Demo, slot: datetime, now: datetime,
+              sessions_per_slot: float, web_key: WriteKey, crm_key: WriteKey,
+              totals: dict[str, int]) -> None:
+        """Ten minutes of traffic at a time, oldest first, each slot received at its end."""
         while slot < now - SLOT:
             received = slot + SLOT - timedelta(seconds=demo.rng.randint(1, 90))
             sessions = demo.rng.random() * 2 * sessions_per_slot * _traffic_weight(slot)
@@ -282,11 +296,6 @@ class Command(BaseCommand):
                                                         timestamp_field="updated_at")
                 self._accept(target, CRM, events, failures, "json", synced, crm_key, totals)
             slot += SLOT
-        result = aggregate_streams(settle_seconds=0)
-        self.stdout.write(self.style.SUCCESS(
-            f"Sent {totals['stored']:,} demo events to {target.name} ({WEB}, {CRM}); "
-            f"{totals['failed']:,} refused as failed events; aggregated {result.events:,}."
-        ))
 
     def _accept(self, account: Account, stream: str, events: list, failures: list, source: str,
                 received: datetime, key: WriteKey, totals: dict[str, int]) -> None:
