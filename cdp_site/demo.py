@@ -16,7 +16,8 @@ from cdp_site import accounts as accounts_service
 from cdp_site.models import Account, Membership, Role
 from cdp_site.tenancy import Actor
 
-DEMO_ACCOUNTS = [("Demo Travel", "demo"), ("Demo Foods", "demo-foods")]
+# The main account sorts first: it is where a new session lands, and where the demo events go.
+DEMO_ACCOUNTS = [("Demo Travel", "demo"), ("Demo Travel Sandbox", "demo-sandbox")]
 DEMO_USER = "admin"
 
 
