@@ -632,9 +632,10 @@ CREATE TEMP TABLE {STAGING} (
 ) ON COMMIT DROP
 """
 _COPY = f"COPY {STAGING} (n, m, t, e, u, a, ea, j, w) FROM STDIN"
+# The staging rows of a batch have distinct message ids (``_first_of_each_id``), so no
+# DISTINCT ON sort is needed here; ids in the raw store follow the input's order (n).
 _MOVE = dedupe_insert_sql(
-    f"SELECT DISTINCT ON (m) n, m, t, e, u, a, sa, ea, j, w FROM {STAGING} ORDER BY m, n",  # noqa: S608
-    order_by="i.n",
+    f"SELECT n, m, t, e, u, a, sa, ea, j, w FROM {STAGING}", order_by="i.n"  # noqa: S608
 )
 
 
@@ -666,7 +667,7 @@ def write_batch(cursor: Any, target: _Target, batch: list[BulkEvent | Failure],
             failures = sorted([*failures, *blocked], key=lambda f: f.line or 0)
         events = kept  # type: ignore[assignment]
     if events:
-        stored = _store(cursor, target, events)
+        stored = _store(cursor, target, _first_of_each_id(events))
         summary.stored += stored
         summary.duplicates += len(events) - stored
     if failures:
@@ -677,6 +678,17 @@ def write_batch(cursor: Any, target: _Target, batch: list[BulkEvent | Failure],
         record_failures(failures, account=target.account, stream=target.stream,
                         source=target.source, received_at=target.received_at,
                         key_prefix=target.key_prefix, remote_addr=target.remote_addr)
+
+
+def _first_of_each_id(events: list[BulkEvent]) -> list[BulkEvent]:
+    """A message id repeated within a batch is stored once, as its first line."""
+    seen: set[str] = set()
+    first = []
+    for item in events:
+        if item.message_id not in seen:
+            seen.add(item.message_id)
+            first.append(item)
+    return first
 
 
 def _store(cursor: Any, target: _Target, events: list[BulkEvent]) -> int:
