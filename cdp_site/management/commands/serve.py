@@ -1,5 +1,5 @@
-"""Run the web server, the django-q2 worker and the stream aggregator together in the
-foreground until Ctrl-C."""
+"""Run the web server, the django-q2 worker, the stream aggregator and the event processor
+together in the foreground until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from django.core.management.base import BaseCommand, CommandParser
 
 
 class Command(BaseCommand):
-    help = ("Start gunicorn, the django-q2 cluster and the stream aggregator; stop them all on "
-            "Ctrl-C or if one dies.")
+    help = ("Start gunicorn, the django-q2 cluster, the stream aggregator and the event "
+            "processor; stop them all on Ctrl-C or if one dies.")
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--bind", default=os.environ.get("STRATA_BIND", "127.0.0.1:8000"))
@@ -33,6 +33,7 @@ class Command(BaseCommand):
             ],
             "worker": [python, "manage.py", "qcluster"],
             "aggregator": [python, "manage.py", "aggregate_streams", "--loop"],
+            "processor": [python, "manage.py", "process_events", "--loop"],
         }
         if not settings.DEBUG:
             subprocess.run([python, "manage.py", "collectstatic", "--noinput", "-v0"],

@@ -1,0 +1,59 @@
+"""Process raw events into profiles: route, map, identify, merge (profiles.pipeline)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import DatabaseError, close_old_connections
+
+from profiles.pipeline import DEFAULT_BATCH, process_pending
+
+log = logging.getLogger(__name__)
+
+
+class Command(BaseCommand):
+    help = ("Claim batches of unprocessed raw events and apply them to profiles. Any number "
+            "of these may run at once.")
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--loop", action="store_true",
+                            help="keep running, waiting --interval seconds when idle")
+        parser.add_argument("--batch", type=int, default=DEFAULT_BATCH,
+                            help=f"events per batch (default {DEFAULT_BATCH})")
+        parser.add_argument("--interval", type=float, default=0.5)
+        parser.add_argument("--account", type=int, default=None,
+                            help="only this account's events (by id)")
+
+    def handle(self, *args: Any, loop: bool, batch: int, interval: float, account: int | None,
+               **options: Any) -> None:
+        if not loop:
+            started = time.monotonic()
+            events = process_pending(limit=batch, account_id=account)
+            self.stdout.write(f"{events} events in {time.monotonic() - started:.1f} s")
+            return
+        stopping = False
+
+        def stop(*_: Any) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        self.stdout.write(f"Processing events in batches of {batch} (Ctrl-C stops)")
+        while not stopping:
+            close_old_connections()
+            try:
+                # bounded, so that connections are recycled and a stop is noticed
+                events = process_pending(limit=batch, account_id=account, max_seconds=10.0,
+                                         should_stop=lambda: stopping)
+            except DatabaseError:
+                log.exception("processing failed; retrying in %s s", interval)
+                events = 0
+            if events:
+                log.info("processed %d events", events)
+            else:
+                time.sleep(interval)

@@ -1,0 +1,222 @@
+"""The processing run: collection to profile (the issue's "Done when"), per-event failures
+and warnings that let the batch go on, route rules and guards, downstream steps from settings,
+lag and throughput, and batches whose queries do not grow with their size."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from profiles import schema
+from profiles.bulk import import_events
+from profiles.identity import find_profile
+from profiles.models import (
+    EventWarning,
+    FailedEvent,
+    PendingEvent,
+    Profile,
+    ProfileEvent,
+)
+from profiles.pipeline import Batch, processing_status
+from tests.profiles.conftest import basic_auth, jstag_query, make_write_key
+from tests.profiles.processing import (
+    T0,
+    identifiers,
+    identity_schema,
+    live_profiles,
+    profile_with,
+    run,
+    send,
+)
+
+pytestmark = pytest.mark.django_db
+A = "mason@example.com"
+
+
+def test_page_view_identify_and_crm_record_make_one_profile(client: Client, account):
+    """The Lytics use cases' data side, through the real collection paths: a tag page view
+    with taxonomy=cuisine, a Segment identify with an email on the same cookie, and a CRM
+    record joining by email."""
+    schema.install_lytics_schema(account)
+    _key, secret = make_write_key(account, stream="default")
+    client.cookies["seerid"] = "visitor-1"
+    assert client.get(f"/c/{account.aid}?{jstag_query({'_e': 'pv', 'taxonomy': 'cuisine'})}"
+                      ).status_code == 200
+    run(account)
+    [anonymous] = live_profiles(account)
+    assert anonymous.field_values == {"_uid": ["visitor-1"], "taxonomy": "cuisine"}
+    assert identifiers(anonymous) == {"visitor-1"}
+
+    response = client.post("/v1/identify", data={
+        "anonymousId": "visitor-1", "traits": {"email": "Mason@Example.com"}},
+        content_type="application/json", HTTP_AUTHORIZATION=basic_auth(secret))
+    assert response.status_code == 200
+    run(account)
+    found = find_profile(account, "email", A)
+    assert found is not None and found.pk == anonymous.pk
+    assert found.field_values["taxonomy"] == "cuisine"  # its earlier behaviour
+    assert ProfileEvent.objects.filter(profile=found).count() == 2
+
+    response = client.post("/collect/json/crm_users", data={
+        "origin.email": A, "response.loyalty_tier": "gold",
+        "response.preferred_activities": ["hiking", "cooking"]},
+        content_type="application/json", HTTP_X_API_KEY=secret)
+    assert response.status_code == 200
+    run(account)
+    [profile] = live_profiles(account)
+    assert profile.pk == anonymous.pk
+    assert profile.field_values == {
+        "_uid": ["visitor-1"], "email": A, "taxonomy": "cuisine", "loyalty_tier": "gold",
+        "preferred_activities": ["cooking", "hiking"]}
+    assert profile.identifier_count == 2
+    assert Profile.objects.filter(field_values__contains={"loyalty_tier": "gold"}).get() == \
+        profile
+    streams = list(ProfileEvent.objects.filter(profile=profile).order_by("id")
+                   .values_list("stream", "event"))
+    assert streams == [("default", "page"), ("default", "identify"), ("crm_users", "")]
+
+
+def test_a_value_that_does_not_fit_its_field_is_skipped_with_a_warning(account):
+    identity_schema(account)
+    visits = schema.save_field(account, name="visits", type="int", merge_operator="sum")
+    schema.save_mapping(account, field=visits, stream="web", expression="visits")
+    schema.publish(account)
+    send(account, {"_uid": "x", "visits": "many", "page": "home"}, {"_uid": "x", "visits": 2})
+    run(account)
+    [profile] = live_profiles(account)
+    assert profile.field_values["page"] == "home"
+    assert profile.field_values["visits"] == 2
+    warning = EventWarning.objects.get()
+    assert (warning.code, warning.field, warning.stream) == ("type_mismatch", "visits", "web")
+    assert "'many'" in warning.message
+    assert FailedEvent.objects.count() == 0
+
+
+def test_an_expression_error_fails_that_event_and_the_batch_goes_on(account):
+    identity_schema(account)
+    name = schema.save_field(account, name="name", type="string", merge_operator="latest")
+    schema.save_mapping(account, field=name, stream="web", expression="tolower(name)")
+    schema.publish(account)
+    send(account, {"_uid": "x", "name": "Ann"}, {"_uid": "y", "name": {"first": "Bo"}},
+         {"_uid": "z", "name": "Cy"})
+    assert run(account) == 3
+    assert sorted(p.field_values["name"] for p in live_profiles(account)) == ["ann", "cy"]
+    failure = FailedEvent.objects.get()
+    assert (failure.stage, failure.code, failure.stream) == ("process", "expression_error",
+                                                             "web")
+    assert "tolower" in failure.reason and "mapping of name" in failure.reason
+    assert failure.raw_event_id is not None and '"Bo"' in failure.body
+    assert PendingEvent.objects.count() == 0
+
+
+def test_route_rules_move_events_before_mapping(account):
+    identity_schema(account)
+    schema.save_route_rule(account, input_stream="web", expression='contains(page, "localhost")',
+                           output_stream="app_divert")
+    schema.publish(account)
+    send(account, {"_uid": "x", "page": "http://localhost/"}, {"_uid": "y", "page": "/home"})
+    run(account)
+    [profile] = live_profiles(account)
+    assert identifiers(profile) == {"y"}
+    assert ProfileEvent.objects.get().stream == "web"
+
+
+def test_a_guard_decides_whether_a_mapping_applies(account):
+    identity_schema(account)
+    plan = schema.save_field(account, name="plan", type="string", merge_operator="latest")
+    schema.save_mapping(account, field=plan, stream="web", expression="plan",
+                        guard='event = "Subscribed"')
+    schema.publish(account)
+    send(account, {"_uid": "x", "plan": "free", "event": "Viewed"},
+         {"_uid": "y", "plan": "pro", "event": "Subscribed"})
+    run(account)
+    assert "plan" not in profile_with(account, "x").field_values
+    assert profile_with(account, "y").field_values["plan"] == "pro"
+
+
+def test_latest_follows_event_time_not_arrival(account):
+    identity_schema(account)
+    send(account, {"_uid": "x", "page": "newer"}, at=T0 + timedelta(hours=1))
+    send(account, {"_uid": "x", "page": "older"}, at=T0)
+    run(account)
+    profile = profile_with(account, "x")
+    assert profile.field_values["page"] == "newer"
+    assert (profile.first_seen, profile.last_seen) == (T0, T0 + timedelta(hours=1))
+
+
+def test_events_before_any_schema_leave_the_queue_without_profiles(account):
+    send(account, {"_uid": "x"})
+    assert run(account) == 1
+    assert PendingEvent.objects.count() == 0
+    assert Profile.objects.count() == 0
+
+
+def test_bulk_imports_are_queued_for_processing(account):
+    identity_schema(account)
+    body = b'{"_uid": "x", "page": "a"}\n{"_uid": "x", "page": "b"}\n'
+    summary = import_events(account, "web", [body])
+    assert summary.stored == 2
+    assert PendingEvent.objects.filter(account=account).count() == 2
+    again = import_events(account, "web", [b'{"messageId": "m1", "_uid": "x"}\n'
+                                           b'{"messageId": "m1", "_uid": "x"}\n'])
+    assert again.stored == 1 and PendingEvent.objects.count() == 3
+    run(account)
+    assert profile_with(account, "x").event_count == 3
+
+
+def test_downstream_steps_named_in_settings_run_after_merge(account, settings):
+    seen: list[tuple[set[int], dict[int, int]]] = []
+
+    def audiences_step(batch: Batch) -> None:
+        seen.append((set(batch.changed_profiles), dict(batch.merged)))
+
+    import tests.profiles.test_pipeline as me
+
+    me.audiences_step = audiences_step  # type: ignore[attr-defined]
+    settings.STRATA_PIPELINE_STEPS = [*settings.STRATA_PIPELINE_STEPS,
+                                      "tests.profiles.test_pipeline.audiences_step"]
+    identity_schema(account)
+    send(account, {"_uid": "x"}, {"_uid": "y"})
+    run(account)
+    send(account, {"_uid": ["x", "y"]})
+    run(account)
+    x, y = profile_with(account, "x"), Profile.objects.filter(merged_into__isnull=False).get()
+    assert seen[0][0] == {x.pk, y.pk}
+    assert seen[1] == ({x.pk}, {y.pk: x.pk})
+
+
+def test_processing_status_shows_lag_and_throughput(account):
+    from django.utils import timezone
+
+    identity_schema(account)
+    send(account, {"_uid": "x"}, {"_uid": "y"})
+    status = processing_status(account, now=timezone.now() + timedelta(seconds=30))
+    assert status.pending == 2
+    assert status.lag_seconds >= 30
+    run(account)
+    status = processing_status(account)
+    assert (status.pending, status.lag_seconds, status.oldest_pending_at) == (0, 0.0, None)
+    assert status.events_last_minute == 2
+    assert status.events_per_minute == pytest.approx(2 / 5)
+    assert set(status.as_dict()) >= {"pending", "lag_seconds", "events_per_minute"}
+
+
+def _queries_for(account: Any, n: int, offset: int) -> int:
+    send(account, *({"email": f"p{offset + i}@example.com", "_uid": f"c{offset + i}",
+                     "page": "p"} for i in range(n)))
+    with CaptureQueriesContext(connection) as captured:
+        run(account)
+    return len(captured)
+
+
+def test_a_batchs_queries_do_not_grow_with_its_size(account):
+    identity_schema(account)
+    _queries_for(account, 3, 0)  # warm: schema compiled, account known
+    small = _queries_for(account, 5, 100)
+    large = _queries_for(account, 200, 1000)
+    assert small == large
