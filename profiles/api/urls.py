@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import include, path, re_path
 from rest_framework.routers import SimpleRouter
 
-from profiles.api import views
+from profiles.api import schema_views, views
 
 
 class OptionalSlashRouter(SimpleRouter):
@@ -25,8 +25,20 @@ router.register("notices", views.NoticeViewSet, basename="notice")
 keys = OptionalSlashRouter()
 keys.register("keys", views.RawKeyViewSet, basename="raw-key")
 
+schema = OptionalSlashRouter()  # /schema/…: the draft, versions (profiles.api.schema_views)
+schema.register("fields", schema_views.FieldViewSet, basename="schema-field")
+schema.register("mappings", schema_views.MappingViewSet, basename="schema-mapping")
+schema.register("route-rules", schema_views.RouteRuleViewSet, basename="schema-route-rule")
+schema.register("versions", schema_views.SchemaVersionViewSet, basename="schema-version")
+
 urlpatterns = [
+    re_path(r"^schema/validate/?$", schema_views.ValidateView.as_view(), name="schema-validate"),
+    re_path(r"^schema/diff/?$", schema_views.DiffView.as_view(), name="schema-diff"),
+    re_path(r"^schema/publish/?$", schema_views.PublishView.as_view(), name="schema-publish"),
+    re_path(r"^schema/evaluate/?$", schema_views.EvaluateView.as_view(), name="schema-evaluate"),
+    path("schema/", include(schema.urls)),
     re_path(r"^usage/?$", views.UsageView.as_view(), name="usage"),
     path("streams/<slug:stream>/", include(keys.urls)),
+    path("", include("profiles.api.profile_urls")),  # /profiles/…: the profile API
     path("", include(router.urls)),
 ]
