@@ -1,0 +1,111 @@
+"""Shapes of the profile API (for the OpenAPI schema); the documents themselves are built, and
+masked, by profiles.profile_selectors."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+MASK_NOTE = ("Values of fields marked PII are masked (j***@example.com, +1-***-**39, A***) "
+             "unless the token's roles include pii.view.")
+
+
+class HealthSerializer(serializers.Serializer):
+    conflicts = serializers.IntegerField(
+        help_text="Merges refused because they would break an identifier's capacity or the "
+                  "identifier limit (counted on both profiles).")
+    compactions = serializers.IntegerField(
+        help_text="Oldest identifier values dropped from lookups to stay within capacity.")
+    identifier_count = serializers.IntegerField()
+    identifier_limit = serializers.IntegerField(help_text="The account's identifiers per "
+                                                          "profile.")
+    event_count = serializers.IntegerField()
+    size = serializers.IntegerField(help_text="Bytes of merged state.")
+
+
+class ProfileSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    fields = serializers.DictField(help_text=f"Merged field values. {MASK_NOTE}")
+    identifiers = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text=f"Active identifier values by field, most recently seen first. {MASK_NOTE}")
+    audiences = serializers.ListField(child=serializers.CharField(),
+                                      help_text="Audience memberships (none until audiences).")
+    updated_at = serializers.DateTimeField()
+    first_seen = serializers.DateTimeField()
+    last_seen = serializers.DateTimeField()
+    health = HealthSerializer()
+    merged_profile_ids = serializers.ListField(
+        child=serializers.IntegerField(),
+        help_text="Profiles merged into this one; their ids resolve to it.")
+    pii_masked = serializers.BooleanField(help_text="Whether PII fields are masked here.")
+
+
+class ProfileSummarySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    identifiers = serializers.DictField(child=serializers.ListField(
+        child=serializers.CharField()), help_text=MASK_NOTE)
+    first_seen = serializers.DateTimeField()
+    last_seen = serializers.DateTimeField()
+    event_count = serializers.IntegerField()
+    identifier_count = serializers.IntegerField()
+    conflicts = serializers.IntegerField()
+
+
+class ProfileEventSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    raw_event_id = serializers.IntegerField()
+    stream = serializers.CharField()
+    event = serializers.CharField(help_text="The event name, or the message type.")
+    at = serializers.DateTimeField()
+    properties = serializers.DictField(help_text=f"The values it mapped to fields. {MASK_NOTE}")
+
+
+class RawEventRefSerializer(serializers.Serializer):
+    raw_event_id = serializers.IntegerField()
+    stream = serializers.CharField(required=False)
+    type = serializers.CharField(required=False)
+    event = serializers.CharField(required=False)
+    event_at = serializers.DateTimeField(required=False)
+    received_at = serializers.DateTimeField(required=False)
+
+
+class LinkedIdentifierSerializer(serializers.Serializer):
+    field = serializers.CharField()
+    value = serializers.CharField(help_text=MASK_NOTE)
+    first_seen = serializers.DateTimeField()
+    last_seen = serializers.DateTimeField()
+    active = serializers.BooleanField(help_text="False: compacted, no longer resolves.")
+    first_event = RawEventRefSerializer(allow_null=True,
+                                        help_text="The event it first came in with.")
+
+
+class IdentityEntrySerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["merge", "conflict", "compaction"])
+    at = serializers.DateTimeField()
+    profile_id = serializers.IntegerField(help_text="The survivor (merge) or the profile "
+                                                    "concerned.")
+    other_profile_id = serializers.IntegerField(
+        allow_null=True, help_text="The merged-away or conflicting profile.")
+    field = serializers.CharField()
+    value = serializers.CharField(help_text=f"The identifier involved. {MASK_NOTE}")
+    reason = serializers.CharField()
+    raw_event_id = serializers.IntegerField(allow_null=True)
+    event = RawEventRefSerializer(allow_null=True, help_text="The event that caused it.")
+
+
+class IdentitySerializer(serializers.Serializer):
+    profile_id = serializers.IntegerField()
+    merged_profile_ids = serializers.ListField(child=serializers.IntegerField())
+    identifiers = LinkedIdentifierSerializer(many=True)
+    log = IdentityEntrySerializer(many=True, help_text="Newest first.")
+    log_more = serializers.BooleanField(help_text="More entries than ``limit`` exist.")
+
+
+class DeletionSerializer(serializers.Serializer):
+    profile_id = serializers.IntegerField()
+    merged_profile_ids = serializers.ListField(child=serializers.IntegerField())
+    identifiers = serializers.DictField(child=serializers.IntegerField(),
+                                        help_text="Identifier rows removed, by field.")
+    profile_events = serializers.IntegerField()
+    raw_events = serializers.IntegerField()
+    warnings = serializers.IntegerField()

@@ -1,0 +1,203 @@
+"""The profile API (PROTOCOLS.md §5): read a profile by any identifier or by id, search, its
+timeline and identity explanation, GDPR delete. Thin views over profiles.profile_selectors and
+profiles.gdpr; every value they return passes through the reader's PII policy
+(profiles.masking). Permissions: ``profiles.view``; delete ``profiles.delete``; PII unmasked
+with ``pii.view``. A profile of another account is simply not found."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
+
+from cdp_site.api.errors import APIError
+from cdp_site.api.pagination import QuerySetNotOrdered
+from cdp_site.api.viewsets import AccountAPIView
+from profiles import gdpr
+from profiles import profile_selectors as select
+from profiles.api import profile_serializers as s
+from profiles.masking import PiiPolicy, policy_for_actor
+from profiles.models import Profile
+
+IDENTITY_LIMIT = 100
+IDENTITY_MAX = 1000
+
+
+class PageWithoutCount(LimitOffsetPagination):
+    """limit/offset pages that never count the whole set (an account may hold millions of
+    profiles, a profile millions of events): one row more than the page says whether there is
+    a next one."""
+
+    default_limit = 25
+    max_limit = 200
+    has_more = False
+
+    def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> list:
+        if not queryset.ordered:
+            raise QuerySetNotOrdered(f"Paginating an unordered queryset of "
+                                     f"{queryset.model.__name__}; add an ordering.")
+        self.request = request
+        self.limit = self.get_limit(request)
+        self.offset = self.get_offset(request)
+        rows = list(queryset[self.offset:self.offset + self.limit + 1])
+        self.has_more = len(rows) > self.limit
+        return rows[: self.limit]
+
+    def get_next_link(self) -> str | None:
+        if not self.has_more:
+            return None
+        url = self.request.build_absolute_uri()
+        url = replace_query_param(url, self.limit_query_param, self.limit)
+        return replace_query_param(url, self.offset_query_param, self.offset + self.limit)
+
+    def get_paginated_response(self, data: Any) -> Response:
+        return Response({"next": self.get_next_link(), "previous": self.get_previous_link(),
+                         "results": data})
+
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "required": ["results"],
+            "properties": {
+                "next": {"type": "string", "nullable": True, "format": "uri"},
+                "previous": {"type": "string", "nullable": True, "format": "uri"},
+                "results": schema,
+            },
+        }
+
+
+class ProfileView(AccountAPIView):
+    """Base of the profile views: the reader's PII policy and profile lookups that answer
+    404 ``not_found``."""
+
+    action_permissions = {"get": "profiles.view", "delete": "profiles.delete"}
+
+    def policy(self) -> PiiPolicy:
+        return policy_for_actor(self.actor)
+
+    def by_identifier(self, field: str, value: str) -> Profile:
+        profile = select.profile_by_identifier(self.actor.account, field, value)
+        if profile is None:
+            raise APIError("not_found", "No profile has this identifier.", 404)
+        return profile
+
+    def by_id(self, pk: int) -> Profile:
+        profile = select.profile_by_id(self.actor.account, pk)
+        if profile is None:
+            raise APIError("not_found", "No such profile.", 404)
+        return profile
+
+
+class ProfileSearchView(ProfileView):
+    pagination_class = PageWithoutCount
+
+    @extend_schema(
+        operation_id="profiles_search",
+        parameters=[
+            OpenApiParameter("q", str, description=(
+                "An identifier value: exact match on every identifier field; from "
+                f"{select.PREFIX_MIN} characters also a prefix match (with pii.view for PII "
+                "fields). Empty: the most recently seen profiles.")),
+            OpenApiParameter("field", str, description="Only this identifier field."),
+            OpenApiParameter("limit", int, default=PageWithoutCount.default_limit),
+            OpenApiParameter("offset", int, default=0),
+        ],
+        responses=s.ProfileSummarySerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        """Search profiles by any identifier value, most recently seen first."""
+        account = self.actor.account
+        policy = self.policy()
+        field = (request.query_params.get("field") or "").strip() or None
+        q = request.query_params.get("q") or ""
+        queryset = select.search_profiles(account, q, policy, field_name=field)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(queryset, request, self)
+        return paginator.get_paginated_response(select.summaries(page, policy, account))
+
+
+class ProfileByIdentifierView(ProfileView):
+    @extend_schema(operation_id="profiles_by_identifier", responses=s.ProfileSerializer)
+    def get(self, request: Request, field: str, value: str) -> Response:
+        """A profile by any identifier value (``/profiles/email/ann@example.com``)."""
+        profile = self.by_identifier(field, value)
+        return Response(select.profile_document(profile, self.policy(), self.actor.account))
+
+    @extend_schema(operation_id="profiles_delete", responses=s.DeletionSerializer)
+    def delete(self, request: Request, field: str, value: str) -> Response:
+        """GDPR delete: the profile, profiles merged into it, their identifiers, profile
+        events, identity log and raw events; recorded in the audit log (without the
+        identifier values). Future events with the same identifiers make a new profile."""
+        profile = self.by_identifier(field, value)
+        result = gdpr.delete_profile(self.actor, profile, looked_up_by=field)
+        return Response(s.DeletionSerializer(result.as_dict()).data)
+
+
+class ProfileByIdView(ProfileView):
+    @extend_schema(operation_id="profiles_by_id", responses=s.ProfileSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        """A profile by id; the id of a profile merged into another gives the survivor."""
+        profile = self.by_id(pk)
+        return Response(select.profile_document(profile, self.policy(), self.actor.account))
+
+
+class ProfileEventsView(ProfileView):
+    pagination_class = PageWithoutCount
+
+    @extend_schema(
+        operation_id="profiles_events",
+        parameters=[OpenApiParameter("limit", int, default=PageWithoutCount.default_limit),
+                    OpenApiParameter("offset", int, default=0)],
+        responses=s.ProfileEventSerializer(many=True),
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        """The profile's timeline: its events, newest first (events of profiles merged into
+        it included)."""
+        profile = self.by_id(pk)
+        policy = self.policy()
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(select.profile_events(profile), request, self)
+        return paginator.get_paginated_response(
+            [select.event_document(event, policy) for event in page])
+
+
+class ProfileIdentityView(ProfileView):
+    @extend_schema(
+        operation_id="profiles_identity",
+        parameters=[OpenApiParameter("limit", int, default=IDENTITY_LIMIT,
+                                     description=f"Log entries, 1 to {IDENTITY_MAX}.")],
+        responses=s.IdentitySerializer,
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        """Why the profile's identifiers are linked: each identifier with the event it first
+        came in with; merges with the event that caused them, conflicts and compactions."""
+        profile = self.by_id(pk)
+        limit = _limit(request, IDENTITY_LIMIT, IDENTITY_MAX)
+        story = select.identity_story(profile, self.policy(), self.actor.account, limit=limit)
+        return Response(s.IdentitySerializer(story.as_dict()).data)
+
+
+def _limit(request: Request, default: int, high: int) -> int:
+    raw = request.query_params.get("limit")
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise APIError("invalid", "limit must be a whole number.") from None
+    if not 1 <= value <= high:
+        raise APIError("invalid", f"limit must be between 1 and {high}.")
+    return value
+
+
+__all__ = [
+    "ProfileByIdView",
+    "ProfileByIdentifierView",
+    "ProfileEventsView",
+    "ProfileIdentityView",
+    "ProfileSearchView",
+]
