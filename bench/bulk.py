@@ -50,7 +50,7 @@ def say(line: str) -> None:
 
 
 def make_row(rng: random.Random, index: int, at: datetime) -> dict[str, Any]:
-    """A Segment-style track/identify message of about 450 bytes."""
+    """A Segment-style track/identify message of about 350 bytes."""
     stamp = at.isoformat().replace("+00:00", "Z")
     row: dict[str, Any] = {
         "messageId": f"bulk-{index}",
