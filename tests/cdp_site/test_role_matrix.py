@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 
 from cdp_site.models import AccessToken, Account, AuditEvent, Membership, Permission, Role
 from cdp_site.tenancy import permissions_for_roles
+from profiles import schema
 from tests.conftest import audit_events, make_token, make_user, make_write_key, token_client
 
 # ROLES.md, "Abbreviations": abbreviation -> (role code, role name)
@@ -155,6 +156,10 @@ class Targets:
     membership: Membership
     write_key_id: int
     audit_event_id: int
+    field_id: int
+    mapping_id: int
+    route_rule_id: int
+    version_number: int
 
 
 @dataclass(frozen=True)
@@ -241,6 +246,94 @@ ENDPOINTS: list[EndpointCase] = [
         "admin.delete", "DELETE write-key",
         lambda c, t: c.delete(f"/api/v1/write-keys/{t.write_key_id}/"),
     ),
+    # schema (fields, mappings, route rules, versions): Admin and Data Manager
+    EndpointCase("schema.view", "GET fields", lambda c, t: c.get("/api/v1/schema/fields/")),
+    EndpointCase(
+        "schema.view", "GET field", lambda c, t: c.get(f"/api/v1/schema/fields/{t.field_id}/")
+    ),
+    EndpointCase("schema.view", "GET mappings", lambda c, t: c.get("/api/v1/schema/mappings/")),
+    EndpointCase(
+        "schema.view", "GET mapping",
+        lambda c, t: c.get(f"/api/v1/schema/mappings/{t.mapping_id}/"),
+    ),
+    EndpointCase(
+        "schema.view", "GET route-rules", lambda c, t: c.get("/api/v1/schema/route-rules/")
+    ),
+    EndpointCase("schema.view", "GET validate", lambda c, t: c.get("/api/v1/schema/validate/")),
+    EndpointCase("schema.view", "GET diff", lambda c, t: c.get("/api/v1/schema/diff/")),
+    EndpointCase("schema.view", "GET versions", lambda c, t: c.get("/api/v1/schema/versions/")),
+    EndpointCase(
+        "schema.view", "GET version",
+        lambda c, t: c.get(f"/api/v1/schema/versions/{t.version_number}/"),
+    ),
+    EndpointCase(
+        "schema.view", "POST evaluate",
+        lambda c, t: c.post(
+            "/api/v1/schema/evaluate/", {"mapping": t.mapping_id}, format="json"
+        ),
+    ),
+    EndpointCase(
+        "schema.edit", "POST field",
+        lambda c, t: c.post(
+            "/api/v1/schema/fields/", {"name": "score", "type": "number",
+                                       "merge_operator": "max"}, format="json"
+        ),
+    ),
+    EndpointCase(
+        "schema.edit", "PATCH field",
+        lambda c, t: c.patch(
+            f"/api/v1/schema/fields/{t.field_id}/", {"keep_days": 30}, format="json"
+        ),
+    ),
+    EndpointCase(
+        "schema.edit", "POST mapping",
+        lambda c, t: c.post(
+            "/api/v1/schema/mappings/", {"field": "tier", "stream": "crm_users",
+                                         "expression": "response.loyalty_tier"}, format="json"
+        ),
+    ),
+    EndpointCase(
+        "schema.edit", "PATCH mapping",
+        lambda c, t: c.patch(
+            f"/api/v1/schema/mappings/{t.mapping_id}/", {"expression": "tolower(tier)"},
+            format="json",
+        ),
+    ),
+    EndpointCase(
+        "schema.edit", "POST route-rule",
+        lambda c, t: c.post(
+            "/api/v1/schema/route-rules/", {"input_stream": "default",
+                                            "expression": 'contains(`_url`, "localhost")',
+                                            "output_stream": "app_divert"}, format="json"
+        ),
+    ),
+    EndpointCase(
+        "schema.edit", "PATCH route-rule",
+        lambda c, t: c.patch(
+            f"/api/v1/schema/route-rules/{t.route_rule_id}/", {"priority": 5}, format="json"
+        ),
+    ),
+    EndpointCase(
+        "schema.edit", "POST publish",
+        lambda c, t: c.post("/api/v1/schema/publish/", {"note": "walk"}, format="json"),
+    ),
+    EndpointCase(
+        "schema.edit", "POST revert",
+        lambda c, t: c.post(f"/api/v1/schema/versions/{t.version_number}/revert/", {},
+                            format="json"),
+    ),
+    EndpointCase(
+        "schema.delete", "DELETE field",
+        lambda c, t: c.delete(f"/api/v1/schema/fields/{t.field_id}/"),
+    ),
+    EndpointCase(
+        "schema.delete", "DELETE mapping",
+        lambda c, t: c.delete(f"/api/v1/schema/mappings/{t.mapping_id}/"),
+    ),
+    EndpointCase(
+        "schema.delete", "DELETE route-rule",
+        lambda c, t: c.delete(f"/api/v1/schema/route-rules/{t.route_rule_id}/"),
+    ),
 ]
 
 WALKED = {case.permission for case in ENDPOINTS}
@@ -252,11 +345,23 @@ def _targets(account: Account, role: str) -> Targets:
     token, _secret = make_token(account, ["observer"], description="target")
     member = make_user("member", account, roles=["observer"])
     write_key, _key = make_write_key(account)
+    # A schema with two published versions and a draft that differs from the live one, so
+    # publishing and reverting to version 1 both have something to do.
+    field = schema.save_field(account, name="tier", type="string", merge_operator="latest")
+    mapping = schema.save_mapping(account, field=field, stream="web", expression="tier")
+    rule = schema.save_route_rule(account, input_stream="web", expression="exists(bot)",
+                                  output_stream="bots")
+    first = schema.publish(account)
+    schema.save_field(account, instance=field, description="Loyalty tier")
+    schema.publish(account)
+    schema.save_field(account, instance=field, is_pii=True)
     return Targets(
         account=account, role=role, token=token,
         membership=Membership.objects.get(account=account, user=member),
         write_key_id=write_key.pk,
         audit_event_id=audit_events(account)[0].pk,
+        field_id=field.pk, mapping_id=mapping.pk, route_rule_id=rule.pk,
+        version_number=first.number,
     )
 
 
