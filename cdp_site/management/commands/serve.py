@@ -29,6 +29,9 @@ class Command(BaseCommand):
             "web": [
                 python, "-m", "gunicorn", "cdp_site.wsgi:application", "--bind", bind,
                 "--workers", str(web_workers), "--access-logfile", "-",
+                # Threads keep a worker's heartbeat going during a long bulk import, which
+                # a sync worker would be killed for after --timeout.
+                "--worker-class", "gthread", "--threads", "4", "--timeout", "120",
                 "--graceful-timeout", "5",
             ],
             "worker": [python, "manage.py", "qcluster"],
