@@ -229,6 +229,11 @@ STRATA_WORKER_STALE_AFTER = int(os.environ.get("STRATA_WORKER_STALE_AFTER", "180
 # Reverse proxies in front of Strata that append to X-Forwarded-For (0: use the peer address).
 STRATA_TRUSTED_PROXY_HOPS = int(os.environ.get("STRATA_TRUSTED_PROXY_HOPS", "0"))
 STRATA_PUBLIC_URL = os.environ.get("STRATA_PUBLIC_URL", "http://127.0.0.1:8000")
+# Bulk imports (POST /collect/bulk/{stream}): body size as sent, and once gunzipped.
+STRATA_BULK_MAX_BYTES = int(os.environ.get("STRATA_BULK_MAX_BYTES", str(2 * 1024**3)))
+STRATA_BULK_MAX_DECOMPRESSED_BYTES = int(
+    os.environ.get("STRATA_BULK_MAX_DECOMPRESSED_BYTES", str(8 * 1024**3))
+)
 # Called with each new account once it is committed (cdp_site.accounts.account_created).
 STRATA_ACCOUNT_CREATED_HOOKS = ["profiles.partitions.on_account_created"]
 
