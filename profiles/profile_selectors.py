@@ -51,6 +51,7 @@ __all__ = [
     "profile_by_id",
     "profile_by_identifier",
     "profile_document",
+    "profile_document_values",
     "profile_events",
     "profile_summary",
     "recent_profiles",
@@ -178,17 +179,22 @@ def health(profile: Profile, account: Account) -> dict[str, Any]:
     }
 
 
+def profile_document_values(profile: Profile, policy: PiiPolicy,
+                            catalog: dict[str, FieldInfo]) -> dict[str, Any]:
+    """The profile's field values, identifier fields first (by rank), masked for the reader."""
+    order = _field_order(catalog)
+    values = profile.field_values or {}
+    return policy.fields({name: values[name] for name in sorted(values, key=order)})
+
+
 def profile_document(profile: Profile, policy: PiiPolicy, account: Account,
                      catalog: dict[str, FieldInfo] | None = None) -> dict[str, Any]:
     """The profile API's answer (PROTOCOLS.md §5), masked for the reader."""
     catalog = field_catalog(account) if catalog is None else catalog
     grouped = identifiers_by_field(profile, catalog)
-    order = _field_order(catalog)
-    values = {name: profile.field_values[name]
-              for name in sorted(profile.field_values, key=order)}
     return {
         "id": profile.pk,
-        "fields": policy.fields(values),
+        "fields": profile_document_values(profile, policy, catalog),
         "identifiers": policy.identifiers(
             {name: [i.value for i in idents] for name, idents in grouped.items()}),
         "audiences": [],  # audience membership arrives with the audiences app
