@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import psycopg
 from django.db import connection
 from django.utils import timezone
@@ -173,8 +175,28 @@ def client_message_id(value: Any, warnings: list[dict[str, Any]]) -> str | None:
 # One encoder for every message: json.dumps with options builds a new one per call.
 _MESSAGE_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str,
                                     allow_nan=False)
+# orjson writes the same compact UTF-8 JSON about ten times faster (a tenth of a millisecond
+# less per message). It refuses what it cannot write as the standard encoder does (lone
+# surrogates, integers beyond 64 bits, keys that are not strings, 255+ levels), and those
+# messages take the standard path; datetimes and dataclasses go through ``default=str`` as
+# they do there. Numbers may be spelled differently (1e-7, not 1e-07), which jsonb stores alike.
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 _NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_nonfinite(value: Any) -> bool:
+    """True when a float in the value is NaN or infinite (checked without recursion)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            return True
+    return False
 
 
 def encode_message(
@@ -184,6 +206,19 @@ def encode_message(
     with ``message_too_large`` (over 32 KB of UTF-8) or ``too_deep`` (containers nested over
     32 levels). Characters PostgreSQL's jsonb refuses (NUL, lone surrogates) become U+FFFD,
     with a warning, instead of failing the whole request's INSERT."""
+    try:
+        data = orjson.dumps(message, default=str, option=_ORJSON_OPTIONS)
+    except orjson.JSONEncodeError:
+        return _encode_standard(message, warnings)
+    if b"null" in data and _has_nonfinite(message):
+        # orjson writes NaN and Infinity as null; the standard encoder refuses them.
+        return _encode_standard(message, warnings)
+    return _checked(data.decode(), len(data), message, warnings)
+
+
+def _encode_standard(
+    message: dict[str, Any], warnings: list[dict[str, Any]]
+) -> tuple[str, str] | tuple[None, str]:
     try:
         encoded = _MESSAGE_ENCODER.encode(message)
     except RecursionError:
@@ -195,6 +230,12 @@ def encode_message(
         size = len(encoded.encode("utf-8"))
         warnings.append({"code": "invalid_unicode",
                          "message": "lone UTF-16 surrogates were replaced by U+FFFD"})
+    return _checked(encoded, size, message, warnings)
+
+
+def _checked(
+    encoded: str, size: int, message: dict[str, Any], warnings: list[dict[str, Any]]
+) -> tuple[str, str] | tuple[None, str]:
     if "\\u0000" in encoded:
         encoded = _NUL_ESCAPE.sub(lambda m: m.group(1) + "\\ufffd", encoded)
         warnings.append({"code": "nul_character",
@@ -259,18 +300,37 @@ def dedupe_insert_sql(incoming: str, order_by: str = "") -> str:
 
 
 # Rows keep the order the request gave them (n), so ids follow a batch's order: an identify
-# stored before the track that follows it is processed first.
-_INSERT = dedupe_insert_sql("""SELECT DISTINCT ON (m) m, t, e, u, a, sa, ea, j, w, n
+# stored before the track that follows it is processed first. store_events passes each
+# message id once (a repeat within a request is dropped in Python, the first one kept), so
+# no DISTINCT ON sort is needed here.
+_INSERT = dedupe_insert_sql("""SELECT m, t, e, u, a, sa, ea, j, w, n
     FROM unnest(%(mid)b::text[], %(typ)b::text[], %(evt)b::text[], %(uid)b::text[],
                 %(anon)b::text[], %(sent)b::timestamptz[], %(evat)b::timestamptz[],
                 %(msg)b::text[], %(warn)b::text[])
-         WITH ORDINALITY AS x(m, t, e, u, a, sa, ea, j, w, n)
-    ORDER BY m, n""", order_by="i.n")
+         WITH ORDINALITY AS x(m, t, e, u, a, sa, ea, j, w, n)""", order_by="i.n")
+# One event (every single-message request): scalar parameters, which psycopg dumps in C, where
+# each array costs it a Python loop.
+_INSERT_ONE = dedupe_insert_sql("""SELECT %(mid)b::text AS m, %(typ)b::text AS t,
+    %(evt)b::text AS e, %(uid)b::text AS u, %(anon)b::text AS a, %(sent)b::timestamptz AS sa,
+    %(evat)b::timestamptz AS ea, %(msg)b::text AS j, %(warn)b::text AS w""")
 
 
 def _clip(value: Any, limit: int) -> str:
     # PostgreSQL text cannot hold NUL: one in a client's id must not fail the whole INSERT.
     return "" if value is None else str(value)[:limit].replace("\x00", "\ufffd")
+
+
+def _store_cursor() -> psycopg.Cursor[Any]:
+    """A plain psycopg cursor on this thread's connection, kept with it: Django's cursors bind
+    client-side, quoting every array element in Python, where this one binds server-side and
+    sends arrays in binary; and a cursor run again with the same statement keeps its adapters."""
+    connection.ensure_connection()
+    raw = connection.connection
+    cursor = getattr(connection, "_strata_store_cursor", None)
+    if cursor is None or cursor.connection is not raw or cursor.closed:
+        cursor = psycopg.Cursor(raw)
+        connection._strata_store_cursor = cursor
+    return cursor
 
 
 def store_events(
@@ -288,28 +348,50 @@ def store_events(
     if not events:
         return 0
     ensure_stream(account, stream)
-    columns: dict[str, list[Any]] = {k: [] for k in
-                                     ("mid", "typ", "evt", "uid", "anon", "sent", "evat", "msg",
-                                      "warn")}
+    mids: list[str] = []
+    typs: list[str] = []
+    evts: list[str] = []
+    uids: list[str] = []
+    anons: list[str] = []
+    sents: list[datetime | None] = []
+    evats: list[datetime] = []
+    msgs: list[str] = []
+    warns: list[str | None] = []
+    seen: set[str] = set()
     for item in events:
-        columns["mid"].append(_clip(item.message_id or new_message_id(), MESSAGE_ID_MAX))
-        columns["typ"].append(_clip(item.type, 32))
-        columns["evt"].append(_clip(item.event, 200))
-        columns["uid"].append(_clip(item.user_id, 300))
-        columns["anon"].append(_clip(item.anonymous_id, 300))
-        columns["sent"].append(item.sent_at)
-        columns["evat"].append(item.event_at or received_at)
-        columns["msg"].append(item.encoded if item.encoded is not None else
-                              json.dumps(item.message, separators=(",", ":"), default=str))
-        columns["warn"].append(json.dumps(item.warnings) if item.warnings else None)
-    params = {**columns, "account": account.pk, "stream": stream, "received": received_at,
-              "source": source, "key": write_key_id}
-    # One statement is atomic on its own: no BEGIN/COMMIT round trips on the hot path. Django's
-    # cursors bind client-side, quoting every array element in Python; a plain psycopg cursor
-    # binds server-side, sending the arrays in binary (several times faster for a batch).
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(_INSERT, params)
+        mid = _clip(item.message_id or new_message_id(), MESSAGE_ID_MAX)
+        if mid in seen:
+            continue  # the same id twice in one request: the first one is stored
+        seen.add(mid)
+        mids.append(mid)
+        typs.append(_clip(item.type, 32))
+        evts.append(_clip(item.event, 200))
+        uids.append(_clip(item.user_id, 300))
+        anons.append(_clip(item.anonymous_id, 300))
+        sents.append(item.sent_at)
+        evats.append(item.event_at or received_at)
+        msgs.append(item.encoded if item.encoded is not None else
+                    json.dumps(item.message, separators=(",", ":"), default=str))
+        warns.append(json.dumps(item.warnings) if item.warnings else None)
+    params: dict[str, Any] = {
+        "account": account.pk, "stream": stream, "received": received_at, "source": source,
+        "key": write_key_id}
+    if len(mids) == 1:
+        statement = _INSERT_ONE
+        params.update(mid=mids[0], typ=typs[0], evt=evts[0], uid=uids[0], anon=anons[0],
+                      sent=sents[0], evat=evats[0], msg=msgs[0], warn=warns[0])
+    else:
+        statement = _INSERT
+        params.update(mid=mids, typ=typs, evt=evts, uid=uids, anon=anons, sent=sents,
+                      evat=evats, msg=msgs, warn=warns)
+    # One statement is atomic on its own: no BEGIN/COMMIT round trips on the hot path. It is
+    # prepared once per connection (planning it cost as much as running it for one event),
+    # unless the database sits behind a pooler in transaction mode, which Django's
+    # DISABLE_SERVER_SIDE_CURSORS says (and where prepared statements may not survive).
+    prepare = not connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")
+    with connection.wrap_database_errors:
+        cursor = _store_cursor()
+        cursor.execute(statement, params, prepare=prepare)
         return cursor.rowcount
 
 
