@@ -26,7 +26,7 @@ def _scalar(value: Any) -> str:
 def field_value(value: Any) -> SafeString:
     """A profile field's value: a list as chips, a map as key/value chips, else the text."""
     if value is None:
-        return format_html('<span class="muted">–</span>')
+        return format_html('<span class="muted">&ndash;</span>')
     if isinstance(value, list):
         if not value:
             return format_html('<span class="muted">empty</span>')
