@@ -169,6 +169,30 @@ class EndpointCase:
     perform: Callable[[APIClient, Targets], Any]
 
 
+PERSON = "walker@example.com"
+
+
+def _person(t: Targets) -> int:
+    """A profile made by the pipeline, its email a PII identifier; its id."""
+    from profiles.identity import find_profile
+    from tests.profiles.processing import identity_schema, run, send
+
+    identity_schema(t.account, stream="web", extra=False)
+    send(t.account, {"email": PERSON, "_uid": "walker-cookie"}, stream="web")
+    run(t.account)
+    return find_profile(t.account, "email", PERSON).pk
+
+
+def _unmasked_profile(c: APIClient, t: Targets) -> Any:
+    """Read a profile; when allowed, its PII comes unmasked."""
+    _person(t)
+    response = c.get(f"/api/v1/profiles/email/{PERSON}")
+    if response.status_code == 200:
+        assert response.json()["fields"]["email"] == PERSON
+        assert response.json()["pii_masked"] is False
+    return response
+
+
 def _new_user_name(t: Targets) -> str:
     username = f"newcomer-{t.role}"
     get_user_model().objects.create_user(username, email=f"{username}@example.com")
@@ -334,6 +358,23 @@ ENDPOINTS: list[EndpointCase] = [
         "schema.delete", "DELETE route-rule",
         lambda c, t: c.delete(f"/api/v1/schema/route-rules/{t.route_rule_id}/"),
     ),
+    # profile search and view: Admin, Data Manager, User Search; GDPR delete: Admin, DaM
+    EndpointCase("profiles.view", "GET profiles search",
+                 lambda c, t: c.get("/api/v1/profiles/", {"q": PERSON})),
+    EndpointCase(
+        "profiles.view", "GET profile by identifier",
+        lambda c, t: (_person(t), c.get("/api/v1/profiles/_uid/walker-cookie"))[1],
+    ),
+    EndpointCase("profiles.view", "GET profile events",
+                 lambda c, t: c.get(f"/api/v1/profiles/{_person(t)}/events")),
+    EndpointCase("profiles.view", "GET profile identity",
+                 lambda c, t: c.get(f"/api/v1/profiles/{_person(t)}/identity")),
+    EndpointCase(
+        "profiles.delete", "DELETE profile",
+        lambda c, t: (_person(t), c.delete(f"/api/v1/profiles/email/{PERSON}"))[1],
+    ),
+    # PII shown unmasked: Admin, Data Manager, User Search
+    EndpointCase("pii.view", "GET profile, PII unmasked", _unmasked_profile),
 ]
 
 WALKED = {case.permission for case in ENDPOINTS}
