@@ -297,14 +297,21 @@ def profile_events(profile: Profile) -> QuerySet:
             .order_by("-at", "-id"))
 
 
-def event_document(event: ProfileEvent, policy: PiiPolicy) -> dict[str, Any]:
+def event_document(event: ProfileEvent, policy: PiiPolicy,
+                   catalog: dict[str, FieldInfo] | None = None) -> dict[str, Any]:
+    """One timeline entry; its properties (the values it mapped to fields) masked for the
+    reader, identifier fields first when the catalog is given."""
+    properties = event.properties or {}
+    if catalog is not None:
+        properties = {name: properties[name]
+                      for name in sorted(properties, key=_field_order(catalog))}
     return {
         "id": event.pk,
         "raw_event_id": event.raw_event_id,
         "stream": event.stream,
         "event": event.event,
         "at": event.at,
-        "properties": policy.fields(event.properties or {}),
+        "properties": policy.fields(properties),
     }
 
 

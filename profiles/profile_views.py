@@ -151,7 +151,7 @@ def profile_detail(request: HttpRequest, pk: int) -> HttpResponse:
     offset = _offset(request, "events")
     events = list(select.profile_events(profile)[offset:offset + EVENTS_PER_PAGE + 1])
     more = len(events) > EVENTS_PER_PAGE
-    timeline = [select.event_document(e, policy) for e in events[:EVENTS_PER_PAGE]]
+    timeline = [select.event_document(e, policy, catalog) for e in events[:EVENTS_PER_PAGE]]
     story = select.identity_story(profile, policy, account, limit=IDENTITY_LOG_SHOWN,
                                   catalog=catalog)
     merged_from = request.GET.get("from", "")

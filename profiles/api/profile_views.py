@@ -159,10 +159,11 @@ class ProfileEventsView(ProfileView):
         it included)."""
         profile = self.by_id(pk)
         policy = self.policy()
+        catalog = select.field_catalog(self.actor.account)
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(select.profile_events(profile), request, self)
         return paginator.get_paginated_response(
-            [select.event_document(event, policy) for event in page])
+            [select.event_document(event, policy, catalog) for event in page])
 
 
 class ProfileIdentityView(ProfileView):
