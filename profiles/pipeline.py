@@ -48,7 +48,6 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -60,9 +59,11 @@ from profiles.identity import (
     EventIdentifiers,
     IdentityGraph,
     allocate_profile_ids,
+    db_cursor,
     identifier_problem,
     identifier_text,
     load_graph,
+    to_json_text,
     write_identity,
 )
 from profiles.merge import FieldTypeError, MergeError, coerce, to_json
@@ -331,34 +332,33 @@ _INSERT_PROFILES = """
 INSERT INTO profiles_profile (id, account_id, states, field_values, first_seen, last_seen,
     event_count, conflicts, compactions, identifier_count, size, merged_into_id, created_at,
     updated_at)
-SELECT id, %(account)s, s::jsonb, v::jsonb, fs, ls, ec, c, k, ic, sz, mi, %(now)s, %(now)s
-FROM unnest(%(id)b::bigint[], %(s)b::text[], %(v)b::text[], %(fs)b::timestamptz[],
-            %(ls)b::timestamptz[], %(ec)b::bigint[], %(c)b::int[], %(k)b::int[],
-            %(ic)b::int[], %(sz)b::int[], %(mi)b::bigint[])
-     AS u(id, s, v, fs, ls, ec, c, k, ic, sz, mi)
+SELECT u.id, %(account)s, u.s, u.v, u.fs, u.ls, u.ec, u.c, u.k, u.ic, pg_column_size(u.s),
+    u.mi, %(now)s, %(now)s
+FROM json_to_recordset(%(rows)s::json)
+     AS u(id bigint, s jsonb, v jsonb, fs timestamptz, ls timestamptz, ec bigint, c int, k int,
+          ic int, mi bigint)
 """
 _UPDATE_PROFILES = """
-UPDATE profiles_profile p SET states = u.s::jsonb, field_values = u.v::jsonb,
-    first_seen = u.fs, last_seen = u.ls, event_count = u.ec, conflicts = u.c,
-    compactions = u.k, identifier_count = u.ic, size = u.sz, merged_into_id = u.mi,
+UPDATE profiles_profile p SET states = u.s, field_values = u.v, first_seen = u.fs,
+    last_seen = u.ls, event_count = u.ec, conflicts = u.c, compactions = u.k,
+    identifier_count = u.ic, size = pg_column_size(u.s), merged_into_id = u.mi,
     updated_at = %(now)s
-FROM unnest(%(id)b::bigint[], %(s)b::text[], %(v)b::text[], %(fs)b::timestamptz[],
-            %(ls)b::timestamptz[], %(ec)b::bigint[], %(c)b::int[], %(k)b::int[],
-            %(ic)b::int[], %(sz)b::int[], %(mi)b::bigint[])
-     AS u(id, s, v, fs, ls, ec, c, k, ic, sz, mi)
+FROM json_to_recordset(%(rows)s::json)
+     AS u(id bigint, s jsonb, v jsonb, fs timestamptz, ls timestamptz, ec bigint, c int, k int,
+          ic int, mi bigint)
 WHERE p.id = u.id
 """
 _REPOINT = """
 UPDATE {table} t SET {column} = u.keep
-FROM unnest(%(gone)b::bigint[], %(keep)b::bigint[]) AS u(gone, keep)
+FROM unnest(%(gone)s::bigint[], %(keep)s::bigint[]) AS u(gone, keep)
 WHERE t.account_id = %(account)s AND t.{column} = u.gone
 """
 _INSERT_EVENTS = """
 INSERT INTO profiles_profileevent (account_id, profile_id, raw_event_id, stream, event, at,
     properties)
-SELECT %(account)s, p, r, s, e, a, j::jsonb
-FROM unnest(%(p)b::bigint[], %(r)b::bigint[], %(s)b::text[], %(e)b::text[],
-            %(a)b::timestamptz[], %(j)b::text[]) AS u(p, r, s, e, a, j)
+SELECT %(account)s, u.p, u.r, u.s, u.e, u.a, u.j
+FROM json_to_recordset(%(rows)s::json) AS u(p bigint, r bigint, s text, e text,
+                                            a timestamptz, j jsonb)
 """
 
 
@@ -396,7 +396,7 @@ def merge(batch: Batch) -> None:
     needed |= {ids[key] for key in [*graph.conflicts, *graph.compactions]}
     existing = sorted(pid for pid in needed if pid not in batch.new_profiles)
     if existing:
-        with connection.cursor() as cursor:
+        with db_cursor() as cursor:
             cursor.execute(_LOAD_PROFILES, {"account": account, "ids": existing})
             for pid, states, first, last, count, conflicts, compactions in cursor.fetchall():
                 if isinstance(states, str):  # Django's connection loads jsonb as text
@@ -428,7 +428,7 @@ def merge(batch: Batch) -> None:
     for key, n in graph.compactions.items():
         rows[ids[key]].compactions += n
         rows[ids[key]].changed = True
-    events_out: dict[str, list[Any]] = {k: [] for k in ("p", "r", "s", "e", "a", "j")}
+    events_out: list[dict[str, Any]] = []
     for ev in batch.live:
         if ev.profile_id is None:
             continue
@@ -447,45 +447,31 @@ def merge(batch: Batch) -> None:
                 ev.warnings.append(("merge_error", name, str(exc)))
                 continue
             properties[name] = to_json(value)
-        events_out["p"].append(ev.profile_id)
-        events_out["r"].append(ev.raw_event_id)
-        events_out["s"].append(ev.stream)
-        events_out["e"].append((ev.event or ev.type)[:200])
-        events_out["a"].append(ev.at)
-        events_out["j"].append(_encode(properties))
-    inserts: dict[str, list[Any]] = {k: [] for k in
-                                     ("id", "s", "v", "fs", "ls", "ec", "c", "k", "ic", "sz",
-                                      "mi")}
-    updates: dict[str, list[Any]] = {k: [] for k in inserts}
+        events_out.append({"p": ev.profile_id, "r": ev.raw_event_id, "s": ev.stream,
+                           "e": (ev.event or ev.type)[:200], "a": ev.at, "j": properties})
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
     counts = {ids[key]: graph.count(key) for key in graph.holdings if key in ids}
     born = {ids[key]: at for key, at in graph.born_at.items() if key in ids}
     for pid, row in rows.items():
         if not row.changed:
             continue
         gone = pid in merged
-        values = {} if gone else _values(row.states, fields, batch.now)
-        states_text = _encode(row.states)
         first = row.first_seen or born.get(pid, batch.now)
-        target = updates if row.exists else inserts
-        target["id"].append(pid)
-        target["s"].append(states_text)
-        target["v"].append(_encode(values))
-        target["fs"].append(first)
-        target["ls"].append(row.last_seen or first)
-        target["ec"].append(row.event_count)
-        target["c"].append(row.conflicts)
-        target["k"].append(row.compactions)
-        target["ic"].append(0 if gone else counts.get(pid, 0))
-        target["sz"].append(len(states_text))
-        target["mi"].append(merged.get(pid))
+        (updates if row.exists else inserts).append({
+            "id": pid, "s": row.states,
+            "v": {} if gone else _values(row.states, fields, batch.now),
+            "fs": first, "ls": row.last_seen or first, "ec": row.event_count,
+            "c": row.conflicts, "k": row.compactions,
+            "ic": 0 if gone else counts.get(pid, 0), "mi": merged.get(pid)})
         if not gone:
             batch.changed_profiles.add(pid)
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        if inserts["id"]:
-            cursor.execute(_INSERT_PROFILES, {**inserts, "account": account, "now": batch.now})
-        if updates["id"]:
-            cursor.execute(_UPDATE_PROFILES, {**updates, "now": batch.now})
+    with db_cursor() as cursor:
+        if inserts:
+            cursor.execute(_INSERT_PROFILES, {"rows": to_json_text(inserts), "account": account,
+                                              "now": batch.now})
+        if updates:
+            cursor.execute(_UPDATE_PROFILES, {"rows": to_json_text(updates), "now": batch.now})
         old_gone = [g for g in merged if g not in batch.new_profiles]
         if old_gone:
             params = {"gone": old_gone, "keep": [merged[g] for g in old_gone],
@@ -494,8 +480,9 @@ def merge(batch: Batch) -> None:
                            params)
             cursor.execute(_REPOINT.format(table="profiles_profile", column="merged_into_id"),
                            params)
-        if events_out["p"]:
-            cursor.execute(_INSERT_EVENTS, {**events_out, "account": account})
+        if events_out:
+            cursor.execute(_INSERT_EVENTS, {"rows": to_json_text(events_out),
+                                            "account": account})
 
 
 def _values(states: dict[str, Any], fields: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -614,7 +601,7 @@ def process_batch(account_id: int, *, limit: int = DEFAULT_BATCH,
     steps = pipeline_steps() if steps is None else steps
     waited = 0.0
     with transaction.atomic():
-        with connection.cursor() as cursor:
+        with db_cursor() as cursor:
             claimed, earlier = _claim(cursor, account_id, limit)
             if not claimed:
                 return None
