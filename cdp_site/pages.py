@@ -46,6 +46,7 @@ class NavItem:
 NAV: list[NavItem] = [
     NavItem("streams", "Streams", "streams:list", "schema.view"),
     NavItem("failed", "Failed events", "explorer-failed-events", "schema.view"),
+    NavItem("schema", "Schema", "schema:overview", "schema.view"),
     NavItem("profiles", "Profiles", "profiles:search", "profiles.view"),
     NavItem("usage", "Usage", "explorer-usage", "admin.view"),
 ]

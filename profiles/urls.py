@@ -10,6 +10,7 @@ urlpatterns = [
     path("", include("profiles.bulk_urls")),  # /collect/bulk/{stream}
     path("", include("profiles.tag_urls")),  # strata.js
     path("streams/", include("profiles.explorer_urls")),  # the stream explorer pages
+    path("schema/", include("profiles.schema_urls")),  # fields, mappings, publish, versions
     path("profiles/", include("profiles.profile_urls")),  # profile search and pages
     path("api/v1/", include("profiles.api.urls")),  # streams, raw keys, failed events, plans
 ]

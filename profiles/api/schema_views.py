@@ -10,7 +10,7 @@ not found (404).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import QuerySet
 from django.http import Http404
@@ -23,8 +23,12 @@ from rest_framework.response import Response
 from cdp_site.api.viewsets import AccountAPIView, AccountScopedViewSet
 from profiles import schema
 from profiles.api import schema_serializers as s
+from profiles.masking import PII_PERMISSION, PiiPolicy
 from profiles.models import Field, Mapping, RouteRule, SchemaVersion
 from profiles.schema import Problem, SchemaValidationError
+
+if TYPE_CHECKING:
+    from cdp_site.tenancy import Actor
 
 REFUSED = {400: s.RefusalSerializer}
 
@@ -331,6 +335,20 @@ class SchemaVersionViewSet(SchemaRefusals, AccountScopedViewSet, mixins.ListMode
             status=status.HTTP_201_CREATED)
 
 
+def evaluate_mapping(actor: Actor, *, stream: str, expression: str, guard: str,
+                     field: Field | None, limit: int) -> list[dict[str, Any]]:
+    """``preview_mapping`` as this reader may see it: a PII field's values masked for a reader
+    without ``pii.view`` (ROLES.md)."""
+    rows = schema.preview_mapping(actor.account, stream=stream, expression=expression,
+                                  guard=guard, field=field, limit=limit)
+    if field is not None:
+        policy = PiiPolicy(pii_fields=frozenset({field.name}) if field.is_pii else frozenset(),
+                           unmasked=actor.has(PII_PERMISSION))
+        for row in rows:
+            row["value"] = policy.value(field.name, row["value"])
+    return rows
+
+
 class EvaluateView(SchemaRefusals, AccountAPIView):
     """A dry run: a mapping's expression (and guard) over the latest raw events of its stream,
     newest first, with the value each would give the field, or why none. Nothing is stored.
@@ -364,8 +382,8 @@ class EvaluateView(SchemaRefusals, AccountAPIView):
             if field is None:
                 raise SchemaValidationError([Problem("unknown_field", f"No field {ref!r}.",
                                                      "mapping", "", "field")])
-        rows = schema.preview_mapping(account, stream=stream, expression=expression,
-                                      guard=guard, field=field, limit=data["limit"])
+        rows = evaluate_mapping(self.actor, stream=stream, expression=expression, guard=guard,
+                                field=field, limit=data["limit"])
         return Response(s.EvaluationSerializer({
             "stream": stream, "expression": expression, "guard": guard,
             "field": field.name if field else None, "field_type": field.type if field else None,
