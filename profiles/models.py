@@ -528,3 +528,24 @@ class ProcessingStat(AccountScopedModel):
 
     def __str__(self) -> str:
         return f"{self.minute:%Y-%m-%d %H:%M}: {self.events}"
+
+
+class ProfileRebuild(AccountScopedModel):
+    """Profiles recomputed from the raw store with the live schema (``profiles.rebuild``):
+    every raw event up to ``last_raw_event_id`` was queued again; progress is how many of them
+    are still pending."""
+
+    schema_version = models.ForeignKey(SchemaVersion, null=True, blank=True,
+                                       on_delete=models.SET_NULL, related_name="+")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                     on_delete=models.SET_NULL, related_name="+")
+    last_raw_event_id = models.BigIntegerField(default=0)
+    events_total = models.BigIntegerField(default=0)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"rebuild of {self.events_total} events from {self.started_at:%Y-%m-%d %H:%M}"

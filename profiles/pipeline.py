@@ -40,6 +40,7 @@ Advisory lock keys (bigint form): ``(2**29 | account) << 32`` is an account's cl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -49,7 +50,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -550,25 +551,37 @@ def pending_accounts() -> list[int]:
         return [row[0] for row in cursor.fetchall()]
 
 
+def claim_lock_key(account_id: int) -> int:
+    """The advisory lock under which an account's batches are claimed."""
+    return _key(_CLAIM_BIT | account_id)
+
+
+def in_flight_tickets(cursor: Any, account_id: int) -> list[int]:
+    """Lock keys of the account's batches in flight (claimed, not yet committed) in other
+    sessions."""
+    high = _TICKET_BIT | account_id
+    cursor.execute(_IN_FLIGHT, {"high": high})
+    return [_key(high, row[0]) for row in cursor.fetchall()]
+
+
 def _claim(cursor: Any, account_id: int, limit: int) -> tuple[list[tuple[int, datetime]],
                                                               list[int]]:
     """Under the account's claim lock: the batch's queue rows and the tickets to wait for.
     Takes this batch's ticket (held until the transaction ends)."""
-    claim_key = _key(_CLAIM_BIT | account_id)
+    claim_key = claim_lock_key(account_id)
     cursor.execute("SELECT pg_advisory_lock(%s)", [claim_key])
-    try:
-        cursor.execute(_CLAIM, {"account": account_id, "limit": limit})
-        rows = cursor.fetchall()
-        if not rows:
-            return [], []
-        high = _TICKET_BIT | account_id
-        cursor.execute(_IN_FLIGHT, {"high": high})
-        earlier = [row[0] for row in cursor.fetchall()]
-        ticket = (max(earlier) + 1) & _LOW if earlier else 0
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_key(high, ticket)])
-        return rows, [_key(high, t) for t in earlier]
-    finally:
-        cursor.execute("SELECT pg_advisory_unlock(%s)", [claim_key])
+    # Should a statement below fail, the transaction is aborted and cannot unlock:
+    # process_batch unlocks after the rollback.
+    cursor.execute(_CLAIM, {"account": account_id, "limit": limit})
+    rows = cursor.fetchall()
+    earlier: list[int] = []
+    if rows:
+        earlier = in_flight_tickets(cursor, account_id)
+        ticket = (max(k & _LOW for k in earlier) + 1) & _LOW if earlier else 0
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)",
+                       [_key(_TICKET_BIT | account_id, ticket)])
+    cursor.execute("SELECT pg_advisory_unlock(%s)", [claim_key])
+    return rows, earlier
 
 
 def _load_events(cursor: Any, account_id: int, claimed: list[tuple[int, datetime]]
@@ -595,33 +608,44 @@ def process_batch(account_id: int, *, limit: int = DEFAULT_BATCH,
                   steps: list[Callable[[Batch], None]] | None = None) -> BatchResult | None:
     """Claim and process one batch of the account's oldest pending events (None when there is
     none to claim). See the module docstring for how concurrent workers keep receive order."""
-    from cdp_site.models import Account
-
     started = time.monotonic()
     steps = pipeline_steps() if steps is None else steps
+    claiming = True
+    try:
+        with transaction.atomic():
+            with db_cursor() as cursor:
+                claimed, earlier = _claim(cursor, account_id, limit)
+                claiming = False
+                if not claimed:
+                    return None
+                events = _load_events(cursor, account_id, claimed)
+            return _process(account_id, events, earlier, steps, started)
+    finally:
+        if claiming:  # the claim failed part-way and was rolled back: release its lock
+            with contextlib.suppress(DatabaseError), connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [claim_lock_key(account_id)])
+
+
+def _process(account_id: int, events: list[PipelineEvent], earlier: list[int],
+             steps: list[Callable[[Batch], None]], started: float) -> BatchResult:
+    from cdp_site.models import Account
+
+    account = Account.objects.filter(pk=account_id).only("max_identifiers_per_profile").first()
+    batch = Batch(account_id=account_id, schema=live_schema(account_id), events=events,
+                  now=timezone.now(),
+                  max_identifiers=account.max_identifiers_per_profile if account else 50)
     waited = 0.0
-    with transaction.atomic():
-        with db_cursor() as cursor:
-            claimed, earlier = _claim(cursor, account_id, limit)
-            if not claimed:
-                return None
-            events = _load_events(cursor, account_id, claimed)
-        account = Account.objects.filter(pk=account_id).only("max_identifiers_per_profile"
-                                                             ).first()
-        batch = Batch(account_id=account_id, schema=live_schema(account_id), events=events,
-                      now=timezone.now(),
-                      max_identifiers=account.max_identifiers_per_profile if account else 50)
-        in_turn = False
-        for step in steps:
-            if not in_turn and not getattr(step, "unordered", False):
-                waited = _wait_for_turn(earlier)
-                in_turn = True
-            step(batch)
-        if not in_turn:
+    in_turn = False
+    for step in steps:
+        if not in_turn and not getattr(step, "unordered", False):
             waited = _wait_for_turn(earlier)
-        failed, warnings = _record_outcomes(batch)
-        seconds = time.monotonic() - started
-        _count(account_id, batch.now, len(events), failed, seconds)
+            in_turn = True
+        step(batch)
+    if not in_turn:
+        waited = _wait_for_turn(earlier)
+    failed, warnings = _record_outcomes(batch)
+    seconds = time.monotonic() - started
+    _count(account_id, batch.now, len(events), failed, seconds)
     return BatchResult(account_id, len(events), failed, warnings, len(batch.changed_profiles),
                        seconds, waited)
 

@@ -23,6 +23,7 @@ from profiles.models import (
     ProfileEvent,
 )
 from profiles.pipeline import Batch, processing_status
+from profiles.rebuild import rebuild_status, retry_failed_events, start_rebuild
 from tests.profiles.conftest import basic_auth, jstag_query, make_write_key
 from tests.profiles.processing import (
     T0,
@@ -220,3 +221,46 @@ def test_a_batchs_queries_do_not_grow_with_its_size(account):
     small = _queries_for(account, 5, 100)
     large = _queries_for(account, 200, 1000)
     assert small == large
+
+
+def test_a_rebuild_recomputes_profiles_with_the_new_schema(account):
+    identity_schema(account)
+    send(account, {"_uid": "x", "page": "home", "plan": "pro"},
+         {"_uid": "x", "email": A, "page": "cart"})
+    run(account)
+    before = profile_with(account, "x")
+    assert "plan" not in before.field_values
+    plan = schema.save_field(account, name="plan", type="string", merge_operator="latest")
+    schema.save_mapping(account, field=plan, stream="web", expression="plan")
+    schema.publish(account)
+    rebuild = start_rebuild(account)
+    assert rebuild.events_total == 2 and rebuild.schema_version.number == 2
+    assert Profile.objects.filter(account=account).count() == 0
+    status = rebuild_status(account)
+    assert (status.done, status.progress, status.finished) == (0, 0.0, False)
+    send(account, {"_uid": "x", "page": "thanks"})  # collection keeps working meanwhile
+    run(account)
+    [profile] = live_profiles(account)
+    assert profile.field_values["plan"] == "pro"
+    assert profile.field_values["pages"] == ["cart", "home", "thanks"]
+    assert identifiers(profile) == {"x", A}
+    assert ProfileEvent.objects.filter(account=account).count() == 3
+    status = rebuild_status(account)
+    assert status.finished and status.progress == 1.0
+
+
+def test_failed_events_can_be_retried_after_a_schema_fix(account):
+    identity_schema(account)
+    name = schema.save_field(account, name="name", type="string", merge_operator="latest")
+    mapping = schema.save_mapping(account, field=name, stream="web", expression="tolower(name)")
+    schema.publish(account)
+    send(account, {"_uid": "x", "name": 5})
+    run(account)
+    assert FailedEvent.objects.count() == 1 and live_profiles(account) == []
+    schema.save_mapping(account, instance=mapping, field=name, stream="web",
+                        expression="tolower(tostring(name))")
+    schema.publish(account)
+    assert retry_failed_events(account) == 1
+    assert FailedEvent.objects.count() == 0
+    run(account)
+    assert profile_with(account, "x").field_values["name"] == "5"
