@@ -420,3 +420,114 @@ def test_the_overview_shows_only_the_accounts_own_schema(account: Account,
     page = text(manager.get("/schema/"))
     assert "No fields yet" in page
     assert "app_divert</span>" not in page
+
+
+# --------------------------------------------------------------------------- the admin
+
+
+def test_the_admin_lists_the_schema_for_data_managers_only(account: Account,
+                                                           manager: Client) -> None:
+    _lytics(account)
+    index = manager.get("/admin/").content.decode()
+    for model in ("field", "mapping", "routerule", "schemaversion"):
+        assert f"/admin/profiles/{model}/" in index, model
+        assert manager.get(f"/admin/profiles/{model}/").status_code == 200, model
+    marketer = signed_in(account, "marketer")
+    assert "/admin/profiles/field/" not in marketer.get("/admin/").content.decode()
+    assert marketer.get("/admin/profiles/field/").status_code == 403
+
+
+def test_the_admin_saves_a_field_through_the_schema_service(account: Account,
+                                                            manager: Client) -> None:
+    form = {"name": "email", "description": "", "type": "string", "merge_operator": "latest",
+            "capacity": "", "keep_days": "", "is_identifier": "on", "identifier_rank": "1",
+            "identifier_capacity": "", "is_pii": "on"}
+    response = manager.post("/admin/profiles/field/add/", form)
+
+    assert response.status_code == 302, text(response)
+    field = Field.objects.get(account=account, name="email")
+    assert (field.identifier_rank, field.identifier_capacity) == (1, 1)  # the service's default
+
+    with nothing_changes(account):
+        refused = manager.post("/admin/profiles/field/add/", {
+            **form, "name": "visits", "merge_operator": "sum", "is_identifier": ""})
+    assert refused.status_code == 200
+    assert "The sum operator does not work on string fields" in text(refused)
+
+
+def test_the_admin_refuses_a_bad_mapping_with_its_position(account: Account,
+                                                          other_account: Account,
+                                                          manager: Client, tier: Field) -> None:
+    theirs = schema.save_field(other_account, name="secret", type="string",
+                               merge_operator="latest")
+    page = manager.get("/admin/profiles/mapping/add/").content.decode()
+    assert f'value="{tier.pk}"' in page and f'value="{theirs.pk}"' not in page
+
+    with nothing_changes(account):
+        response = manager.post("/admin/profiles/mapping/add/", {
+            "field": tier.pk, "stream": "web", "expression": "tolower(foo(tier))", "guard": ""})
+    assert response.status_code == 200
+    assert "unknown function 'foo' at 1:9" in text(response)
+    with nothing_changes(account):
+        manager.post("/admin/profiles/mapping/add/", {
+            "field": theirs.pk, "stream": "web", "expression": "x", "guard": ""})
+
+    saved = manager.post("/admin/profiles/mapping/add/", {
+        "field": tier.pk, "stream": "web", "expression": "tolower(tier)", "guard": ""})
+    assert saved.status_code == 302
+    assert Mapping.objects.get(account=account).expression == "tolower(tier)"
+
+
+def test_the_admin_mapping_page_previews_the_latest_events(account: Account, manager: Client,
+                                                           tier: Field) -> None:
+    mapping = schema.save_mapping(account, field=tier, stream="crm_users",
+                                  expression="tolower(tier)")
+    seed(account, "crm_users", *[{"tier": f"Tier{i}"} for i in range(12)], {"tier": 5})
+
+    response = manager.get(f"/admin/profiles/mapping/{mapping.pk}/change/")
+
+    html = response.content.decode()
+    preview = re.search(r"data-testid='mapping-preview'.*?</table>", html, re.S)
+    assert preview is not None
+    rows = re.findall(r"<tr><td>", preview.group(0))
+    assert len(rows) == 10  # the latest ten
+    assert "tolower() at 1:1: expects a string, got int 5" in unescape(preview.group(0))
+    assert "<code>tier11</code>" in preview.group(0)
+
+
+def test_the_admin_shows_versions_read_only_and_publishes_and_reverts(
+        account: Account, manager: Client, tier: Field) -> None:
+    schema.publish(account, note="first")
+    schema.save_field(account, name="score", type="number", merge_operator="max")
+
+    publish_page = manager.get("/admin/profiles/schemaversion/publish/")
+    assert "1 change to publish" in text(publish_page)
+    response = manager.post("/admin/profiles/schemaversion/publish/", {"note": "second"})
+    assert response.status_code == 302
+    assert schema.live_version(account).number == 2
+
+    first = SchemaVersion.objects.get(account=account, number=1)
+    change = manager.get(f"/admin/profiles/schemaversion/{first.pk}/change/")
+    assert change.status_code == 200
+    assert "&quot;name&quot;: &quot;tier&quot;" in change.content.decode()
+    assert 'name="_save"' not in change.content.decode()  # read-only
+    assert manager.get("/admin/profiles/schemaversion/add/").status_code == 403
+
+    manager.post("/admin/profiles/schemaversion/", {
+        "action": "revert_to_version", "_selected_action": [first.pk]})
+    live = schema.live_version(account)
+    assert (live.number, live.reverted_from) == (3, 1)
+
+
+def test_the_admin_deletes_through_the_service_and_hides_other_accounts(
+        account: Account, other_account: Account, manager: Client, tier: Field) -> None:
+    theirs = schema.save_field(other_account, name="secret", type="string",
+                               merge_operator="latest")
+    assert "secret" not in text(manager.get("/admin/profiles/field/"))
+    with nothing_changes(other_account):
+        response = manager.get(f"/admin/profiles/field/{theirs.pk}/change/")
+        assert response.status_code == 302  # the admin's "does not exist" redirect
+        manager.post(f"/admin/profiles/field/{theirs.pk}/delete/", {"post": "yes"})
+
+    manager.post(f"/admin/profiles/field/{tier.pk}/delete/", {"post": "yes"})
+    assert not Field.objects.filter(account=account).exists()
