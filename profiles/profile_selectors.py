@@ -236,25 +236,30 @@ def _identifier_matches(account: Account, q: str, fields: list[str], policy: Pii
 
 
 def search_profiles(account: Account, q: str, policy: PiiPolicy, *,
-                    field_name: str | None = None, prefix: bool = True) -> QuerySet:
+                    field_name: str | None = None, prefix: bool = True,
+                    fields: list[str] | None = None) -> QuerySet:
     """Live profiles holding an identifier equal to ``q`` (or starting with it, see the module
-    docstring), on ``field_name`` or on any identifier field; most recently seen first. An
-    empty ``q`` lists the most recently seen profiles."""
+    docstring), on ``field_name`` or on any identifier field (``fields``, when the caller has
+    them already); most recently seen first. An empty ``q`` lists the most recently seen
+    profiles. The merged state (``states``) is not loaded."""
     q = q.strip()
     if not q:
         return recent_profiles(account)
-    fields = [field_name] if field_name else identifier_fields(account)
+    if field_name:
+        fields = [field_name]
+    elif fields is None:
+        fields = identifier_fields(account)
     if not fields:
         return Profile.objects.none()
     matches = _identifier_matches(account, q, fields, policy, prefix)
     return (Profile.objects.for_account(account)
             .filter(pk__in=matches, merged_into__isnull=True)
-            .order_by("-last_seen", "-id"))
+            .defer("states").order_by("-last_seen", "-id"))
 
 
 def recent_profiles(account: Account) -> QuerySet:
     return (Profile.objects.for_account(account).filter(merged_into__isnull=True)
-            .order_by("-last_seen", "-id"))
+            .defer("states").order_by("-last_seen", "-id"))
 
 
 def profile_summary(profile: Profile, policy: PiiPolicy, catalog: dict[str, FieldInfo],

@@ -81,8 +81,8 @@ def profile_search(request: HttpRequest) -> HttpResponse:
     if field not in fields:
         field = ""
     offset = _offset(request)
-    rows = list(select.search_profiles(account, q, policy, field_name=field or None)
-                [offset:offset + RESULTS_PER_PAGE + 1])
+    rows = list(select.search_profiles(account, q, policy, field_name=field or None,
+                                       fields=fields)[offset:offset + RESULTS_PER_PAGE + 1])
     more = len(rows) > RESULTS_PER_PAGE
     results = select.summaries(rows[:RESULTS_PER_PAGE], policy, account, catalog)
     for result in results:

@@ -423,3 +423,27 @@ def test_openapi_schema_documents_the_profile_api(account):
     assert "/api/v1/profiles/{field}/{value}" in paths
     assert {"get", "delete"} <= set(paths["/api/v1/profiles/{field}/{value}"])
     assert "/api/v1/profiles/{id}/identity/" in paths
+
+
+def test_queries_do_not_grow_with_events_and_identifiers(account):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    install_schema(account)
+    send(account, {"email": A, "_uid": X}, stream="default")
+    send(account, *({"email": B, "_uid": f"c-{i}", "taxonomy": f"t{i}"} for i in range(30)),
+         stream="default")
+    run(account)
+    client = api(account, "data_manager")
+    ids = {v: get_profile(client, "email", v).json()["id"] for v in (A, B)}
+
+    def count(url):
+        with CaptureQueriesContext(connection) as ctx:
+            assert client.get(url).status_code == 200
+        return len(ctx.captured_queries)
+
+    for template in ("/api/v1/profiles/email/{v}", "/api/v1/profiles/{id}/events",
+                     "/api/v1/profiles/{id}/identity", "/api/v1/profiles/?q={v}"):
+        count(template.format(v=A, id=ids[A]))  # once to warm per-process caches
+        small, big = (count(template.format(v=v, id=ids[v])) for v in (A, B))
+        assert small == big, template
