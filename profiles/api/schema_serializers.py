@@ -190,6 +190,30 @@ class DiffSerializer(serializers.Serializer):
 
 class PublishSerializer(serializers.Serializer):
     note = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+    rebuild = serializers.BooleanField(
+        required=False, default=False,
+        help_text="Also recompute every profile from the raw store with the new version.")
+
+
+class RebuildStatusSerializer(serializers.Serializer):
+    started_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    finished = serializers.BooleanField()
+    events_total = serializers.IntegerField(help_text="Raw events queued again.")
+    events_done = serializers.IntegerField()
+    progress = serializers.FloatField(help_text="0 to 1.")
+    schema_version = serializers.IntegerField(allow_null=True)
+
+
+class RebuildAnswerSerializer(serializers.Serializer):
+    rebuild = RebuildStatusSerializer(allow_null=True, help_text="The latest rebuild, if any.")
+
+
+def rebuild_data(status: Any) -> dict[str, Any] | None:
+    """``profiles.rebuild.rebuild_status`` as the serializer's input."""
+    if status is None:
+        return None
+    return {**status.as_dict(), "finished": status.finished}
 
 
 # --------------------------------------------------------------------------- versions

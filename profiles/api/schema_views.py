@@ -1,11 +1,12 @@
 """The schema API (/api/v1/schema/…): fields, mappings and route rules of the draft, its
-validation and diff with the live version, publish, versions and revert, and the mapping dry
-run. Thin views over ``profiles.schema``: every edit goes through its services, whose refusals
-(with the reason and, for an expression, its line and column) become 400 answers.
+validation and diff with the live version, publish, versions and revert, the mapping dry run,
+and profile rebuilds (``profiles.rebuild``). Thin views over ``profiles.schema``: every edit
+goes through its services, whose refusals (with the reason and, for an expression, its line
+and column) become 400 answers.
 
 Permissions (feature ``schema``): reading and the dry run need ``schema.view``; edits,
-publish and revert ``schema.edit``; deletes ``schema.delete``. Another account's objects are
-not found (404).
+publish, revert and rebuild ``schema.edit``; deletes ``schema.delete``. Another account's
+objects are not found (404).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from cdp_site.api.errors import APIError
 from cdp_site.api.viewsets import AccountAPIView, AccountScopedViewSet
-from profiles import schema
+from profiles import rebuild, schema
 from profiles.api import schema_serializers as s
 from profiles.masking import PII_PERMISSION, PiiPolicy
 from profiles.models import Field, Mapping, RouteRule, SchemaVersion
@@ -257,23 +259,32 @@ class DiffView(AccountAPIView):
 class PublishView(SchemaRefusals, AccountAPIView):
     """Publish the draft as the next version, which processing uses from then on. Refused
     (400, nothing changes) when the draft has problems (``draft_invalid``, with all of them)
-    or does not differ from the live version (``no_changes``)."""
+    or does not differ from the live version (``no_changes``). ``rebuild: true`` then
+    recomputes every profile from the raw store with it (see ``rebuild``)."""
 
     action_permissions = {"post": "schema.edit"}
 
     @extend_schema(request=s.PublishSerializer,
-                   responses={201: s.SchemaVersionDetailSerializer, **REFUSED})
+                   responses={201: s.SchemaVersionDetailSerializer, **REFUSED},
+                   description="With ``rebuild: true`` the answer adds ``rebuild``, the "
+                   "progress of the profile rebuild it started.")
     def post(self, request: Request) -> Response:
         serializer = s.PublishSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        account = self.actor.account
+        if serializer.validated_data["rebuild"]:
+            refuse_rebuild_while_running(account)
         try:
-            version = schema.publish(self.actor.account, user=self.actor.user,
+            version = schema.publish(account, user=self.actor.user,
                                      note=serializer.validated_data["note"])
         except SchemaValidationError as exc:
             return refused_publish(exc)
-        return Response(s.SchemaVersionDetailSerializer(
-            version, context={"live_number": version.number}).data,
-            status=status.HTTP_201_CREATED)
+        body = s.SchemaVersionDetailSerializer(version,
+                                               context={"live_number": version.number}).data
+        if serializer.validated_data["rebuild"]:
+            rebuild.start_rebuild(account, user=self.actor.user)
+            body = {**body, "rebuild": s.rebuild_data(rebuild.rebuild_status(account))}
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 def refused_publish(exc: SchemaValidationError) -> Response:
@@ -285,6 +296,41 @@ def refused_publish(exc: SchemaValidationError) -> Response:
                f"{'them' if count != 1 else 'it'} before publishing. {problems[0].message}")
     return Response(s.refusal_body(problems, code="draft_invalid", message=message),
                     status=status.HTTP_400_BAD_REQUEST)
+
+
+def refuse_rebuild_while_running(account: Any) -> None:
+    current = rebuild.rebuild_status(account)
+    if current is not None and not current.finished:
+        raise APIError("rebuild_in_progress", f"A rebuild is under way ({current.done:,} of "
+                       f"{current.rebuild.events_total:,} events); start another when it "
+                       "has finished.", status.HTTP_409_CONFLICT)
+
+
+class RebuildView(AccountAPIView):
+    """GET: the latest profile rebuild and its progress. POST: recompute every profile of the
+    account from the raw store with the live schema version. Profiles are deleted and every
+    raw event is queued again; the workers process them in order (events collected meanwhile
+    queue behind them). Refused before any version is published, and while a rebuild runs."""
+
+    action_permissions = {"get": "schema.view", "post": "schema.edit"}
+
+    @extend_schema(responses=s.RebuildAnswerSerializer)
+    def get(self, request: Request) -> Response:
+        current = rebuild.rebuild_status(self.actor.account)
+        return Response(s.RebuildAnswerSerializer({"rebuild": s.rebuild_data(current)}).data)
+
+    @extend_schema(request=None, responses={202: s.RebuildAnswerSerializer,
+                                            400: s.RefusalSerializer, 409: s.RefusalSerializer})
+    def post(self, request: Request) -> Response:
+        account = self.actor.account
+        if schema.live_version(account) is None:
+            raise APIError("no_live_schema", "Nothing is published yet: publish a schema "
+                           "version before rebuilding profiles with it.")
+        refuse_rebuild_while_running(account)
+        rebuild.start_rebuild(account, user=self.actor.user)
+        return Response(s.RebuildAnswerSerializer(
+            {"rebuild": s.rebuild_data(rebuild.rebuild_status(account))}).data,
+            status=status.HTTP_202_ACCEPTED)
 
 
 class SchemaVersionViewSet(SchemaRefusals, AccountScopedViewSet, mixins.ListModelMixin,

@@ -36,6 +36,7 @@ urlpatterns = [
     re_path(r"^schema/diff/?$", schema_views.DiffView.as_view(), name="schema-diff"),
     re_path(r"^schema/publish/?$", schema_views.PublishView.as_view(), name="schema-publish"),
     re_path(r"^schema/evaluate/?$", schema_views.EvaluateView.as_view(), name="schema-evaluate"),
+    re_path(r"^schema/rebuild/?$", schema_views.RebuildView.as_view(), name="schema-rebuild"),
     path("schema/", include(schema.urls)),
     re_path(r"^usage/?$", views.UsageView.as_view(), name="usage"),
     path("streams/<slug:stream>/", include(keys.urls)),

@@ -296,6 +296,7 @@ ENDPOINTS: list[EndpointCase] = [
             "/api/v1/schema/evaluate/", {"mapping": t.mapping_id}, format="json"
         ),
     ),
+    EndpointCase("schema.view", "GET rebuild", lambda c, t: c.get("/api/v1/schema/rebuild/")),
     EndpointCase(
         "schema.edit", "POST field",
         lambda c, t: c.post(
@@ -345,6 +346,9 @@ ENDPOINTS: list[EndpointCase] = [
         "schema.edit", "POST revert",
         lambda c, t: c.post(f"/api/v1/schema/versions/{t.version_number}/revert/", {},
                             format="json"),
+    ),
+    EndpointCase(
+        "schema.edit", "POST rebuild", lambda c, t: c.post("/api/v1/schema/rebuild/")
     ),
     EndpointCase(
         "schema.delete", "DELETE field",

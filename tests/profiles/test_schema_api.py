@@ -596,6 +596,59 @@ def test_evaluate_refuses_an_expression_that_does_not_compile(account: Account,
             "unknown_field")
 
 
+# --------------------------------------------------------------------------- rebuild
+
+
+def test_publish_with_rebuild_recomputes_profiles_with_the_new_version(
+        account: Account, manager: APIClient) -> None:
+    email = schema.save_field(account, name="email", type="string", merge_operator="latest",
+                              is_identifier=True, identifier_rank=1, identifier_capacity=1)
+    schema.save_mapping(account, field=email, stream="web", expression="email(email)")
+    tier = schema.save_field(account, name="tier", type="string", merge_operator="latest")
+    mapping = schema.save_mapping(account, field=tier, stream="web", expression="tier")
+    schema.publish(account)
+    seed(account, "web", {"email": "ana@example.com", "tier": "GOLD"},
+         {"email": "bo@example.com", "tier": "Silver"})
+    process_pending(account_id=account.pk)
+    assert sorted(p.field_values["tier"] for p in Profile.objects.for_account(account)) == [
+        "GOLD", "Silver"]
+    assert manager.post(f"{API}/rebuild/").status_code == 202
+    process_pending(account_id=account.pk)
+    schema.save_mapping(account, instance=mapping, field=tier, stream="web",
+                        expression="tolower(tier)")
+
+    response = manager.post(f"{API}/publish/", {"rebuild": True}, format="json")
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["number"] == 2
+    assert (body["rebuild"]["events_total"], body["rebuild"]["events_done"],
+            body["rebuild"]["finished"], body["rebuild"]["schema_version"]) == (2, 0, False, 2)
+    refused(manager.post(f"{API}/rebuild/"), "rebuild_in_progress", status=409)
+    process_pending(account_id=account.pk)
+    status = manager.get(f"{API}/rebuild/").json()["rebuild"]
+    assert (status["finished"], status["events_done"], status["progress"]) == (True, 2, 1.0)
+    live = Profile.objects.for_account(account).filter(merged_into__isnull=True)
+    assert sorted(p.field_values["tier"] for p in live) == ["gold", "silver"]
+
+
+def test_a_rebuild_needs_a_published_version(account: Account, manager: APIClient) -> None:
+    assert manager.get(f"{API}/rebuild/").json() == {"rebuild": None}
+    refused(manager.post(f"{API}/rebuild/"), "no_live_schema")
+
+
+def test_publishing_with_a_rebuild_while_one_runs_is_refused_and_nothing_changes(
+        account: Account, manager: APIClient, tier: Field) -> None:
+    schema.publish(account)
+    seed(account, "web", {"tier": "x"})
+    assert manager.post(f"{API}/rebuild/").status_code == 202
+    schema.save_field(account, name="score", type="number", merge_operator="max")
+
+    with nothing_changes(account):
+        refused(manager.post(f"{API}/publish/", {"rebuild": True}, format="json"),
+                "rebuild_in_progress", status=409)
+
+
 # --------------------------------------------------------------------------- roles, accounts
 
 
@@ -637,6 +690,8 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None]] = [
     ("get", "/versions/{version}/", None),
     ("post", "/versions/{version}/revert/", {}),
     ("post", "/evaluate/", {"stream": "web", "expression": "tier"}),
+    ("get", "/rebuild/", None),
+    ("post", "/rebuild/", None),
 ]
 ENDPOINT_IDS = [f"{method.upper()} {path}" for method, path, _body in ENDPOINTS]
 
@@ -708,5 +763,6 @@ def test_the_openapi_schema_describes_the_schema_api(account: Account) -> None:
     paths = APIClient().get("/api/schema/", {"format": "json"}).json()["paths"]
     for path in ("/api/v1/schema/fields/", "/api/v1/schema/mappings/{id}/",
                  "/api/v1/schema/route-rules/", "/api/v1/schema/publish/",
-                 "/api/v1/schema/versions/{number}/revert/", "/api/v1/schema/evaluate/"):
+                 "/api/v1/schema/versions/{number}/revert/", "/api/v1/schema/evaluate/",
+                 "/api/v1/schema/rebuild/"):
         assert any(key.rstrip("/") == path.rstrip("/") for key in paths), path
