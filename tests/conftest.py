@@ -135,9 +135,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     serialized-rollback test on the same worker."""
     for item in items:
         marker = item.get_closest_marker("django_db")
-        if marker is None or not marker.kwargs.get("transaction"):
+        kwargs = dict(marker.kwargs) if marker is not None else {}
+        args = marker.args if marker is not None else ()
+        transactional = kwargs.get("transaction") or {"transactional_db", "live_server"} & set(
+            getattr(item, "fixturenames", ())
+        )
+        if not transactional or kwargs.get("serialized_rollback"):
             continue
-        if not marker.kwargs.get("serialized_rollback"):
-            item.add_marker(pytest.mark.django_db(
-                *marker.args, **{**marker.kwargs, "serialized_rollback": True}
-            ))
+        kwargs.update(transaction=True, serialized_rollback=True)
+        # Prepended, so it is the closest marker whatever level the original was set at.
+        item.add_marker(pytest.mark.django_db(*args, **kwargs), append=False)
