@@ -12,6 +12,7 @@ urlpatterns = [
     path("", views.overview, name="overview"),
     path("publish/", views.publish, name="publish"),
     path("lytics/", views.install_lytics, name="install-lytics"),
+    path("rebuild/", views.rebuild_panel, name="rebuild"),
     path("fields/new/", views.field_form, name="field-new"),
     path("fields/<int:pk>/", views.field_form, name="field-edit"),
     path("fields/<int:pk>/delete/", views.field_delete, name="field-delete"),

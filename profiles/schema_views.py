@@ -1,8 +1,9 @@
 """The schema pages (Data Managers and Admins), mounted at /schema/ by profiles.urls
 (namespace ``schema``): the draft's fields, mappings and route rules with the problems
-``validate_draft`` finds, the difference from the live version with a Publish button, forms to
-add and change fields, mappings (with an Evaluate dry run over the stream's latest raw events)
-and route rules, and the published versions with revert.
+``validate_draft`` finds, the difference from the live version with a Publish button (and a
+profile rebuild, with its progress), forms to add and change fields, mappings (with an
+Evaluate dry run over the stream's latest raw events) and route rules, and the published
+versions with revert.
 
 Thin views: forms check shapes only; every edit, publish and revert goes through
 ``profiles.schema``, whose refusals are shown on the form (with the expression's line and
@@ -22,8 +23,8 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from cdp_site.pages import render_page, strata_page
-from profiles import schema
+from cdp_site.pages import forbidden, render_page, strata_page
+from profiles import rebuild, schema
 from profiles.api.schema_serializers import count_changes, evaluation_summary
 from profiles.api.schema_views import evaluate_mapping
 from profiles.models import (
@@ -209,8 +210,8 @@ def overview(request: HttpRequest) -> HttpResponse:
         "rule_rows": rules,
         "mapping_count": sum(len(r["mappings"]) for r in rows),
         "identifier_count": sum(1 for f in fields if f.is_identifier),
-        "can_edit": actor.has("schema.edit"),
         "versions": SchemaVersion.objects.for_account(account).count(),
+        **_rebuild_context(request),
     }, section=SECTION, title="Schema")
 
 
@@ -220,6 +221,11 @@ def publish(request: HttpRequest) -> HttpResponse:
     """Publish the draft; a refusal (problems, or nothing to publish) is shown on the
     overview, and nothing changes."""
     actor = _actor(request)
+    with_rebuild = request.POST.get("rebuild") == "on"
+    if with_rebuild and _rebuild_running(actor.account):
+        messages.error(request, "Not published: a rebuild is under way. Publish when it has "
+                       "finished.")
+        return HttpResponseRedirect(reverse("schema:overview"))
     try:
         version = schema.publish(actor.account, user=request.user,
                                  note=request.POST.get("note", "").strip()[:500])
@@ -232,9 +238,51 @@ def publish(request: HttpRequest) -> HttpResponse:
                            f"{'s' if count != 1 else ''}. Fix {'them' if count != 1 else 'it'}"
                            " and publish again.")
         return HttpResponseRedirect(reverse("schema:overview"))
-    messages.success(request, f"Published version {version.number}: processing uses it from "
-                     "now on.")
+    if with_rebuild:
+        rebuild.start_rebuild(actor.account, user=request.user)
+        messages.success(request, f"Published version {version.number}; profiles are being "
+                         "rebuilt with it from the raw store.")
+    else:
+        messages.success(request, f"Published version {version.number}: processing uses it "
+                         "from now on.")
     return HttpResponseRedirect(reverse("schema:overview"))
+
+
+def _rebuild_running(account: Account) -> bool:
+    current = rebuild.rebuild_status(account)
+    return current is not None and not current.finished
+
+
+def _rebuild_context(request: HttpRequest) -> dict[str, Any]:
+    actor = _actor(request)
+    current = rebuild.rebuild_status(actor.account)
+    return {"rebuild": current, "rebuild_percent": round(100 * current.progress, 1)
+            if current else 0, "can_edit": actor.has("schema.edit")}
+
+
+@require_http_methods(["GET", "POST"])
+@strata_page("schema.view")
+def rebuild_panel(request: HttpRequest) -> HttpResponse:
+    """GET (htmx): the rebuild card, polled while a rebuild runs. POST (schema.edit):
+    recompute every profile from the raw store with the live version."""
+    actor = _actor(request)
+    if request.method == "GET":
+        if request.headers.get("HX-Request") != "true":
+            return HttpResponseRedirect(reverse("schema:overview") + "#rebuild")
+        response = render(request, "profiles/schema/_rebuild.html", _rebuild_context(request))
+        response["Cache-Control"] = "no-store"
+        return response
+    if not actor.has("schema.edit"):
+        return forbidden(request)
+    if schema.live_version(actor.account) is None:
+        messages.error(request, "Publish a schema version before rebuilding profiles with it.")
+    elif _rebuild_running(actor.account):
+        messages.info(request, "A rebuild is already under way.")
+    else:
+        rebuild.start_rebuild(actor.account, user=request.user)
+        messages.success(request, "Profiles are being rebuilt from the raw store with the live "
+                         "version.")
+    return HttpResponseRedirect(reverse("schema:overview") + "#rebuild")
 
 
 @require_POST

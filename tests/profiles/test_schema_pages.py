@@ -19,6 +19,7 @@ from cdp_site.models import Account
 from profiles import schema
 from profiles.collect import IncomingEvent, accept
 from profiles.models import Field, Mapping, RouteRule, SchemaVersion
+from profiles.pipeline import process_pending
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
@@ -124,6 +125,7 @@ POSTS = [
                                   "output_stream": "b", "priority": 0}),
     ("/schema/route-rules/{rule}/delete/", {}),
     ("/schema/versions/{version}/revert/", {}),
+    ("/schema/rebuild/", {}),
 ]
 
 
@@ -365,6 +367,39 @@ def test_evaluate_answers_a_bad_expression_with_its_position(account: Account,
     empty = manager.post("/schema/mappings/evaluate/", {"stream": "web", "expression": "x"},
                          **HX)
     assert "No raw events in web yet" in text(empty)
+
+
+# --------------------------------------------------------------------------- rebuild
+
+
+def test_publishing_with_a_rebuild_shows_its_progress(account: Account, manager: Client,
+                                                      tier: Field) -> None:
+    schema.save_mapping(account, field=tier, stream="web", expression="tier")
+    seed(account, "web", {"tier": "a"}, {"tier": "b"}, {"tier": "c"})
+
+    response = manager.post("/schema/publish/", {"rebuild": "on"}, follow=True)
+
+    page = text(response)
+    assert "profiles are being rebuilt" in page
+    assert "Rebuilding profiles with version 1: 0 of 3 events (0.0 %)" in page
+    assert 'hx-trigger="every 2s"' in response.content.decode()
+    process_pending(account_id=account.pk)
+    panel = manager.get("/schema/rebuild/", **HX)
+    assert "<html" not in panel.content.decode()
+    assert "Profiles rebuilt with version 1: 3 raw events processed again" in text(panel)
+    assert "every 2s" not in panel.content.decode()  # polling stops
+
+
+def test_a_rebuild_from_the_page_needs_a_published_version(account: Account, manager: Client,
+                                                           tier: Field) -> None:
+    response = manager.post("/schema/rebuild/", follow=True)
+    assert "Publish a schema version before rebuilding" in text(response)
+    assert 'data-testid="start-rebuild"' not in response.content.decode()
+    schema.publish(account)
+    assert 'data-testid="start-rebuild"' in manager.get("/schema/").content.decode()
+    manager.post("/schema/rebuild/")
+    # no raw events: nothing to wait for
+    assert "Profiles rebuilt with version 1: 0 raw events" in text(manager.get("/schema/"))
 
 
 # --------------------------------------------------------------------------- versions
