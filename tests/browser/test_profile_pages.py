@@ -95,3 +95,38 @@ def test_a_data_manager_finds_a_person_by_email_and_reads_their_profile(browser)
     for raw in (EMAIL, PHONE, "Mason"):
         assert raw not in html, raw
     browser.shot("profile-masked")
+
+
+def test_a_merged_away_id_opens_the_survivor_and_the_merge_is_explained(browser):
+    from profiles.models import Profile
+    from tests.profiles.people import install_schema
+    from tests.profiles.processing import run, send
+
+    account = make_account("Acme Travel", slug="acme")
+    make_user("dana", account, roles=["data_manager"])
+    install_schema(account)
+    send(account, {"_uid": "cookie-x", "taxonomy": "travel"}, stream="default")
+    run(account)
+    send(account, {"email": "ann@example.com"}, stream="default")
+    run(account)
+    survivor = Profile.objects.get(identifiers__value="cookie-x")
+    gone = Profile.objects.get(identifiers__value="ann@example.com")
+    send(account, {"email": "ann@example.com", "_uid": "cookie-x"}, stream="default")
+    send(account, {"email": "bob@example.com", "_uid": "cookie-x"}, stream="default")
+    run(account)
+    page = browser.page
+
+    browser.log_in("dana", PASSWORD)
+    browser.goto(f"/profiles/{gone.pk}/")
+    expect(page.get_by_test_id("profile-title")).to_contain_text(f"Profile #{survivor.pk}")
+    expect(page.get_by_test_id("merged-notice")).to_contain_text(f"#{gone.pk} was merged")
+    log = page.get_by_test_id("identity-log")
+    expect(log.locator("[data-kind=merge]")).to_contain_text(f"#{gone.pk} merged into this one")
+    expect(log.locator("[data-kind=merge]")).to_contain_text("linked by cookie-x")
+    conflict = log.locator("[data-kind=conflict]")
+    expect(conflict).to_contain_text("both profiles hold a email")
+    expect(conflict).to_contain_text("cookie-x (_uid) stayed here")
+    expect(page.get_by_test_id("health")).to_contain_text("1 conflict")
+    browser.shot("merged-profile")
+    page.get_by_test_id("identity").scroll_into_view_if_needed()
+    viewport_shot(browser, "why-linked")
