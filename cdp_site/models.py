@@ -215,6 +215,7 @@ class AuditEvent(AccountScopedModel):
         USER_REMOVED = "membership.removed"
         ROLES_CHANGED = "membership.roles_changed"
         ACCOUNT_SETTINGS_CHANGED = "account.settings_changed"
+        PROFILE_DELETED = "profile.deleted"
 
     action = models.CharField(max_length=64, choices=Action.choices)
     actor_user = models.ForeignKey(
