@@ -33,6 +33,7 @@ from profiles.models import (
     MERGE_OPERATOR_CHOICES,
     Field,
     Mapping,
+    RawEvent,
     RouteRule,
     SchemaVersion,
     Stream,
@@ -96,7 +97,8 @@ class MappingForm(forms.Form):
                                  strip=False)
     guard = forms.CharField(required=False, strip=False,
                             widget=forms.Textarea(attrs={"rows": 1, "spellcheck": "false"}),
-                            help_text="Optional: the mapping applies only when this is true.")
+                            help_text="The mapping applies only when this is true, e.g. "
+                            "exists(response.loyalty_tier).")
 
     def __init__(self, *args: Any, account: Account, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -341,9 +343,10 @@ def field_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
 
 def schema_operator_help() -> list[dict[str, Any]]:
     """Which merge operators fit which field types (the form hints at it)."""
-    from profiles.merge import OPERATORS
+    from profiles.merge import FIELD_TYPES, OPERATORS
 
-    return [{"name": name, "fits": sorted(op.fits)} for name, op in sorted(OPERATORS.items())]
+    return [{"name": name, "fits": ["every type"] if set(op.fits) >= set(FIELD_TYPES)
+             else sorted(op.fits)} for name, op in sorted(OPERATORS.items())]
 
 
 @require_POST
@@ -445,7 +448,13 @@ def evaluate(request: HttpRequest) -> HttpResponse:
         except SchemaValidationError as exc:
             context["problems"] = exc.problems
         else:
-            context["rows"] = [{**row, "shown": _shown(row["value"])} for row in rows]
+            messages_by_id = dict(RawEvent.objects.for_account(account).filter(
+                stream=stream, id__in=[r["raw_event_id"] for r in rows])
+                .values_list("id", "message"))
+            context["rows"] = [
+                {**row, "shown": _shown(row["value"]), "message": json.dumps(
+                    messages_by_id.get(row["raw_event_id"]), ensure_ascii=False, default=str)}
+                for row in rows]
             context["summary"] = evaluation_summary(rows)
     response = render(request, "profiles/schema/_evaluation.html", context)
     response["Cache-Control"] = "no-store"
