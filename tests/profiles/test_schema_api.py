@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from cdp_site.models import Account
+from cdp_site.models import Account, Permission, Role
 from profiles import schema
 from profiles.collect import IncomingEvent, accept
 from profiles.models import Field, Mapping, Profile, RouteRule, SchemaVersion
 from profiles.pipeline import process_pending
+from tests.conftest import make_token, token_client
 
 API = "/api/v1/schema"
 pytestmark = pytest.mark.django_db
@@ -582,6 +583,32 @@ def test_evaluate_a_saved_mapping_converts_to_its_field_and_honours_the_limit(
                                               "expression": "toint(visits) * 2"},
                          format="json").json()
     assert tried["results"][0]["value"] == 14
+
+
+def test_evaluate_masks_a_pii_fields_values_for_a_reader_without_pii_access(
+        account: Account) -> None:
+    # No seeded role has schema.view without pii.view; a custom one shows the rule holds.
+    reader = Role.objects.create(code="schema_reader", name="Schema Reader",
+                                 abbreviation="SRd")
+    reader.permissions.set(Permission.objects.filter(code="schema.view"))
+    _token, secret = make_token(account, ["schema_reader"])
+    email = schema.save_field(account, name="email", type="string", merge_operator="latest",
+                              is_pii=True)
+    mapping = schema.save_mapping(account, field=email, stream="crm", expression="email(e)")
+    seed(account, "crm", {"e": "Jane@Example.com"})
+
+    masked = token_client(secret).post(f"{API}/evaluate/", {"mapping": mapping.pk},
+                                       format="json").json()
+    unmasked = make_manager_client(account).post(f"{API}/evaluate/", {"mapping": mapping.pk},
+                                                 format="json").json()
+
+    assert masked["results"][0]["value"] == "j***@example.com"
+    assert unmasked["results"][0]["value"] == "jane@example.com"
+
+
+def make_manager_client(account: Account) -> APIClient:
+    _token, secret = make_token(account, ["data_manager"])
+    return token_client(secret)
 
 
 def test_evaluate_refuses_an_expression_that_does_not_compile(account: Account,
