@@ -623,6 +623,84 @@ def test_evaluate_refuses_an_expression_that_does_not_compile(account: Account,
             "unknown_field")
 
 
+# --------------------------------------------------------------------------- the Lytics use case
+
+
+LYTICS_FIELDS = [
+    {"name": "email", "type": "string", "merge_operator": "latest", "is_identifier": True,
+     "identifier_rank": 1, "identifier_capacity": 1, "is_pii": True},
+    {"name": "_uid", "type": "[]string", "merge_operator": "capped", "capacity": 50,
+     "is_identifier": True, "identifier_rank": 2, "identifier_capacity": 50},
+    {"name": "taxonomy", "type": "string", "merge_operator": "latest"},
+    {"name": "loyalty_tier", "type": "string", "merge_operator": "latest"},
+    {"name": "preferred_activities", "type": "[]string", "merge_operator": "merge"},
+]
+LYTICS_MAPPINGS = [
+    {"field": "_uid", "stream": "default", "expression": "oneof(`_uid`, anonymousId)"},
+    {"field": "email", "stream": "default",
+     "expression": "email(oneof(email, traits.email))"},
+    {"field": "taxonomy", "stream": "default", "expression": "taxonomy",
+     "guard": "exists(taxonomy)"},
+    {"field": "email", "stream": "crm_users", "expression": "email(origin.email)"},
+    {"field": "loyalty_tier", "stream": "crm_users", "expression": "response.loyalty_tier"},
+    {"field": "preferred_activities", "stream": "crm_users",
+     "expression": "response.preferred_activities"},
+]
+
+
+def test_the_lytics_use_case_schema_defined_and_published_through_the_api(
+        account: Account, manager: APIClient) -> None:
+    """docs/schema.md's walkthrough: the fields and mappings of the Lytics guides, the
+    localhost route rule, evaluate, publish; then a page view, an identify on the same cookie
+    and a CRM record make one profile, found by email."""
+    from django.test import Client
+
+    from tests.profiles.conftest import basic_auth, jstag_query, make_write_key
+
+    for field in LYTICS_FIELDS:
+        assert manager.post(f"{API}/fields/", field, format="json").status_code == 201
+    for mapping in LYTICS_MAPPINGS:
+        response = manager.post(f"{API}/mappings/", mapping, format="json")
+        assert response.status_code == 201, response.content
+    rule = manager.post(f"{API}/route-rules/", {
+        "name": "Local testing", "input_stream": "default",
+        "expression": 'contains(`_url`, "localhost")', "output_stream": "app_divert"},
+        format="json")
+    assert rule.status_code == 201
+    assert manager.get(f"{API}/diff/").json()["changes"] == 12
+    published = manager.post(f"{API}/publish/", {"note": "Lytics use cases"}, format="json")
+    assert published.status_code == 201, published.content
+
+    _key, secret = make_write_key(account, stream="default")
+    browser = Client()
+    browser.cookies["seerid"] = "visitor-1"
+    assert browser.get(f"/c/{account.aid}?"
+                       f"{jstag_query({'_e': 'pv', 'taxonomy': 'cuisine'})}").status_code == 200
+    assert browser.get(f"/c/{account.aid}?" + jstag_query(
+        {"_e": "pv", "taxonomy": "dev", "_url": "http://localhost:8000/"})).status_code == 200
+    assert browser.post("/v1/identify", data={
+        "anonymousId": "visitor-1", "traits": {"email": "Mason@Example.com"}},
+        content_type="application/json", HTTP_AUTHORIZATION=basic_auth(secret)
+    ).status_code == 200
+    crm = {"origin.email": "mason@example.com", "response.loyalty_tier": "gold",
+           "response.preferred_activities": ["hiking", "cooking"]}
+    assert browser.post("/collect/json/crm_users", data=crm, content_type="application/json",
+                        HTTP_X_API_KEY=secret).status_code == 200
+
+    tried = manager.post(f"{API}/evaluate/", {
+        "stream": "crm_users", "expression": "response.preferred_activities",
+        "field": "preferred_activities"}, format="json").json()
+    assert tried["results"][0]["value"] == ["hiking", "cooking"]
+
+    process_pending(account_id=account.pk)
+    reader = make_manager_client(account)
+    profile = reader.get("/api/v1/profiles/email/mason@example.com")
+    assert profile.status_code == 200, profile.content
+    assert profile.json()["fields"] == {
+        "_uid": ["visitor-1"], "email": "mason@example.com", "taxonomy": "cuisine",
+        "loyalty_tier": "gold", "preferred_activities": ["cooking", "hiking"]}
+
+
 # --------------------------------------------------------------------------- rebuild
 
 
