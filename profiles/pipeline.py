@@ -84,6 +84,7 @@ __all__ = [
     "BatchResult",
     "PipelineEvent",
     "ProcessingStatus",
+    "RetryBatch",
     "event_view",
     "identify",
     "map_fields",
@@ -98,6 +99,7 @@ __all__ = [
 
 DEFAULT_BATCH = 1000
 MAX_ROUTE_HOPS = 10
+MAX_RETRIES = 5  # batches retried in one process_pending call before giving up
 DEFAULT_STEPS = [
     "profiles.pipeline.route",
     "profiles.pipeline.map_fields",
@@ -110,6 +112,12 @@ _LOW = (1 << 32) - 1
 
 
 # --------------------------------------------------------------------------- the batch
+
+
+class RetryBatch(RuntimeError):
+    """Something the batch relied on changed under it (a profile deleted by a GDPR request
+    while the batch resolved identities): the batch rolls back, its events go back to the
+    queue and are processed again."""
 
 
 @dataclass
@@ -404,6 +412,9 @@ def merge(batch: Batch) -> None:
                     states = json.loads(states)
                 rows[pid] = _ProfileRow(states or {}, first, last, count, conflicts,
                                         compactions)
+    vanished = set(existing) - set(rows)
+    if vanished:
+        raise RetryBatch(f"profiles {sorted(vanished)[:5]} were deleted while the batch ran")
     for pid in batch.new_profiles:
         rows[pid] = _ProfileRow({}, None, None, exists=False, changed=True)
     fields = schema.fields
@@ -702,14 +713,22 @@ def process_pending(*, limit: int = DEFAULT_BATCH, max_seconds: float | None = N
     """Process batches until no account has a claimable event (or a limit is reached); the
     number of events processed. Accounts take turns, a batch each."""
     started = time.monotonic()
-    total = batches = 0
+    total = batches = retries = 0
     while True:
         accounts = [account_id] if account_id is not None else pending_accounts()
         progress = False
         for account in accounts:
             if should_stop is not None and should_stop():
                 return total
-            result = process_batch(account, limit=limit)
+            try:
+                result = process_batch(account, limit=limit)
+            except RetryBatch as exc:
+                retries += 1
+                if retries > MAX_RETRIES:
+                    raise
+                log.info("account %s: batch retried: %s", account, exc)
+                progress = True
+                continue
             if result is None:
                 continue
             progress = True

@@ -264,3 +264,30 @@ def test_failed_events_can_be_retried_after_a_schema_fix(account):
     assert FailedEvent.objects.count() == 0
     run(account)
     assert profile_with(account, "x").field_values["name"] == "5"
+
+
+def test_a_profile_deleted_under_a_batch_makes_the_batch_start_again(account, settings):
+    identity_schema(account)
+    send(account, {"_uid": "x", "page": "one"})
+    run(account)
+    deleted: list[int] = []
+
+    def delete_once(batch: Batch) -> None:
+        if not deleted:  # as a GDPR delete committing between identify and merge would
+            target = next(e.profile_id for e in batch.events if e.profile_id)
+            with connection.cursor() as cursor:
+                cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+                cursor.execute("DELETE FROM profiles_profile WHERE id = %s", [target])
+            deleted.append(target)
+
+    import tests.profiles.test_pipeline as me
+
+    me.delete_once = delete_once  # type: ignore[attr-defined]
+    settings.STRATA_PIPELINE_STEPS = ["profiles.pipeline.route", "profiles.pipeline.map_fields",
+                                      "profiles.pipeline.identify",
+                                      "tests.profiles.test_pipeline.delete_once",
+                                      "profiles.pipeline.merge"]
+    send(account, {"_uid": "x", "page": "two"})
+    assert run(account) == 1
+    assert deleted
+    assert profile_with(account, "x").field_values["pages"] == ["one", "two"]

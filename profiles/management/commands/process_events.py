@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import DatabaseError, close_old_connections
+from django.db import close_old_connections
 
 from profiles.pipeline import DEFAULT_BATCH, process_pending
 
@@ -50,7 +50,7 @@ class Command(BaseCommand):
                 # bounded, so that connections are recycled and a stop is noticed
                 events = process_pending(limit=batch, account_id=account, max_seconds=10.0,
                                          should_stop=lambda: stopping)
-            except DatabaseError:
+            except Exception:  # a worker keeps going: the failed batch is back in the queue
                 log.exception("processing failed; retrying in %s s", interval)
                 events = 0
             if events:
