@@ -93,6 +93,7 @@ __all__ = [
     "process_batch",
     "process_pending",
     "processing_status",
+    "refresh_aged_values",
     "route",
     "unordered",
 ]
@@ -740,6 +741,54 @@ def process_pending(*, limit: int = DEFAULT_BATCH, max_seconds: float | None = N
                 return total
         if not progress:
             return total
+
+
+# --------------------------------------------------------------------------- aging values
+
+_AGED_CHUNK = """
+SELECT id, states FROM profiles_profile
+WHERE account_id = %(account)s AND id > %(after)s AND merged_into_id IS NULL
+    AND field_values ?| %(fields)s::text[]
+ORDER BY id LIMIT %(limit)s
+FOR NO KEY UPDATE SKIP LOCKED
+"""
+_SET_VALUES = """
+UPDATE profiles_profile p SET field_values = u.v, updated_at = %(now)s
+FROM json_to_recordset(%(rows)s::json) AS u(id bigint, v jsonb)
+WHERE p.id = u.id
+"""
+
+
+def refresh_aged_values(account_id: int, *, now: datetime | None = None, chunk: int = 1000
+                        ) -> int:
+    """Recompute the public values of profiles holding a field with ``keep_days`` (values
+    are otherwise recomputed only when a profile changes, so one nobody touches would keep a
+    value past its days). Profiles a batch holds are skipped (that batch recomputes them).
+    Returns how many profiles changed."""
+    schema = live_schema(account_id)
+    if schema is None:
+        return 0
+    aging = sorted(n for n, f in schema.fields.items() if f.keep_days)
+    if not aging:
+        return 0
+    now = now or timezone.now()
+    changed = 0
+    after = 0
+    while True:
+        with transaction.atomic(), db_cursor() as cursor:
+            cursor.execute(_AGED_CHUNK, {"account": account_id, "after": after,
+                                         "fields": aging, "limit": chunk})
+            rows = cursor.fetchall()
+            if not rows:
+                return changed
+            updates = []
+            for pid, states in rows:
+                states = json.loads(states) if isinstance(states, str) else states
+                values = _values(states or {}, schema.fields, now)
+                updates.append({"id": pid, "v": values})
+            cursor.execute(_SET_VALUES, {"rows": to_json_text(updates), "now": now})
+            changed += cursor.rowcount
+            after = rows[-1][0]
 
 
 # --------------------------------------------------------------------------- status

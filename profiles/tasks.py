@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from profiles import aggregate, partitions
+from profiles import aggregate, partitions, pipeline
 
 
 def aggregate_streams(max_seconds: float = 50.0) -> int:
@@ -22,3 +22,15 @@ def drop_expired_raw_events() -> dict[str, int]:
 
 def forget_old_message_ids() -> int:
     return partitions.forget_old_message_ids()
+
+
+def refresh_aged_values() -> int:
+    """Drop field values older than their field's keep_days from profiles nobody touched."""
+    from django.db.models import Exists, OuterRef
+
+    from cdp_site.models import Account
+    from profiles.models import Field
+
+    accounts = Account.objects.filter(
+        Exists(Field.objects.filter(account=OuterRef("pk"), keep_days__isnull=False)))
+    return sum(pipeline.refresh_aged_values(pk) for pk in accounts.values_list("pk", flat=True))

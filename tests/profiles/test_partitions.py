@@ -201,4 +201,5 @@ def test_the_upkeep_is_scheduled(db: None) -> None:
         "profiles.drop_expired_raw_events": "profiles.tasks.drop_expired_raw_events",
         "profiles.forget_old_message_ids": "profiles.tasks.forget_old_message_ids",
         "profiles.aggregate_streams": "profiles.tasks.aggregate_streams",
+        "profiles.refresh_aged_values": "profiles.tasks.refresh_aged_values",
     }

@@ -291,3 +291,28 @@ def test_a_profile_deleted_under_a_batch_makes_the_batch_start_again(account, se
     assert run(account) == 1
     assert deleted
     assert profile_with(account, "x").field_values["pages"] == ["one", "two"]
+
+
+def test_values_past_keep_days_leave_profiles_nobody_touches(account):
+    from profiles.pipeline import refresh_aged_values
+
+    identity_schema(account)
+    promo = schema.save_field(account, name="promo", type="string", merge_operator="latest",
+                              keep_days=30)
+    schema.save_mapping(account, field=promo, stream="web", expression="promo")
+    schema.publish(account)
+    from django.utils import timezone
+
+    recent = timezone.now() - timedelta(days=1)
+    send(account, {"_uid": "x", "promo": "spring", "page": "a"}, at=recent)
+    send(account, {"_uid": "y", "promo": "winter", "page": "b"}, at=recent - timedelta(days=20))
+    run(account)
+    assert profile_with(account, "y").field_values["promo"] == "winter"
+    assert refresh_aged_values(account.pk, now=timezone.now() + timedelta(days=15)) == 2
+    from profiles import tasks
+
+    # the daily task looks only at profiles still holding a value that can age
+    assert tasks.refresh_aged_values() == 1
+    assert "promo" not in profile_with(account, "y").field_values
+    assert profile_with(account, "y").field_values["page"] == "b"
+    assert profile_with(account, "x").field_values["promo"] == "spring"
