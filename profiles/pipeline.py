@@ -309,6 +309,7 @@ def identify(batch: Batch) -> None:
     capacities = {n: f.identifier_capacity for n, f in schema.identifiers.items()}
     keys = [(name, value) for e in events for _rank, name, value in e.identifiers]
     graph = load_graph(batch.account_id, keys, capacities, batch.max_identifiers)
+    _lock_profiles(batch.account_id, sorted(k for k in graph.holdings if k > 0))
     for ev in events:
         ev.profile_key = graph.resolve(EventIdentifiers(ev.raw_event_id, ev.at,
                                                         ev.identifiers))
@@ -331,6 +332,22 @@ def identify(batch: Batch) -> None:
     for ev in events:
         ev.profile_id = ids[graph.final(ev.profile_key)] if ev.profile_key is not None else None
     write_identity(batch.account_id, graph, ids, batch.now)
+
+
+def _lock_profiles(account_id: int, ids: list[int]) -> None:
+    """Lock the profiles the batch's identifiers point at, before anything is written and in
+    id order (a GDPR delete locks its profiles first too, so neither waits on the other
+    halfway); one deleted since the identifiers were read makes the batch start again."""
+    if not ids:
+        return
+    with db_cursor() as cursor:
+        cursor.execute("SELECT id FROM profiles_profile WHERE account_id = %s "
+                       "AND id = ANY(%s::bigint[]) ORDER BY id FOR NO KEY UPDATE",
+                       [account_id, ids])
+        found = {row[0] for row in cursor.fetchall()}
+    if len(found) != len(ids):
+        vanished = sorted(set(ids) - found)[:5]
+        raise RetryBatch(f"profiles {vanished} were deleted while the batch ran")
 
 
 _LOAD_PROFILES = """
