@@ -50,7 +50,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -81,6 +81,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "DEFAULT_STEPS",
     "Batch",
+    "BatchFailed",
     "BatchResult",
     "PipelineEvent",
     "ProcessingStatus",
@@ -95,12 +96,14 @@ __all__ = [
     "processing_status",
     "refresh_aged_values",
     "route",
+    "set_aside",
     "unordered",
 ]
 
 DEFAULT_BATCH = 1000
 MAX_ROUTE_HOPS = 10
 MAX_RETRIES = 5  # batches retried in one process_pending call before giving up
+MAX_SET_ASIDE_STREAK = 3  # events set aside in a row, nothing succeeding, before raising
 DEFAULT_STEPS = [
     "profiles.pipeline.route",
     "profiles.pipeline.map_fields",
@@ -119,6 +122,19 @@ class RetryBatch(RuntimeError):
     """Something the batch relied on changed under it (a profile deleted by a GDPR request
     while the batch resolved identities): the batch rolls back, its events go back to the
     queue and are processed again."""
+
+
+class BatchFailed(RuntimeError):
+    """A batch rolled back on an unexpected error (its events are back in the queue);
+    ``raw_event_ids`` says which events it held, so that one event that always fails can be
+    found and set aside (``process_pending``)."""
+
+    def __init__(self, account_id: int, raw_event_ids: list[int], error: BaseException) -> None:
+        super().__init__(f"account {account_id}: a batch of {len(raw_event_ids)} events failed: "
+                         f"{type(error).__name__}: {error}")
+        self.account_id = account_id
+        self.raw_event_ids = raw_event_ids
+        self.error = error
 
 
 @dataclass
@@ -640,6 +656,7 @@ def process_batch(account_id: int, *, limit: int = DEFAULT_BATCH,
     started = time.monotonic()
     steps = pipeline_steps() if steps is None else steps
     claiming = True
+    raw_ids: list[int] = []
     try:
         with transaction.atomic():
             with db_cursor() as cursor:
@@ -647,8 +664,15 @@ def process_batch(account_id: int, *, limit: int = DEFAULT_BATCH,
                 claiming = False
                 if not claimed:
                     return None
+                raw_ids = [row[0] for row in claimed]
                 events = _load_events(cursor, account_id, claimed)
             return _process(account_id, events, earlier, steps, started)
+    except (RetryBatch, OperationalError, InterfaceError):
+        raise  # nothing wrong with the events: the batch simply runs again
+    except Exception as exc:
+        if raw_ids:
+            raise BatchFailed(account_id, raw_ids, exc) from exc
+        raise
     finally:
         if claiming:  # the claim failed part-way and was rolled back: release its lock
             with contextlib.suppress(DatabaseError), connection.cursor() as cursor:
@@ -729,17 +753,26 @@ def process_pending(*, limit: int = DEFAULT_BATCH, max_seconds: float | None = N
                     max_batches: int | None = None, account_id: int | None = None,
                     should_stop: Callable[[], bool] | None = None) -> int:
     """Process batches until no account has a claimable event (or a limit is reached); the
-    number of events processed. Accounts take turns, a batch each."""
+    number of events processed. Accounts take turns, a batch each.
+
+    A batch that fails on an unexpected error is tried again in smaller batches until the one
+    event that fails is found; that event is set aside as a failed event (``processing_error``,
+    retryable with ``rebuild.retry_failed_events``) and the rest goes on, so one bad event
+    cannot stall its account. Should events keep failing one after another with nothing
+    succeeding in between (a fault that is not the events'), the error is raised instead."""
     started = time.monotonic()
     total = batches = retries = 0
+    narrowed: dict[int, int] = {}  # account -> batch size while looking for a failing event
+    streak: dict[int, int] = {}  # account -> events set aside since the last success
     while True:
         accounts = [account_id] if account_id is not None else pending_accounts()
         progress = False
         for account in accounts:
             if should_stop is not None and should_stop():
                 return total
+            size = narrowed.get(account, limit)
             try:
-                result = process_batch(account, limit=limit)
+                result = process_batch(account, limit=size)
             except RetryBatch as exc:
                 retries += 1
                 if retries > MAX_RETRIES:
@@ -747,8 +780,23 @@ def process_pending(*, limit: int = DEFAULT_BATCH, max_seconds: float | None = N
                 log.info("account %s: batch retried: %s", account, exc)
                 progress = True
                 continue
+            except BatchFailed as exc:
+                progress = True
+                if len(exc.raw_event_ids) > 1:
+                    narrowed[account] = max(1, len(exc.raw_event_ids) // 8)
+                    log.warning("%s; trying again in batches of %d", exc, narrowed[account])
+                    continue
+                streak[account] = streak.get(account, 0) + 1
+                if streak[account] > MAX_SET_ASIDE_STREAK:
+                    raise
+                set_aside(account, exc.raw_event_ids[0], exc.error)
+                narrowed.pop(account, None)
+                continue
             if result is None:
                 continue
+            streak.pop(account, None)
+            if account in narrowed:  # past the failing event: back to full batches gradually
+                narrowed[account] = min(limit, narrowed[account] * 8)
             progress = True
             total += result.events
             batches += 1
@@ -758,6 +806,35 @@ def process_pending(*, limit: int = DEFAULT_BATCH, max_seconds: float | None = N
                 return total
         if not progress:
             return total
+
+
+_SET_ASIDE = """
+DELETE FROM profiles_pendingevent p
+WHERE p.raw_event_id = %(id)s AND p.account_id = %(account)s
+RETURNING p.received_at
+"""
+
+
+def set_aside(account_id: int, raw_event_id: int, error: BaseException) -> bool:
+    """Take one event out of the queue as a failed event (stage ``process``) with the error;
+    False when it was no longer pending (another worker dealt with it)."""
+    with transaction.atomic(), db_cursor() as cursor:
+        cursor.execute(_SET_ASIDE, {"id": raw_event_id, "account": account_id})
+        row = cursor.fetchone()
+        if row is None:
+            return False
+        cursor.execute("SELECT stream, message_id, message::text FROM profiles_rawevent "
+                       "WHERE account_id = %s AND received_at = %s AND id = %s",
+                       [account_id, row[0], raw_event_id])
+        raw = cursor.fetchone() or ("", "", "")
+        log.error("account %s: event %s set aside: %r", account_id, raw_event_id, error)
+        FailedEvent.objects.create(
+            account_id=account_id, stream=raw[0], received_at=row[0], source="process",
+            stage="process", code="processing_error",
+            reason=f"{type(error).__name__}: {error}"[:2000],
+            body=(raw[2] or "")[: FailedEvent.BODY_LIMIT],
+            message_id=(raw[1] or "")[:MESSAGE_ID_MAX], raw_event_id=raw_event_id)
+    return True
 
 
 # --------------------------------------------------------------------------- aging values

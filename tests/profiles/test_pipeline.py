@@ -316,3 +316,36 @@ def test_values_past_keep_days_leave_profiles_nobody_touches(account):
     assert "promo" not in profile_with(account, "y").field_values
     assert profile_with(account, "y").field_values["page"] == "b"
     assert profile_with(account, "x").field_values["promo"] == "spring"
+
+
+def poison_step(batch: Batch) -> None:
+    if any(e.message.get("poison") for e in batch.events):
+        raise ValueError("a downstream step cannot handle this event")
+
+
+def test_one_event_that_breaks_a_step_is_set_aside_and_the_rest_goes_on(account, settings):
+    identity_schema(account)
+    settings.STRATA_PIPELINE_STEPS = [*settings.STRATA_PIPELINE_STEPS,
+                                      "tests.profiles.test_pipeline.poison_step"]
+    messages = [{"_uid": f"c{i}", "page": f"p{i}"} for i in range(40)]
+    messages[23]["poison"] = True
+    send(account, *messages)
+    assert run(account, limit=16) == 39
+    assert PendingEvent.objects.count() == 0
+    assert len(live_profiles(account)) == 39
+    failure = FailedEvent.objects.get()
+    assert (failure.code, failure.stage) == ("processing_error", "process")
+    assert "cannot handle this event" in failure.reason and '"poison": true' in failure.body
+
+
+def test_a_fault_that_fails_every_event_is_raised_not_hidden(account, settings):
+    identity_schema(account)
+    settings.STRATA_PIPELINE_STEPS = [*settings.STRATA_PIPELINE_STEPS,
+                                      "tests.profiles.test_pipeline.poison_step"]
+    send(account, *({"_uid": f"c{i}", "poison": True} for i in range(10)))
+    from profiles.pipeline import BatchFailed
+
+    with pytest.raises(BatchFailed):
+        run(account)
+    assert FailedEvent.objects.count() == 3  # set aside before giving up
+    assert PendingEvent.objects.count() == 7

@@ -179,8 +179,10 @@ def test_a_batch_that_fails_returns_its_events_to_the_queue(accounts, monkeypatc
                         [*pipeline.DEFAULT_STEPS, "tests.profiles.test_processing_concurrency"
                                                   ".crash_step"])
     globals()["crash_step"] = crash
-    with pytest.raises(RuntimeError):
-        process_pending(account_id=account.pk)
+    with pytest.raises(pipeline.BatchFailed) as exc:
+        pipeline.process_batch(account.pk)
+    assert len(exc.value.raw_event_ids) == 2
+    assert isinstance(exc.value.error, RuntimeError)
     assert PendingEvent.objects.filter(account=account).count() == 2
     assert Profile.objects.filter(account=account).count() == 0
     monkeypatch.setattr(settings, "STRATA_PIPELINE_STEPS", pipeline.DEFAULT_STEPS)
