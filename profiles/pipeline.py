@@ -763,7 +763,7 @@ def process_pending(*, limit: int = DEFAULT_BATCH, max_seconds: float | None = N
     started = time.monotonic()
     total = batches = retries = 0
     narrowed: dict[int, int] = {}  # account -> batch size while looking for a failing event
-    streak: dict[int, int] = {}  # account -> events set aside since the last success
+    streak = _SET_ASIDE_STREAK
     while True:
         accounts = [account_id] if account_id is not None else pending_accounts()
         progress = False
@@ -807,6 +807,9 @@ def process_pending(*, limit: int = DEFAULT_BATCH, max_seconds: float | None = N
         if not progress:
             return total
 
+
+# account -> events this process set aside since a batch of that account last succeeded
+_SET_ASIDE_STREAK: dict[int, int] = {}
 
 _SET_ASIDE = """
 DELETE FROM profiles_pendingevent p

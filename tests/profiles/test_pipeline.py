@@ -349,3 +349,9 @@ def test_a_fault_that_fails_every_event_is_raised_not_hidden(account, settings):
         run(account)
     assert FailedEvent.objects.count() == 3  # set aside before giving up
     assert PendingEvent.objects.count() == 7
+    with pytest.raises(BatchFailed):  # and no more until something succeeds
+        run(account)
+    assert FailedEvent.objects.count() == 3
+    from profiles.pipeline import _SET_ASIDE_STREAK
+
+    _SET_ASIDE_STREAK.clear()
