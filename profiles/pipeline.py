@@ -150,7 +150,8 @@ class PipelineEvent:
     at: datetime
     received_at: datetime
     message: dict[str, Any]
-    values: list[tuple[str, Any]] = field(default_factory=list)  # (field, coerced value)
+    values: list[tuple[str, Any]] = field(default_factory=list)  # (field, value as JSON)
+    cells: list[Any] = field(default_factory=list)  # each value's one-event operator state
     identifiers: list[tuple[int, str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str, str]] = field(default_factory=list)  # code, field, message
     failure: tuple[str, str] | None = None  # code, reason
@@ -287,7 +288,14 @@ def map_fields(batch: Batch) -> None:
                 value = _identifier_values(ev, spec.name, spec.identifier_rank, value)
                 if value is None:
                     continue
-            ev.values.append((spec.name, value))
+            try:  # the operator's one-event state, prepared here, outside the ordered part
+                as_json = to_json(value)
+                cell = spec.operator.single(as_json, ev.at)
+            except MergeError as exc:
+                ev.warnings.append(("merge_error", spec.name, str(exc)))
+                continue
+            ev.values.append((spec.name, as_json))
+            ev.cells.append(cell)
 
 
 def _identifier_values(ev: PipelineEvent, name: str, rank: int, value: Any) -> Any:
@@ -484,15 +492,15 @@ def merge(batch: Batch) -> None:
         row.first_seen = _min(row.first_seen, ev.at)
         row.last_seen = _max(row.last_seen, ev.at)
         properties = {}
-        for name, value in ev.values:
+        for (name, value), cell in zip(ev.values, ev.cells, strict=True):
             spec = fields[name]
             try:
-                row.states[name] = spec.operator.add(row.states.get(name), value, ev.at,
-                                                     spec.capacity)
+                row.states[name] = spec.operator.merge(row.states.get(name), cell,
+                                                       spec.capacity)
             except MergeError as exc:
                 ev.warnings.append(("merge_error", name, str(exc)))
                 continue
-            properties[name] = to_json(value)
+            properties[name] = value
         events_out.append({"p": ev.profile_id, "r": ev.raw_event_id, "s": ev.stream,
                            "e": (ev.event or ev.type)[:200], "a": ev.at, "j": properties})
     inserts: list[dict[str, Any]] = []
