@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import re
+import struct
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,8 @@ import psycopg
 from django.db import connection
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 
 from profiles.models import FailedEvent, Stream
 
@@ -78,6 +81,16 @@ class Failure:
 
 def parse_time(value: Any) -> datetime | None:
     """An ISO 8601 string or epoch milliseconds/seconds as an aware datetime, else None."""
+    kind = type(value)
+    if kind is str and value:  # the usual case, as parse_datetime would take it first
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            pass  # other forms: below
+        else:
+            return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    elif kind is datetime and value.utcoffset() is not None:  # a batch's sentAt, parsed once
+        return value
     if value is None or value == "":
         return None
     if isinstance(value, bool):
@@ -299,6 +312,39 @@ def dedupe_insert_sql(incoming: str, order_by: str = "") -> str:
     return _DEDUPE_INSERT.replace("{incoming}", incoming).replace("{order_by}", order)
 
 
+class _TextArray(list[str | None]):
+    """A list bound as text[] by _TextArrayDumper."""
+
+
+_ARRAY_HEAD = struct.Struct("!iiIii")  # dimensions, has nulls, element type, length, lower bound
+_ITEM_LENGTH = struct.Struct("!i").pack
+_TEXT_OID = 25
+_TEXT_ARRAY_OID = 1009
+
+
+class _TextArrayDumper(Dumper):
+    """text[] in PostgreSQL's binary array format, as psycopg's list dumper writes it, in list
+    comprehensions instead of its per-item loop (a third of its time for the batch's seven
+    text arrays). Connections are UTF-8 (Django sets client_encoding)."""
+
+    format = Format.BINARY
+    oid = _TEXT_ARRAY_OID
+
+    def dump(self, obj: list[str | None]) -> bytes:
+        if not obj:
+            return struct.pack("!iiI", 0, 0, _TEXT_OID)
+        has_null = None in obj
+        if has_null:
+            items = [_ITEM_LENGTH(-1) if text is None else
+                     _ITEM_LENGTH(len(data := text.encode())) + data for text in obj]
+        else:
+            encoded = [text.encode() for text in obj]  # type: ignore[union-attr]
+            items = [b""] * (2 * len(encoded))
+            items[0::2] = [_ITEM_LENGTH(len(data)) for data in encoded]
+            items[1::2] = encoded
+        return _ARRAY_HEAD.pack(1, has_null, _TEXT_OID, len(obj), 1) + b"".join(items)
+
+
 # Rows keep the order the request gave them (n), so ids follow a batch's order: an identify
 # stored before the track that follows it is processed first. store_events passes each
 # message id once (a repeat within a request is dropped in Python, the first one kept), so
@@ -329,6 +375,7 @@ def _store_cursor() -> psycopg.Cursor[Any]:
     cursor = getattr(connection, "_strata_store_cursor", None)
     if cursor is None or cursor.connection is not raw or cursor.closed:
         cursor = psycopg.Cursor(raw)
+        cursor.adapters.register_dumper(_TextArray, _TextArrayDumper)
         connection._strata_store_cursor = cursor
     return cursor
 
@@ -382,8 +429,9 @@ def store_events(
                       sent=sents[0], evat=evats[0], msg=msgs[0], warn=warns[0])
     else:
         statement = _INSERT
-        params.update(mid=mids, typ=typs, evt=evts, uid=uids, anon=anons, sent=sents,
-                      evat=evats, msg=msgs, warn=warns)
+        params.update(mid=_TextArray(mids), typ=_TextArray(typs), evt=_TextArray(evts),
+                      uid=_TextArray(uids), anon=_TextArray(anons), sent=sents, evat=evats,
+                      msg=_TextArray(msgs), warn=_TextArray(warns))
     # One statement is atomic on its own: no BEGIN/COMMIT round trips on the hot path. It is
     # prepared once per connection where the settings allow (STRATA_DB_PREPARED_STATEMENTS):
     # planning it cost the database more CPU than running it for one event.
