@@ -1,0 +1,564 @@
+"""One rule, two evaluators: SQL over ``profiles_profile p`` for batch membership, and a Python
+predicate over one profile in memory for real time. They agree exactly (the property test
+``tests/audiences/test_compiler_agreement.py`` checks it), on these terms:
+
+- a value is read as its field's kind; a missing value, JSON null, or a value of another JSON
+  type (a string in an int field after a schema change) is "no value": every positive
+  condition on it is false, and ``!=``, ``not contains``, ``not in``, ``not exists`` are
+  exactly NOT their positive operator (so true). Logic is two-valued: no SQL NULL escapes a
+  condition (each is wrapped in COALESCE(..., false));
+- text compares case-insensitively (both sides lowered with PostgreSQL's per-character
+  ``lower``, mirrored by ``fold_case``), ordered by code point (COLLATE "C");
+- numbers compare as exact decimals (JSON numbers are numeric in jsonb; Python uses Decimal);
+- dates are stored as fixed-width UTC stamps (profiles.merge.stamp), so rule dates (resolved
+  against ``ctx.now`` once, at compile time) become stamps and compare as text;
+- field, attribute and property names, and every value, are bound parameters; table and
+  column names come from the CompileContext (our code), checked against an identifier pattern.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from audiences.rules import (
+    KIND_OF_PROPERTY_TYPE,
+    KIND_OF_TYPE,
+    OPERATORS,
+    RuleSchema,
+    node_kind,
+    property_type,
+    resolve_date,
+    validate_rule,
+)
+from profiles.merge import stamp
+
+Params = list[Any]
+Fragment = tuple[str, Params]
+Test = Callable[[Any], bool]
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+
+
+def _identity(slug: str) -> Any:
+    return slug
+
+
+@dataclass(frozen=True)
+class CompileContext:
+    """What a rule is compiled against. Membership, consent and calculated attributes live in
+    tables other apps own; their names are parameters here:
+    ``membership_table`` (profile_id, <membership_column>), ``consent_table``
+    (profile_id, purpose: one row per granted purpose), ``attribute_table``
+    (profile_id, name, value jsonb)."""
+
+    schema: RuleSchema
+    now: datetime
+    membership_table: str | None = None
+    membership_column: str = "audience_id"
+    audience_key: Callable[[str], Any] = _identity  # slug → the membership column's value
+    consent_table: str | None = None
+    attribute_table: str | None = None
+    event_table: str = "profiles_profileevent"
+
+    def table(self, name: str | None, what: str) -> str:
+        if name is None:
+            raise ValueError(f"this rule uses {what}, but no {what} table was given")
+        if not _IDENTIFIER.match(name):
+            raise ValueError(f"{name!r} is not a table or column name")
+        return name
+
+
+@dataclass(frozen=True)
+class EventView:
+    event: str
+    at: datetime
+    properties: Mapping[str, Any] = field(default_factory=dict)
+
+
+EventCounter = Callable[[str, Callable[[Mapping[str, Any]], bool], "datetime | None", int], int]
+
+
+@dataclass
+class ProfileView:
+    """One profile in memory. ``count_events(name, where, since, enough)`` may replace the
+    event list (cached counts); it may stop counting at ``enough``."""
+
+    field_values: Mapping[str, Any]
+    events: Sequence[EventView] = ()
+    memberships: frozenset[str] | set[str] = frozenset()
+    consents: frozenset[str] | set[str] = frozenset()
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    count_events: EventCounter | None = None
+
+    def event_count(self, name: str, where: Callable[[Mapping[str, Any]], bool],
+                    since: datetime | None, enough: int) -> int:
+        if self.count_events is not None:
+            return self.count_events(name, where, since, enough)
+        found = 0
+        for e in self.events:
+            if e.event == name and (since is None or e.at >= since) and where(e.properties):
+                found += 1
+                if found >= enough:
+                    break
+        return found
+
+
+# ------------------------------------------------------------------------------ case folding
+
+
+def _fold_char(c: str) -> str:
+    low = c.lower()
+    return low if len(low) == 1 else ("i" if c == "\u0130" else c)
+
+
+def fold_case(text: str) -> str:
+    """Lower case the way PostgreSQL's lower() does: one character at a time (no final sigma,
+    İ becomes i)."""
+    if text.isascii():
+        return text.lower()
+    return "".join(_fold_char(c) for c in text)
+
+
+# ------------------------------------------------------------------------------ kinds
+
+
+def _decimal(value: Any) -> Decimal:
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How one kind of value is read and compared on each side.
+
+    ``sql(j)`` turns a jsonb expression into the comparable SQL scalar (NULL when the value
+    is of another type); ``placeholder`` is how a bound rule value is written; ``bind`` and
+    ``value`` prepare a rule value for SQL and Python; ``read`` is ``sql`` in Python."""
+
+    sql: Callable[[str], str]
+    placeholder: str
+    bind: Callable[[Any, datetime], Any]
+    read: Callable[[Any], Any]
+    value: Callable[[Any, datetime], Any]
+    collate: str = ""
+
+
+def _typed(json_type: str, cast: str) -> Callable[[str], str]:
+    return lambda j: f"(CASE WHEN jsonb_typeof({j}) = '{json_type}' THEN {cast.format(j)} END)"
+
+
+KINDS: dict[str, Kind] = {
+    "text": Kind(
+        sql=_typed("string", "lower({} #>> '{{}}')"), placeholder="lower(%s)",
+        bind=lambda v, now: v,
+        read=lambda v: fold_case(v) if isinstance(v, str) else None,
+        value=lambda v, now: fold_case(v), collate=' COLLATE "C"'),
+    "numeric": Kind(
+        sql=_typed("number", "({})::numeric"), placeholder="%s::numeric",
+        bind=lambda v, now: str(_decimal(v)),
+        read=lambda v: _decimal(v) if isinstance(v, int | float) and not isinstance(v, bool)
+        else None,
+        value=lambda v, now: _decimal(v)),
+    "bool": Kind(
+        sql=_typed("boolean", "({})::boolean"), placeholder="%s::boolean",
+        bind=lambda v, now: v, read=lambda v: v if isinstance(v, bool) else None,
+        value=lambda v, now: v),
+    "date": Kind(
+        sql=_typed("string", "({} #>> '{{}}')"), placeholder="%s",
+        bind=lambda v, now: stamp(resolve_date(v, now)),
+        read=lambda v: v if isinstance(v, str) else None,
+        value=lambda v, now: stamp(resolve_date(v, now)), collate=' COLLATE "C"'),
+    "set": Kind(
+        sql=_typed("array", "{}"), placeholder="lower(%s)", bind=lambda v, now: v,
+        read=lambda v: [fold_case(x) for x in v if isinstance(x, str)]
+        if isinstance(v, list) else None,
+        value=lambda v, now: fold_case(v)),
+    "map": Kind(
+        sql=_typed("object", "{}"), placeholder="lower(%s)", bind=lambda v, now: v,
+        read=lambda v: [fold_case(str(k)) for k in v] if isinstance(v, dict) else None,
+        value=lambda v, now: fold_case(v)),
+    "any": Kind(
+        sql=lambda j: f"(CASE WHEN jsonb_typeof({j}) <> 'null' THEN {j} END)",
+        placeholder="%s", bind=lambda v, now: v, read=lambda v: v, value=lambda v, now: v),
+}
+
+# ------------------------------------------------------------------------------ operators
+#
+# One small function per (positive) operator and side. SQL functions get the kind, the
+# comparable SQL expression, the rule value and now; Python functions return a test over the
+# comparable Python value (never None: None is handled before).
+
+SqlOp = Callable[[Kind, str, Any, datetime], Fragment]
+PyOp = Callable[[Kind, Any, datetime], Test]
+
+SQL_OPERATORS: dict[str, dict[str, SqlOp]] = {}  # op → kind ("*" for any) → function
+PY_OPERATORS: dict[str, dict[str, PyOp]] = {}
+
+
+def sql_op(name: str, kinds: str = "*") -> Callable[[SqlOp], SqlOp]:
+    def register(fn: SqlOp) -> SqlOp:
+        for kind in kinds.split():
+            SQL_OPERATORS.setdefault(name, {})[kind] = fn
+        return fn
+    return register
+
+
+def py_op(name: str, kinds: str = "*") -> Callable[[PyOp], PyOp]:
+    def register(fn: PyOp) -> PyOp:
+        for kind in kinds.split():
+            PY_OPERATORS.setdefault(name, {})[kind] = fn
+        return fn
+    return register
+
+
+def _compare_sql(symbol: str) -> SqlOp:
+    def compare(kind: Kind, x: str, value: Any, now: datetime) -> Fragment:
+        return f"{x}{kind.collate} {symbol} {kind.placeholder}", [kind.bind(value, now)]
+    return compare
+
+
+def _compare_py(check: Callable[[Any, Any], bool]) -> PyOp:
+    def compare(kind: Kind, value: Any, now: datetime) -> Test:
+        wanted = kind.value(value, now)
+        return lambda v: check(v, wanted)
+    return compare
+
+
+for _symbol, _check in (
+    ("=", lambda a, b: a == b), (">", lambda a, b: a > b), (">=", lambda a, b: a >= b),
+    ("<", lambda a, b: a < b), ("<=", lambda a, b: a <= b),
+):
+    sql_op(_symbol, "text numeric bool date")(_compare_sql(_symbol))
+    py_op(_symbol, "text numeric bool date")(_compare_py(_check))
+
+
+@sql_op("between", "text numeric date")
+def _between_sql(kind: Kind, x: str, value: Any, now: datetime) -> Fragment:
+    ph = kind.placeholder
+    return (f"{x}{kind.collate} >= {ph} AND {x}{kind.collate} <= {ph}",
+            [kind.bind(value[0], now), kind.bind(value[1], now)])
+
+
+@py_op("between", "text numeric date")
+def _between_py(kind: Kind, value: Any, now: datetime) -> Test:
+    low, high = kind.value(value[0], now), kind.value(value[1], now)
+    return lambda v: low <= v <= high
+
+
+@sql_op("in", "text numeric")
+def _in_sql(kind: Kind, x: str, value: Any, now: datetime) -> Fragment:
+    marks = ", ".join([kind.placeholder] * len(value))
+    return f"{x} IN ({marks})", [kind.bind(v, now) for v in value]
+
+
+@py_op("in", "text numeric")
+def _in_py(kind: Kind, value: Any, now: datetime) -> Test:
+    wanted = {kind.value(v, now) for v in value}
+    return lambda v: v in wanted
+
+
+def _like_pattern(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%")
+
+
+def _like_regex(value: str) -> re.Pattern[str]:
+    return re.compile(".*".join(re.escape(part) for part in fold_case(value).split("*")),
+                      re.DOTALL)
+
+
+@sql_op("contains", "text")
+def _contains_text_sql(kind: Kind, x: str, value: Any, now: datetime) -> Fragment:
+    return f"strpos({x}, lower(%s)) > 0", [value]
+
+
+@py_op("contains", "text")
+def _contains_text_py(kind: Kind, value: Any, now: datetime) -> Test:
+    wanted = fold_case(value)
+    return lambda v: wanted in v
+
+
+@sql_op("like", "text")
+def _like_text_sql(kind: Kind, x: str, value: Any, now: datetime) -> Fragment:
+    return f"{x} LIKE lower(%s) ESCAPE '\\'", [_like_pattern(value)]
+
+
+@py_op("like", "text")
+def _like_text_py(kind: Kind, value: Any, now: datetime) -> Test:
+    pattern = _like_regex(value)
+    return lambda v: pattern.fullmatch(v) is not None
+
+
+def _elements(x: str, test: str) -> str:
+    element = "lower(el.v #>> '{}')"
+    return (f"EXISTS (SELECT 1 FROM jsonb_array_elements({x}) AS el(v) "  # noqa: S608
+            f"WHERE jsonb_typeof(el.v) = 'string' AND {test.format(element)})")
+
+
+@sql_op("contains", "set")
+def _contains_set_sql(kind: Kind, x: str, value: Any, now: datetime) -> Fragment:
+    return _elements(x, "{} = lower(%s)"), [value]
+
+
+@sql_op("like", "set")
+def _like_set_sql(kind: Kind, x: str, value: Any, now: datetime) -> Fragment:
+    return _elements(x, "{} LIKE lower(%s) ESCAPE '\\'"), [_like_pattern(value)]
+
+
+@sql_op("intersects", "set")
+def _intersects_sql(kind: Kind, x: str, value: Any, now: datetime) -> Fragment:
+    marks = ", ".join(["lower(%s)"] * len(value))
+    return _elements(x, "{} IN (" + marks + ")"), list(value)
+
+
+@py_op("contains", "set map")
+def _contains_set_py(kind: Kind, value: Any, now: datetime) -> Test:
+    wanted = fold_case(value)
+    return lambda v: wanted in v
+
+
+@py_op("like", "set")
+def _like_set_py(kind: Kind, value: Any, now: datetime) -> Test:
+    pattern = _like_regex(value)
+    return lambda v: any(pattern.fullmatch(x) for x in v)
+
+
+@py_op("intersects", "set")
+def _intersects_py(kind: Kind, value: Any, now: datetime) -> Test:
+    wanted = {fold_case(v) for v in value}
+    return lambda v: any(x in wanted for x in v)
+
+
+@sql_op("contains", "map")
+def _contains_map_sql(kind: Kind, x: str, value: Any, now: datetime) -> Fragment:
+    keys = f"SELECT 1 FROM jsonb_object_keys({x}) AS k(v)"  # noqa: S608
+    return f"EXISTS ({keys} WHERE lower(k.v) = lower(%s))", [value]
+
+
+@sql_op("exists")
+def _exists_sql(kind: Kind, x: str, value: Any, now: datetime) -> Fragment:
+    return f"{x} IS NOT NULL", []
+
+
+@py_op("exists")
+def _exists_py(kind: Kind, value: Any, now: datetime) -> Test:
+    return lambda v: True
+
+
+def _operator_fn(table: dict[str, dict[str, Any]], op: str, kind: str) -> Any:
+    by_kind = table[op]
+    return by_kind.get(kind) or by_kind["*"]
+
+
+# ------------------------------------------------------------------------------ SQL
+
+
+def _condition_sql(source: Fragment, kind_name: str, op_name: str, value: Any,
+                   now: datetime) -> Fragment:
+    op = OPERATORS[op_name]
+    positive = op.negates or op.name
+    kind = KINDS[kind_name]
+    j, params = source
+    x = kind.sql(j)
+    fn = _operator_fn(SQL_OPERATORS, positive, kind_name)
+    sql, values = fn(kind, x, value, now)
+    sql = f"COALESCE(({sql}), false)"
+    if op.negates:
+        sql = f"NOT {sql}"
+    return sql, _interleave(sql, j, params, values)
+
+
+def _interleave(sql: str, j: str, source_params: Params, values: Params) -> Params:
+    """Parameters in the order their placeholders appear: each copy of the source's, and the
+    values' in between."""
+    out: Params = []
+    pos = 0
+    value_iter = iter(values)
+    while True:
+        next_source = sql.find(j, pos)
+        next_mark = sql.find("%s", pos)
+        if next_source == -1 and next_mark == -1:
+            break
+        if next_source != -1 and (next_mark == -1 or next_source <= next_mark):
+            out.extend(source_params)
+            pos = next_source + len(j)
+        else:
+            out.append(next(value_iter))
+            pos = next_mark + 2
+    return out
+
+
+def _group_sql(node: dict[str, Any], ctx: CompileContext) -> Fragment:
+    key = "and" if "and" in node else "or"
+    parts = [_node_sql(child, ctx) for child in node[key]]
+    return ("(" + f" {key.upper()} ".join(s for s, _ in parts) + ")",
+            [p for _, ps in parts for p in ps])
+
+
+def _not_sql(node: dict[str, Any], ctx: CompileContext) -> Fragment:
+    sql, params = _node_sql(node["not"], ctx)
+    return f"(NOT {sql})", params
+
+
+def _field_sql(node: dict[str, Any], ctx: CompileContext) -> Fragment:
+    kind = KIND_OF_TYPE[ctx.schema.fields[node["field"]]]
+    return _condition_sql(("(p.field_values -> %s)", [node["field"]]), kind, node["op"],
+                          node.get("value"), ctx.now)
+
+
+def _attribute_sql(node: dict[str, Any], ctx: CompileContext) -> Fragment:
+    table = ctx.table(ctx.attribute_table, "calculated attribute")
+    kind = KIND_OF_TYPE[ctx.schema.attributes[node["attribute"]]]
+    source = (f"(SELECT a.value FROM {table} a WHERE a.profile_id = p.id AND a.name = %s)",  # noqa: S608
+              [node["attribute"]])
+    return _condition_sql(source, kind, node["op"], node.get("value"), ctx.now)
+
+
+def _event_sql(node: dict[str, Any], ctx: CompileContext) -> Fragment:
+    table = ctx.table(ctx.event_table, "event")
+    where = ["e.account_id = p.account_id", "e.profile_id = p.id", "e.event = %s"]
+    params: Params = [node["event"]]
+    if node.get("within_days"):
+        where.append("e.at >= %s")
+        params.append(ctx.now - timedelta(days=node["within_days"]))
+    for cond in node.get("where") or []:
+        kind = KIND_OF_PROPERTY_TYPE[property_type(cond)]
+        sql, ps = _condition_sql(("(e.properties -> %s)", [cond["property"]]), kind,
+                                 cond["op"], cond.get("value"), ctx.now)
+        where.append(sql)
+        params.extend(ps)
+    inner = f"SELECT 1 FROM {table} e WHERE " + " AND ".join(where)  # noqa: S608
+    enough = node.get("min_count") or 1
+    if enough == 1:
+        return f"EXISTS ({inner})", params
+    return (f"((SELECT count(*) FROM ({inner} LIMIT %s) AS c) >= %s)",  # noqa: S608
+            [*params, enough, enough])
+
+
+def _audience_sql(node: dict[str, Any], ctx: CompileContext) -> Fragment:
+    table = ctx.table(ctx.membership_table, "membership")
+    column = ctx.table(ctx.membership_column, "membership column")
+    sql = f"EXISTS (SELECT 1 FROM {table} m WHERE m.profile_id = p.id AND m.{column} = %s)"  # noqa: S608
+    if node["op"] == "exclude":
+        sql = f"(NOT {sql})"
+    return sql, [ctx.audience_key(node["audience"])]
+
+
+def _consent_sql(node: dict[str, Any], ctx: CompileContext) -> Fragment:
+    table = ctx.table(ctx.consent_table, "consent")
+    return (f"EXISTS (SELECT 1 FROM {table} c WHERE c.profile_id = p.id AND c.purpose = %s)",  # noqa: S608
+            [node["consent"]])
+
+
+_NODE_SQL: dict[str, Callable[[dict[str, Any], CompileContext], Fragment]] = {
+    "and": _group_sql, "or": _group_sql, "not": _not_sql, "field": _field_sql,
+    "attribute": _attribute_sql, "event": _event_sql, "audience": _audience_sql,
+    "consent": _consent_sql,
+}
+
+
+def _node_sql(node: dict[str, Any], ctx: CompileContext) -> Fragment:
+    return _NODE_SQL[node_kind(node) or ""](node, ctx)
+
+
+def compile_sql(rule: dict[str, Any], ctx: CompileContext) -> Fragment:
+    """A WHERE fragment over ``profiles_profile p`` and its parameters. The caller scopes it
+    (``p.account_id = %s AND p.merged_into_id IS NULL``). Raises RuleError for a rule that
+    does not validate against ``ctx.schema``."""
+    validate_rule(rule, ctx.schema, now=ctx.now)
+    return _node_sql(rule, ctx)
+
+
+# ------------------------------------------------------------------------------ predicate
+
+Predicate = Callable[[ProfileView], bool]
+
+
+def _condition_py(kind_name: str, op_name: str, value: Any, now: datetime) -> Test:
+    """A test over the raw JSON value (None when missing)."""
+    op = OPERATORS[op_name]
+    kind = KINDS[kind_name]
+    test = _operator_fn(PY_OPERATORS, op.negates or op.name, kind_name)(kind, value, now)
+    read = kind.read
+
+    def positive(raw: Any) -> bool:
+        v = None if raw is None else read(raw)
+        return v is not None and bool(test(v))
+
+    if op.negates:
+        return lambda raw: not positive(raw)
+    return positive
+
+
+def _group_py(node: dict[str, Any], ctx: CompileContext) -> Predicate:
+    children = [_node_py(child, ctx) for child in node.get("and") or node["or"]]
+    if "and" in node:
+        return lambda view: all(c(view) for c in children)
+    return lambda view: any(c(view) for c in children)
+
+
+def _not_py(node: dict[str, Any], ctx: CompileContext) -> Predicate:
+    inner = _node_py(node["not"], ctx)
+    return lambda view: not inner(view)
+
+
+def _field_py(node: dict[str, Any], ctx: CompileContext) -> Predicate:
+    name = node["field"]
+    test = _condition_py(KIND_OF_TYPE[ctx.schema.fields[name]], node["op"], node.get("value"),
+                         ctx.now)
+    return lambda view: test(view.field_values.get(name))
+
+
+def _attribute_py(node: dict[str, Any], ctx: CompileContext) -> Predicate:
+    name = node["attribute"]
+    test = _condition_py(KIND_OF_TYPE[ctx.schema.attributes[name]], node["op"],
+                         node.get("value"), ctx.now)
+    return lambda view: test(view.attributes.get(name))
+
+
+def _event_py(node: dict[str, Any], ctx: CompileContext) -> Predicate:
+    name = node["event"]
+    since = ctx.now - timedelta(days=node["within_days"]) if node.get("within_days") else None
+    enough = node.get("min_count") or 1
+    tests = [(cond["property"], _condition_py(KIND_OF_PROPERTY_TYPE[property_type(cond)],
+                                              cond["op"], cond.get("value"), ctx.now))
+             for cond in node.get("where") or []]
+
+    def where(properties: Mapping[str, Any]) -> bool:
+        return all(test(properties.get(prop)) for prop, test in tests)
+
+    return lambda view: view.event_count(name, where, since, enough) >= enough
+
+
+def _audience_py(node: dict[str, Any], ctx: CompileContext) -> Predicate:
+    slug = node["audience"]
+    if node["op"] == "exclude":
+        return lambda view: slug not in view.memberships
+    return lambda view: slug in view.memberships
+
+
+def _consent_py(node: dict[str, Any], ctx: CompileContext) -> Predicate:
+    purpose = node["consent"]
+    return lambda view: purpose in view.consents
+
+
+_NODE_PY: dict[str, Callable[[dict[str, Any], CompileContext], Predicate]] = {
+    "and": _group_py, "or": _group_py, "not": _not_py, "field": _field_py,
+    "attribute": _attribute_py, "event": _event_py, "audience": _audience_py,
+    "consent": _consent_py,
+}
+
+
+def _node_py(node: dict[str, Any], ctx: CompileContext) -> Predicate:
+    return _NODE_PY[node_kind(node) or ""](node, ctx)
+
+
+def compile_predicate(rule: dict[str, Any], ctx: CompileContext) -> Predicate:
+    """A test of one profile in memory that agrees with ``compile_sql`` on the same context.
+    Raises RuleError for a rule that does not validate against ``ctx.schema``."""
+    validate_rule(rule, ctx.schema, now=ctx.now)
+    return _node_py(rule, ctx)
