@@ -44,6 +44,7 @@ class NavItem:
 
 # Later areas add their sections here (Profiles, Audiences, Experiences), in display order.
 NAV: list[NavItem] = [
+    NavItem("dashboard", "Dashboard", "dashboard:home", "dashboard.view"),  # every role
     NavItem("streams", "Streams", "streams:list", "schema.view"),
     NavItem("failed", "Failed events", "explorer-failed-events", "schema.view"),
     NavItem("schema", "Schema", "schema:overview", "schema.view"),
@@ -117,8 +118,8 @@ def strata_page(permission: str | None = None) -> Callable[[PageView], PageView]
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    """``/``: the first product page the member's roles open (Streams for Data Managers and
-    Admins), else the admin console; visitors sign in first and come back here."""
+    """``/``: the first product page the member's roles open (the Dashboard, which every role
+    may view), else the admin console; visitors sign in first and come back here."""
     if not request.user.is_authenticated:
         return redirect_to_login("/", reverse("admin:login"))
     actor = session_actor(request)

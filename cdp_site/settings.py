@@ -244,6 +244,8 @@ STRATA_BULK_MAX_DECOMPRESSED_BYTES = int(
 )
 # Called with each new account once it is committed (cdp_site.accounts.account_created).
 STRATA_ACCOUNT_CREATED_HOOKS = ["profiles.partitions.on_account_created"]
+# Functions (account) -> dict whose keys GET /api/v1/dashboard/ adds to its answer.
+STRATA_DASHBOARD_HOOKS = ["profiles.dashboard.api_figures"]
 
 LOGGING = {
     "version": 1,

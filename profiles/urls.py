@@ -9,6 +9,7 @@ urlpatterns = [
     path("", include("profiles.collect_urls")),
     path("", include("profiles.bulk_urls")),  # /collect/bulk/{stream}
     path("", include("profiles.tag_urls")),  # strata.js
+    path("dashboard/", include("profiles.dashboard_urls")),  # the product home, every role
     path("streams/", include("profiles.explorer_urls")),  # the stream explorer pages
     path("schema/", include("profiles.schema_urls")),  # fields, mappings, publish, versions
     path("profiles/", include("profiles.profile_urls")),  # profile search and pages

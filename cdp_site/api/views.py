@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db.models import QuerySet
+from django.utils.module_loading import import_string
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
@@ -42,6 +44,15 @@ class DashboardSerializer(serializers.Serializer):
     members = serializers.IntegerField()
     active_tokens = serializers.IntegerField()
     write_keys = serializers.IntegerField()
+    # from settings.STRATA_DASHBOARD_HOOKS (profiles.dashboard.api_figures)
+    streams = serializers.IntegerField(required=False)
+    events_24h = serializers.IntegerField(required=False)
+    failed_events_24h = serializers.IntegerField(required=False)
+    profiles = serializers.IntegerField(required=False)
+    processing = serializers.DictField(
+        required=False, help_text="pending, oldest_pending_at, lag_seconds, lag_warning, "
+        "events_last_minute, events_per_minute (last hour), events_last_hour, failed_last_hour, "
+        "throughput (per minute), worker")
 
 
 class MeView(AccountAPIView):
@@ -62,21 +73,25 @@ class MeView(AccountAPIView):
 
 
 class DashboardView(AccountAPIView):
-    """The account at a glance (every role may see it)."""
+    """The account at a glance (every role may see it); the apps add their figures through
+    ``settings.STRATA_DASHBOARD_HOOKS`` (profiles: data and processing)."""
 
     action_permissions = {"get": "dashboard.view"}
 
     @extend_schema(responses=DashboardSerializer)
     def get(self, request: Request) -> Response:
         account = self.actor.account
-        return Response({
+        payload: dict[str, Any] = {
             "account": account.name,
             "members": Membership.objects.for_account(account).count(),
             "active_tokens": AccessToken.objects.for_account(account)
             .filter(enabled=True, revoked_at__isnull=True).count(),
             "write_keys": WriteKey.objects.for_account(account)
             .filter(revoked_at__isnull=True).count(),
-        })
+        }
+        for hook in getattr(settings, "STRATA_DASHBOARD_HOOKS", []):
+            payload.update(import_string(hook)(account))
+        return Response(payload)
 
 
 class AccountView(AccountAPIView):

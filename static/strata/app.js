@@ -86,7 +86,8 @@
           datasets: [{
             label: spec.label || "Events",
             data: spec.values,
-            backgroundColor: spec.color || "rgba(59, 90, 145, 0.85)",
+            backgroundColor: spec.type === "line" ? (spec.area || "rgba(59, 90, 145, 0.14)")
+                                                 : (spec.color || "rgba(59, 90, 145, 0.85)"),
             hoverBackgroundColor: "#1d3154",
             borderColor: spec.color || "#3b5a91",
             borderRadius: 3,
@@ -94,6 +95,7 @@
             fill: spec.type === "line",
             tension: 0.25,
             pointRadius: 0,
+            borderWidth: spec.type === "line" ? 2 : 0,
           }],
         },
         options: {

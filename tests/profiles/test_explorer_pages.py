@@ -356,10 +356,10 @@ def test_seed_demo_events_sends_through_collection_once(db: Any) -> None:
     assert RawEvent.objects.for_account(demo).filter(stream="web").count() == web_events
 
 
-def test_home_opens_streams_for_data_managers_and_the_console_for_others(
+def test_home_opens_the_dashboard_for_every_member(
         web: Account, manager: Client, client: Client) -> None:
-    assert manager.get("/")["Location"] == "/streams/"
-    assert signed_in(web, "marketer").get("/")["Location"] == "/admin/"
+    assert manager.get("/")["Location"] == "/dashboard/"
+    assert signed_in(web, "marketer").get("/")["Location"] == "/dashboard/"
     assert client.get("/")["Location"] == "/admin/login/?next=/"
 
 

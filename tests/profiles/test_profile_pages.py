@@ -167,7 +167,7 @@ def test_user_search_members_see_profiles_with_pii_unmasked(account, person):
     assert 'data-testid="danger-zone"' not in html  # delete: Admins and Data Managers
     assert 'data-section="profiles"' in html
     assert 'data-section="streams"' not in html  # their nav: Profiles only
-    assert client.get("/")["Location"] == "/profiles/"
+    assert client.get("/")["Location"] == "/dashboard/"  # the home of every role
 
 
 @pytest.mark.parametrize("role", ["marketer", "observer", "experience_manager"])
