@@ -23,6 +23,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from profiles.expressions import Expression, ExpressionSyntaxError, compile_expression
+from profiles.key_usage import recompute_key_usage
 from profiles.merge import FIELD_TYPES, OPERATORS, MergeOperator, coerce, get_operator
 from profiles.models import Field, Mapping, RawEvent, RouteRule, SchemaVersion
 
@@ -516,10 +517,12 @@ def publish(account: Account, *, user: Any = None, note: str = "",
             "no_changes", f"The draft is the same as the live version {live.number}.")])
     number = (SchemaVersion.objects.for_account(account).aggregate(n=Max("number"))["n"]
               or 0) + 1
-    return SchemaVersion.objects.create(
+    version = SchemaVersion.objects.create(
         account=account, number=number, snapshot=snapshot, note=note[:500],
         reverted_from=reverted_from, published_by=user if getattr(user, "pk", None) else None,
     )
+    recompute_key_usage(account, snapshot)  # the explorer's "used by mappings" (revert too)
+    return version
 
 
 @transaction.atomic
