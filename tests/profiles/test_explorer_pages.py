@@ -17,6 +17,7 @@ from profiles.collect import Failure, record_failures
 from profiles.models import (
     AccountNotice,
     FailedEvent,
+    Profile,
     RawEvent,
     RawKey,
     Stream,
@@ -351,9 +352,19 @@ def test_seed_demo_events_sends_through_collection_once(db: Any) -> None:
                                  key="properties.content.category").exists()
     assert Stream.objects.filter(account=demo, name="web").exists()
 
+    # the Lytics use-case schema is published first, so processing builds profiles
+    from profiles.models import SchemaVersion
+    from profiles.pipeline import process_pending
+
+    assert SchemaVersion.objects.for_account(demo).count() == 1
+    process_pending(account_id=demo.pk)
+    assert Profile.objects.for_account(demo).filter(
+        field_values__email__endswith="@example.com").exists()
+
     call_command("seed_demo_events", days=1)
 
     assert RawEvent.objects.for_account(demo).filter(stream="web").count() == web_events
+    assert SchemaVersion.objects.for_account(demo).count() == 1  # idempotent
 
 
 def test_home_opens_the_dashboard_for_every_member(

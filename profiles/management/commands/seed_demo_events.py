@@ -7,7 +7,12 @@ core: the paths' own parsers (``profiles.segment``, ``profiles.lytics``) and
 ``profiles.collect.accept`` (tracking plans, dedupe, failed events), with received times
 spread over the past days. Then the aggregator runs once.
 
-Idempotent: nothing is sent when the demo streams already hold events.
+First the Lytics use-case schema is installed and published in the account
+(``profiles.schema.install_lytics_schema``), so the processor ``make run`` starts builds profiles
+from these events (people identified on the website are found by email on /profiles/).
+
+Idempotent: nothing is sent when the demo streams already hold events (and the schema is
+published once; when it is published for events already there, their profiles are rebuilt).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from cdp_site import access
 from cdp_site.models import Account, WriteKey
 from cdp_site.tenancy import Actor
 from profiles import lytics, segment
+from profiles import schema as profile_schema
 from profiles.aggregate import aggregate_streams
 from profiles.collect import QuotaExceeded, accept
 from profiles.models import RawEvent, TrackingPlan
@@ -254,7 +260,13 @@ class Command(BaseCommand):
         target = Account.objects.filter(slug=account).first()
         if target is None:
             raise CommandError(f"No account {account!r}: run `manage.py seed_demo` first.")
+        published = self._schema(target)
         if RawEvent.objects.for_account(target).filter(stream__in=[WEB, CRM]).exists():
+            if published:  # events processed before there was a schema: profiles from them
+                from profiles.rebuild import start_rebuild
+
+                start_rebuild(target)
+                self.stdout.write(f"Rebuilding {target.name}'s profiles with the new schema.")
             self.stdout.write(f"Demo events already in {target.name}; nothing sent.")
             return
         web_key, crm_key = self._write_keys(target)
@@ -303,6 +315,19 @@ class Command(BaseCommand):
                          write_key_id=key.pk, key_prefix=key.prefix, remote_addr="203.0.113.7")
         totals["stored"] += outcome.stored
         totals["failed"] += outcome.failed
+
+    def _schema(self, account: Account) -> bool:
+        """The Lytics use-case schema (email, the `_uid` cookie, taxonomy...), installed and
+        published before any event is sent, so the running processor (``serve`` starts
+        ``process_events --loop``) builds profiles from them. True when a version was
+        published now (a later run finds it live and publishes nothing)."""
+        live = profile_schema.live_version(account)
+        version = profile_schema.install_lytics_schema(account)
+        if version is not None and (live is None or version.pk != live.pk):
+            self.stdout.write(f"Published the Lytics use-case schema (version {version.number}) "
+                              f"in {account.name}.")
+            return True
+        return False
 
     def _write_keys(self, account: Account) -> tuple[WriteKey, WriteKey]:
         actor = Actor(account=account, role_codes=frozenset({"admin"}), is_superuser=True)
