@@ -15,8 +15,10 @@ the same run:
    and p50/p99 latency, beside the floor: the bare Django view through the same generator.
 
 Each figure is the best of the rounds (a shared machine shows its quiet moments), printed with
-its floor and the load average. Afterwards the raw store must hold exactly the messages the
-server answered 200 for: none lost, none duplicated, none failed.
+its floor and the load average; every run also reports the CPU it cost per request, in the
+server's processes and in the database's backends (COPY: per row, client and backend), which
+the machine's other jobs disturb far less than throughput. Afterwards the raw store must hold
+exactly the messages the server answered 200 for: none lost, none duplicated, none failed.
 
 The load generator is this script: processes on 127.0.0.1 driving keep-alive HTTP/1.1
 connections from a selector loop (a new connection per request when the server closes them,
@@ -25,11 +27,13 @@ that it is not the bottleneck.
 
 Usage:
 
-    .venv/bin/python bench/collect.py [--server gthread:2x8] [--rounds 2] [--seconds 10]
+    .venv/bin/python bench/collect.py [--server gthread:2x4] [--rounds 3] [--seconds 10]
         [--batch-seconds 10] [--connections 32] [--batch-connections 8] [--keep]
 
 ``--server`` takes ``sync:N`` or ``gthread:NxT`` (workers x threads), several separated by
-commas to compare configurations in one run.
+commas to compare configurations in one run. The default is what ``manage.py serve`` runs (two
+gthread workers of four threads; docs/benchmarks.md compares the others tried). gunicorn's
+access log is off here, as in bench/bulk.py.
 """
 
 from __future__ import annotations
@@ -193,6 +197,8 @@ class Result:
     seconds: float = 0.0
     cpu: float = 0.0  # the generator's CPU seconds, all processes
     events: int = 0  # messages answered 200
+    app_cpu: float = 0.0  # CPU seconds of the server (gunicorn) processes during the run
+    db_cpu: float = 0.0  # CPU seconds of the database's PostgreSQL backends during the run
 
     def rate(self) -> float:
         return self.ok / self.seconds if self.seconds else 0.0
@@ -341,8 +347,50 @@ def _drive(load: Load, process: int, start: float, queue: Any) -> None:
                "acked": acked.tobytes(), "last": last, "cpu": time.process_time() - cpu_began})
 
 
-def run_load(load: Load) -> Result:
+def _cpu_seconds(pids: list[int]) -> dict[int, float]:
+    import psutil
+
+    seconds = {}
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        seconds[pid] = times.user + times.system
+    return seconds
+
+
+@dataclass(frozen=True)
+class Watched:
+    """Processes whose CPU time a run reports: the server's, and the database's backends."""
+
+    server: int  # gunicorn's master pid
+    database: str  # the database name, as its backends show it
+
+    def pids(self) -> tuple[list[int], list[int]]:
+        import psutil
+
+        try:
+            master = psutil.Process(self.server)
+            app = [self.server, *(child.pid for child in master.children(recursive=True))]
+        except psutil.Error:
+            app = []
+        db = []
+        for process in psutil.process_iter(["cmdline"]):
+            words = (process.info["cmdline"] or [""])[0].split()
+            if words[:1] == ["postgres:"] and self.database in words:
+                db.append(process.pid)
+        return app, db
+
+
+def _used(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(after[pid] - before.get(pid, 0.0) for pid in after)
+
+
+def run_load(load: Load, watched: Watched | None = None) -> Result:
     context = multiprocessing.get_context("fork")
+    app_pids, db_pids = watched.pids() if watched else ([], [])
+    app_before, db_before = _cpu_seconds(app_pids), _cpu_seconds(db_pids)
     queue = context.Queue()
     start = time.perf_counter() + 0.3
     workers = [context.Process(target=_drive, args=(load, n, start, queue), daemon=True)
@@ -350,9 +398,12 @@ def run_load(load: Load) -> Result:
     for worker in workers:
         worker.start()
     reports = [queue.get(timeout=load.seconds + GRACE_SECONDS + 60) for _ in workers]
+    if watched:  # backends that started during the run count from zero
+        app_pids, db_pids = watched.pids()
+    app_after, db_after = _cpu_seconds(app_pids), _cpu_seconds(db_pids)
     for worker in workers:
         worker.join(timeout=10)
-    result = Result()
+    result = Result(app_cpu=_used(app_before, app_after), db_cpu=_used(db_before, db_after))
     marks = len(load.templates[0]) - 1
     for report in reports:
         result.ok += report["ok"]
@@ -484,18 +535,22 @@ def copy_rows(templates: list[tuple[bytes, ...]], count: int, account_id: int, k
     return rows[:count]
 
 
-def copy_floor(url: str, rows: list[tuple[Any, ...]]) -> float:
+def copy_floor(url: str, rows: list[tuple[Any, ...]], database: str
+               ) -> tuple[float, tuple[float, float]]:
     """Rows/s of one COPY of the rows into a plain table (no indexes, no partitions),
-    committed."""
+    committed; and the CPU seconds per row of this process and of its PostgreSQL backend."""
     import psycopg
 
     with psycopg.connect(url) as conn:
+        backend = conn.info.backend_pid
         conn.execute("DROP TABLE IF EXISTS bench_copy_floor")
         conn.execute("CREATE TABLE bench_copy_floor (account_id bigint, stream text, "
                      "message_id text, type text, event text, user_id text, anonymous_id text, "
                      "received_at timestamptz, sent_at timestamptz, event_at timestamptz, "
                      "source text, write_key_id bigint, message jsonb, warnings jsonb)")
         conn.commit()
+        db_before = _cpu_seconds([backend])
+        cpu_before = time.process_time()
         began = time.perf_counter()
         with conn.cursor() as cursor, cursor.copy(
                 f"COPY bench_copy_floor ({COPY_COLUMNS}) FROM STDIN") as copy:
@@ -503,9 +558,11 @@ def copy_floor(url: str, rows: list[tuple[Any, ...]]) -> float:
                 copy.write_row(row)
         conn.commit()
         seconds = time.perf_counter() - began
+        client = (time.process_time() - cpu_before) / len(rows)
+        db = _used(db_before, _cpu_seconds([backend])) / len(rows)
         conn.execute("DROP TABLE bench_copy_floor")
         conn.commit()
-    return len(rows) / seconds
+    return len(rows) / seconds, (client, db)
 
 
 def verify(url: str, account_id: int, runs: list[tuple[Load, Result]]) -> tuple[int, int]:
@@ -544,6 +601,13 @@ def describe(result: Result) -> str:
             f"p99 {result.percentile(0.99) * 1000:.1f} ms{extra}")
 
 
+def cpu_use(result: Result) -> str:
+    """CPU per request answered: the server's, and PostgreSQL's."""
+    answered = sum(result.statuses.values()) or 1
+    return (f"CPU per request: app {result.app_cpu / answered * 1e6:,.0f} us, "
+            f"PostgreSQL {result.db_cpu / answered * 1e6:,.0f} us")
+
+
 def generator_use(result: Result, processes: int) -> str:
     share = result.cpu / result.seconds / processes if result.seconds else 0.0
     return f"generator {share:.0%} of a core per process"
@@ -567,46 +631,55 @@ class Bench:
                     prefix=prefix, connections=connections, seconds=seconds,
                     max_requests=self.args.max_requests, processes=self.args.processes)
 
-    def run(self, load: Load, *, product: bool) -> Result:
-        result = run_load(load)
+    def run(self, load: Load, *, product: bool, server: int) -> Result:
+        result = run_load(load, Watched(server, self.database))
         if product:
             self.runs.append((load, result))
         return result
 
-    def measure(self, config: ServerConfig, port: int) -> None:
+    @property
+    def database(self) -> str:
+        return self.url.rsplit("/", 1)[1].split("?")[0]
+
+    def measure(self, config: ServerConfig, port: int, pids: tuple[int, int]) -> None:
         """Warm up, then rounds of: COPY, batched, bare view, single events; print the best."""
         args = self.args
         tag = f"{config.worker_class[0]}{config.workers}x{config.threads}"
         floor = port + 1
+        product_pid, floor_pid = pids
         self.run(self.load("/v1/batch", self.batches, f"w{tag}b", args.batch_connections,
-                           args.warmup, port), product=True)
+                           args.warmup, port), product=True, server=product_pid)
         self.run(self.load("/v1/track", self.tracks, f"w{tag}s", args.connections,
-                           args.warmup, port), product=True)
+                           args.warmup, port), product=True, server=product_pid)
         self.run(self.load("/v1/track", self.tracks, f"w{tag}f", args.connections,
-                           args.warmup, floor), product=False)
+                           args.warmup, floor), product=False, server=floor_pid)
         copies: list[float] = []
         batches: list[Result] = []
         singles: list[Result] = []
         bares: list[Result] = []
         for n in range(1, args.rounds + 1):
-            copies.append(copy_floor(self.url, self.rows))
+            copy, copy_cpu = copy_floor(self.url, self.rows, self.database)
+            copies.append(copy)
+            say(f"   round {n}: COPY {copy:,.0f} rows/s (CPU per row: client "
+                f"{copy_cpu[0] * 1e6:.0f} us, PostgreSQL {copy_cpu[1] * 1e6:.0f} us); "
+                f"{load_average()}")
             batch = self.run(self.load("/v1/batch", self.batches, f"r{tag}-{n}b",
                                        args.batch_connections, args.batch_seconds, port),
-                             product=True)
+                             product=True, server=product_pid)
             batches.append(batch)
-            say(f"   round {n}: COPY {copies[-1]:,.0f} rows/s; batched "
-                f"{batch.events / batch.seconds:,.0f} events/s ({describe(batch)}, "
+            say(f"   round {n}: batched {batch.events / batch.seconds:,.0f} events/s "
+                f"({describe(batch)}; {cpu_use(batch)}; "
                 f"{generator_use(batch, args.processes)}); {load_average()}")
             bares.append(self.run(self.load("/v1/track", self.tracks, f"r{tag}-{n}f",
                                             args.connections, args.seconds, floor),
-                                  product=False))
+                                  product=False, server=floor_pid))
+            say(f"   round {n}: bare view {describe(bares[-1])} ({cpu_use(bares[-1])}; "
+                f"{generator_use(bares[-1], args.processes)}); {load_average()}")
             singles.append(self.run(self.load("/v1/track", self.tracks, f"r{tag}-{n}s",
                                               args.connections, args.seconds, port),
-                                    product=True))
-            say(f"   round {n}: bare view {describe(bares[-1])} "
-                f"({generator_use(bares[-1], args.processes)}); /v1/track "
-                f"{describe(singles[-1])} ({generator_use(singles[-1], args.processes)}); "
-                f"{load_average()}")
+                                    product=True, server=product_pid))
+            say(f"   round {n}: /v1/track {describe(singles[-1])} ({cpu_use(singles[-1])}; "
+                f"{generator_use(singles[-1], args.processes)}); {load_average()}")
         copy = max(copies)
         batch = max(batches, key=lambda r: r.events / r.seconds)
         single = max(singles, key=Result.rate)
@@ -615,11 +688,11 @@ class Bench:
         say(f"batched  POST /v1/batch, {BATCH_SIZE} events/request, {args.batch_connections} "
             f"connections: {events:,.0f} events/s (p99 {batch.percentile(0.99) * 1000:.0f} ms)"
             f" | floor: raw COPY of the same rows {copy:,.0f} rows/s | {events / copy:.0%} of "
-            f"the floor (target >= 20,000 events/s and >= 35 %)")
+            f"the floor (target >= 20,000 events/s and >= 35 %) | {load_average()}")
         say(f"single   POST /v1/track, {args.connections} connections: {describe(single)} | "
             f"floor: bare Django JSON view {describe(bare)} | "
             f"{single.rate() / bare.rate():.0%} of the floor "
-            f"(target >= 1,500 req/s, p99 <= 50 ms, >= 50 %)")
+            f"(target >= 1,500 req/s, p99 <= 50 ms, >= 50 %) | {load_average()}")
 
 
 def main() -> None:
@@ -627,14 +700,14 @@ def main() -> None:
     parser.add_argument("--database", default=os.environ.get("BENCH_DATABASE_URL",
                                                              DEFAULT_DATABASE),
                         help="a database to drop and create afresh")
-    parser.add_argument("--server", default="gthread:2x8",
+    parser.add_argument("--server", default="gthread:2x4",
                         help="sync:N or gthread:NxT, several separated by commas")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10.0, help="each single-event run")
     parser.add_argument("--batch-seconds", type=float, default=10.0, help="each batched run")
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--batch-connections", type=int, default=6)
+    parser.add_argument("--batch-connections", type=int, default=8)
     parser.add_argument("--processes", type=int, default=2, help="load generator processes")
     parser.add_argument("--max-requests", type=int, default=200_000,
                         help="per run, at most this many requests")
@@ -684,7 +757,7 @@ def main() -> None:
                        start_server("bench.floor_app:application", port + 1, config, url)]
             wait_for_server(port, servers[0])
             wait_for_server(port + 1, servers[1])
-            bench.measure(config, port)
+            bench.measure(config, port, (servers[0].pid, servers[1].pid))
             for server in servers:
                 stop_server(server)
         stored, _ = verify(url, account.pk, bench.runs)
