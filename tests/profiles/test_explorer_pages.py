@@ -360,6 +360,10 @@ def test_seed_demo_events_sends_through_collection_once(db: Any) -> None:
     process_pending(account_id=demo.pk)
     assert Profile.objects.for_account(demo).filter(
         field_values__email__endswith="@example.com").exists()
+    # CRM records (origin.email, response.*) join the website's profiles by email
+    crm_joined = Profile.objects.for_account(demo).filter(
+        field_values__has_keys=["email", "loyalty_tier", "preferred_activities", "_uid"])
+    assert crm_joined.exists()
 
     call_command("seed_demo_events", days=1)
 

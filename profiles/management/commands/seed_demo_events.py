@@ -83,7 +83,7 @@ LAST = ["Silva", "Okafor", "Müller", "Tanaka", "Smith", "García", "Rossi", "No
         "Haddad", "Kim", "Dubois"]
 COUNTRIES = [("US", "Chicago"), ("US", "Austin"), ("GB", "London"), ("DE", "Berlin"),
              ("PT", "Porto"), ("JP", "Osaka"), ("CA", "Toronto"), ("NL", "Utrecht")]
-TIERS = ["bronze", "bronze", "silver", "silver", "gold", "platinum"]
+TIERS = ["Bronze", "Bronze", "Silver", "Silver", "Gold", "Platinum"]
 
 TRIP_BOOKED_PLAN = {
     "type": "object",
@@ -219,17 +219,22 @@ class Demo:
         rng = self.rng
         records = []
         for customer in rng.sample(self.customers, count):
+            # Shaped like the CRM export in the Lytics use cases: who in `origin`, what the
+            # CRM answers in `response` (the demo schema maps origin.email, response.*).
             records.append({
-                "crm_id": customer["crm_id"], "userId": customer["user_id"],
-                "email": customer["email"], "first_name": customer["first_name"],
-                "last_name": customer["last_name"], "phone": customer["phone"],
-                "country": customer["country"], "city": customer["city"],
-                "loyalty_tier": customer["tier"],
-                "lifetime_value": round(rng.uniform(0, 9000), 2),
-                "bookings_count": rng.randint(0, 14),
-                "opted_in_email": rng.random() < 0.7,
-                "interests": rng.sample(["beaches", "city breaks", "culture", "food & wine",
-                                         "road trips", "family"], 2),
+                "origin": {"email": customer["email"], "crm_id": customer["crm_id"],
+                           "user_id": customer["user_id"]},
+                "response": {
+                    "loyalty_tier": customer["tier"],
+                    "preferred_activities": rng.sample(
+                        ["Parasailing", "Snorkeling", "Hiking", "Wine tasting", "City tours",
+                         "Cooking classes"], 2),
+                    "lifetime_value": round(rng.uniform(0, 9000), 2),
+                    "bookings_count": rng.randint(0, 14),
+                },
+                "first_name": customer["first_name"], "last_name": customer["last_name"],
+                "phone": customer["phone"], "country": customer["country"],
+                "city": customer["city"], "opted_in_email": rng.random() < 0.7,
                 "customer_since": customer["created"],
                 "updated_at": _iso(synced_at - timedelta(minutes=rng.randint(1, 600))),
             })
