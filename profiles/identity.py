@@ -362,9 +362,11 @@ FROM unnest(%(fields)s::text[], %(values)s::text[]) AS k(f, v)
 JOIN profiles_identifier i ON i.account_id = %(account)s AND i.active
     AND i.field = k.f AND i.value = k.v
 """
+# The account as a filter only (``+ 0``), so that stale statistics cannot make the planner AND
+# the account_id index into the lookup (every row of the account read per batch).
 _LOAD_PROFILES = """
 SELECT id, field, value, profile_id, first_seen, last_seen FROM profiles_identifier
-WHERE account_id = %(account)s AND active AND profile_id = ANY(%(profiles)s::bigint[])
+WHERE profile_id = ANY(%(profiles)s::bigint[]) AND account_id + 0 = %(account)s AND active
 """
 
 

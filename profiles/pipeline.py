@@ -399,10 +399,14 @@ FROM json_to_recordset(%(rows)s::json)
           ic int, mi bigint)
 WHERE p.id = u.id
 """
+# The account is checked as a filter only (``+ 0``): on statistics that lag behind a fast-growing
+# account (a new account, a rebuild, autovacuum off) the planner ANDed the account_id index into
+# the scan, reading every row of the account per batch, so a 1 M event run slowed from 2,600
+# to 150 events/s. Looking rows up by profile id alone is what it should do.
 _REPOINT = """
 UPDATE {table} t SET {column} = u.keep
 FROM unnest(%(gone)s::bigint[], %(keep)s::bigint[]) AS u(gone, keep)
-WHERE t.account_id = %(account)s AND t.{column} = u.gone
+WHERE t.{column} = u.gone AND t.account_id + 0 = %(account)s
 """
 _INSERT_EVENTS = """
 INSERT INTO profiles_profileevent (account_id, profile_id, raw_event_id, stream, event, at,
