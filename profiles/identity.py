@@ -356,11 +356,16 @@ def _iso(value: Any) -> str:
 # --------------------------------------------------------------------------- loading
 
 
+# One index probe per key, whatever the statistics say: as a plain join, statistics lagging
+# behind a growing account made the planner hash the whole identifier table (spilling to disk)
+# for every batch. LIMIT 1 keeps the lateral subquery from being flattened into such a join;
+# it changes nothing, as (account, field, value) is unique among active identifiers.
 _LOAD_KEYS = """
 SELECT i.id, i.field, i.value, i.profile_id, i.first_seen, i.last_seen
 FROM unnest(%(fields)s::text[], %(values)s::text[]) AS k(f, v)
-JOIN profiles_identifier i ON i.account_id = %(account)s AND i.active
-    AND i.field = k.f AND i.value = k.v
+CROSS JOIN LATERAL (
+    SELECT id, field, value, profile_id, first_seen, last_seen FROM profiles_identifier
+    WHERE account_id = %(account)s AND active AND field = k.f AND value = k.v LIMIT 1) i
 """
 # The account as a filter only (``+ 0``), so that stale statistics cannot make the planner AND
 # the account_id index into the lookup (every row of the account read per batch).
