@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import zlib
 from typing import TYPE_CHECKING, Any
 
@@ -82,9 +83,17 @@ def parse_json(raw: bytes) -> Any:
         raise IntakeError(400, "invalid_encoding",
                           f"The body is not UTF-8 (byte {exc.start}).") from None
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as exc:
         raise IntakeError(400, "invalid_json", f"The body is not valid JSON: {exc}") from None
+
+
+def _finite_float(text: str) -> float:
+    """A number too large for a float (1e400) would become Infinity, which jsonb refuses."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
 
 
 def _refuse_constant(name: str) -> Any:

@@ -94,7 +94,7 @@ def _arrays(flat: dict[str, str]) -> dict[str, list[Any]]:
         if not base or f"{base}_len" not in flat:
             continue
         try:
-            parsed = json.loads(value, parse_constant=_no_constant)
+            parsed = json.loads(value, parse_constant=_no_constant, parse_float=_finite_float)
         except (ValueError, RecursionError):
             continue
         if isinstance(parsed, list):
@@ -102,6 +102,13 @@ def _arrays(flat: dict[str, str]) -> dict[str, list[Any]]:
     # An array inside another array's elements is already in the outer one's JSON.
     return {base: value for base, value in found.items()
             if not any(base.startswith(other + ".") for other in found if other != base)}
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(text)
+    return value
 
 
 def _no_constant(name: str) -> Any:

@@ -611,3 +611,17 @@ def test_other_accounts_see_nothing(client: Client, account: Account, write_key:
     post(client, "/v1/track", track(), write_key)
     assert stored(other) == []
     assert len(stored(account)) == 1
+
+
+def test_a_number_too_large_for_a_float_is_refused_as_invalid_json(client, account, write_key):
+    from profiles.models import FailedEvent, RawEvent
+
+    body = ('{"type": "track", "event": "Big", "anonymousId": "a1", '
+            '"properties": {"n": 1e400}}')
+    response = client.post("/v1/track", body, content_type="application/json",
+                           HTTP_AUTHORIZATION=basic_auth(write_key))
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_json"
+    assert not RawEvent.objects.for_account(account).exists()
+    assert FailedEvent.objects.filter(account=account, code="invalid_json").exists()
