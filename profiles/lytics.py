@@ -30,7 +30,7 @@ from profiles.collect import (
     new_message_id,
 )
 from profiles.intake import IntakeError
-from profiles.segment import TYPES, message_failure
+from profiles.segment import TYPES, id_text, message_failure
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -199,14 +199,6 @@ def parse_records(
     return events, failures
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return value if value.strip() else ""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return ""
-
-
 def _first(data: dict[str, Any], *names: str) -> Any:
     for name in names:
         value = data.get(name)
@@ -253,11 +245,11 @@ def record_event(
         return message_failure("invalid_message_id", data, position)
     if not message_id:
         message_id = new_message_id()
-    user_id = _text(data.get("userId")) or _text(data.get("user_id"))
-    anonymous_id = _text(data.get("anonymousId")) or _text(data.get("_uid")) or cookie_uid
+    user_id = id_text(data.get("userId")) or id_text(data.get("user_id"))
+    anonymous_id = id_text(data.get("anonymousId")) or id_text(data.get("_uid")) or cookie_uid
     mtype = data.get("type")
-    lytics_event = _text(data.get("_e"))
-    event = _text(data.get("event")) or (lytics_event if lytics_event != PAGE_VIEW else "")
+    lytics_event = id_text(data.get("_e"))
+    event = id_text(data.get("event")) or (lytics_event if lytics_event != PAGE_VIEW else "")
     if mtype not in TYPES:
         mtype = "page" if lytics_event == PAGE_VIEW else "track" if event else ""
     elif mtype != "track":

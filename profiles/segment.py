@@ -102,7 +102,7 @@ def parse_batch(body: Any, received_at: datetime) -> tuple[list[IncomingEvent], 
     return events, failures
 
 
-def _id_text(value: Any) -> str:
+def id_text(value: Any) -> str:
     """userId / anonymousId as text: strings and numbers; null, blank and objects are absent."""
     if isinstance(value, str):
         return value if value.strip() else ""
@@ -152,15 +152,15 @@ def parse_message(
         return message_failure("invalid_message_id", message, position)
     if not message_id:
         message_id = message["messageId"] = new_message_id()
-    user_id = _id_text(message.get("userId"))
-    anonymous_id = _id_text(message.get("anonymousId"))
+    user_id = id_text(message.get("userId"))
+    anonymous_id = id_text(message.get("anonymousId"))
     if not user_id and not anonymous_id:
         return message_failure("no_user_anon_id", message, position, message_id)
     event = ""
     required = REQUIRED.get(mtype)
     if required is not None:
         value = message.get(required[0])
-        if not _id_text(value):
+        if not id_text(value):
             return message_failure(required[1], message, position, message_id)
         if mtype == "track":
             event = str(value)
