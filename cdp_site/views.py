@@ -1,19 +1,15 @@
-"""Site pages: the home redirect, the account switcher, error pages."""
+"""Site pages: the account switcher and the error pages (the home page is cdp_site.pages.home)."""
 
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from cdp_site.api.errors import not_found_view, server_error_view
 from cdp_site.tenancy import switch_account
-
-
-def home(request: HttpRequest) -> HttpResponse:
-    return redirect("admin:index")
 
 
 @login_required
