@@ -549,3 +549,103 @@ class ProfileRebuild(AccountScopedModel):
 
     def __str__(self) -> str:
         return f"rebuild of {self.events_total} events from {self.started_at:%Y-%m-%d %H:%M}"
+
+
+# --------------------------------------------------------------------------- consent, calculated
+
+
+class ProfileConsent(AccountScopedModel):
+    """A purpose a profile granted or withheld (``context.consent.categoryPreferences`` of its
+    latest event that carried one: the event's own time decides). Audiences' ``consent``
+    condition and the decision API read ``granted`` rows; exports check them per purpose."""
+
+    id = models.BigAutoField(primary_key=True)
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="consents")
+    purpose = models.CharField(max_length=100)
+    granted = models.BooleanField()
+    at = models.DateTimeField(help_text="Time of the event that set it.")
+    raw_event_id = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["profile", "purpose"], name="profile_consent_unique")
+        ]
+        indexes = [models.Index(fields=["account", "purpose"], name="profile_consent_purpose",
+                                condition=models.Q(granted=True))]
+
+    def __str__(self) -> str:
+        return f"{self.purpose}={'yes' if self.granted else 'no'}"
+
+
+class CalculatedAttribute(AccountScopedModel):
+    """A windowed aggregate of a profile's events (``90_day_revenue``): ``aggregate`` of
+    ``property`` over events named ``event`` whose properties match every ``where`` condition
+    (the audience rule's property-condition shape), in the last ``window_days`` days."""
+
+    class Aggregate(models.TextChoices):
+        COUNT = "count"
+        SUM = "sum"
+        AVG = "avg"
+        MIN = "min"
+        MAX = "max"
+        DISTINCT = "distinct", "distinct count"
+        MOST_FREQUENT = "most_frequent", "most frequent value"
+        FIRST = "first", "first time"
+        LAST = "last", "last time"
+
+    name = models.SlugField(max_length=FIELD_NAME_MAX, allow_unicode=False)
+    description = models.CharField(max_length=500, blank=True)
+    aggregate = models.CharField(max_length=16, choices=Aggregate.choices)
+    event = models.CharField(max_length=200, help_text="Event name the aggregate reads.")
+    where = models.JSONField(default=list, blank=True,
+                             help_text="Property conditions, as in an audience event rule.")
+    property = models.CharField(max_length=200, blank=True,
+                                help_text="Property aggregated (sum, avg, min, max, distinct, "
+                                          "most frequent).")
+    window_days = models.PositiveIntegerField(help_text="Events of the last N days count.")
+    active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    computed_at = models.DateTimeField(null=True, blank=True,
+                                       help_text="Last full (scheduled) correction.")
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "name"], name="calculated_attribute_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AttributeValue(AccountScopedModel):
+    """A calculated attribute's value for one profile. ``name`` repeats the attribute's name so
+    audience SQL reads ``(profile_id, name, value)`` without a join; ``state`` is what the
+    incremental update needs (e.g. per-day buckets); ``expires_at`` is when the value next
+    changes by the window sliding alone (the scheduled correction picks those)."""
+
+    id = models.BigAutoField(primary_key=True)
+    attribute = models.ForeignKey(CalculatedAttribute, on_delete=models.CASCADE,
+                                  related_name="values")
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="attributes")
+    name = models.CharField(max_length=FIELD_NAME_MAX)
+    value = models.JSONField(null=True)
+    state = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["attribute", "profile"], name="attribute_value_unique")
+        ]
+        indexes = [
+            models.Index(fields=["profile", "name"], name="attribute_value_profile"),
+            models.Index(fields=["account", "expires_at"], name="attribute_value_expiry",
+                         condition=models.Q(expires_at__isnull=False)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.value!r}"
