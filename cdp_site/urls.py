@@ -26,5 +26,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("cdp_site.api.urls")),
     path("", include("profiles.urls")),
+    path("", include("audiences.urls")),
+    path("", include("experiences.urls")),
     re_path(r"^api/", errors.not_found_view),
 ]

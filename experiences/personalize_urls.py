@@ -1,0 +1,5 @@
+"""The Contentstack Personalize Edge API (under /personalize/)."""
+
+from __future__ import annotations
+
+urlpatterns: list = []
