@@ -611,6 +611,23 @@ class CalculatedAttribute(AccountScopedModel):
     computed_at = models.DateTimeField(null=True, blank=True,
                                        help_text="Last full (scheduled) correction.")
 
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        BACKFILLING = "backfilling"
+        READY = "ready"
+        FAILED = "failed"
+
+    # The backfill from profile events that a new or edited definition starts
+    # (profiles.calculated): its state, how far it got (0..1) and why it failed.
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    progress = models.FloatField(default=0.0)
+    error = models.TextField(blank=True)
+    revision = models.PositiveIntegerField(
+        default=1, help_text="Bumped by each change of the definition; values computed under "
+                             "an older one are replaced by the backfill.")
+    backfill_started_at = models.DateTimeField(null=True, blank=True)
+    backfill_finished_at = models.DateTimeField(null=True, blank=True)
+
     class Meta:
         ordering = ["name"]
         constraints = [
@@ -619,6 +636,16 @@ class CalculatedAttribute(AccountScopedModel):
 
     def __str__(self) -> str:
         return self.name
+
+    def value_type(self) -> str:
+        """The field type (FIELD_TYPE_CHOICES) of its values, for audience rules."""
+        return CALCULATED_VALUE_TYPES[self.aggregate]
+
+
+CALCULATED_VALUE_TYPES = {
+    "count": "int", "distinct": "int", "sum": "number", "avg": "number", "min": "number",
+    "max": "number", "most_frequent": "string", "first": "date", "last": "date",
+}
 
 
 class AttributeValue(AccountScopedModel):
