@@ -237,6 +237,11 @@ STRATA_WORKER_STALE_AFTER = int(os.environ.get("STRATA_WORKER_STALE_AFTER", "180
 # Reverse proxies in front of Strata that append to X-Forwarded-For (0: use the peer address).
 STRATA_TRUSTED_PROXY_HOPS = int(os.environ.get("STRATA_TRUSTED_PROXY_HOPS", "0"))
 STRATA_PUBLIC_URL = os.environ.get("STRATA_PUBLIC_URL", "http://127.0.0.1:8000")
+# Decisions (experiences.decide): the identifier field a visitor's uid is, and the consent
+# purpose whose withholding (a ProfileConsent row granted=False) means base variants, no audiences.
+STRATA_VISITOR_IDENTIFIER_FIELD = os.environ.get("STRATA_VISITOR_IDENTIFIER_FIELD", "_uid")
+STRATA_PERSONALIZATION_PURPOSE = os.environ.get("STRATA_PERSONALIZATION_PURPOSE",
+                                                "personalization")
 # Bulk imports (POST /collect/bulk/{stream}): body size as sent, and once gunzipped.
 STRATA_BULK_MAX_BYTES = int(os.environ.get("STRATA_BULK_MAX_BYTES", str(2 * 1024**3)))
 STRATA_BULK_MAX_DECOMPRESSED_BYTES = int(
