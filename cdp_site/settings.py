@@ -267,4 +267,6 @@ STRATA_PIPELINE_STEPS = [
     "profiles.pipeline.map_fields",
     "profiles.pipeline.identify",
     "profiles.pipeline.merge",
+    "profiles.consent.record",  # ProfileConsent from context.consent.categoryPreferences
+    "profiles.calculated.compute",  # calculated attribute values, incrementally
 ]

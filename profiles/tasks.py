@@ -34,3 +34,17 @@ def refresh_aged_values() -> int:
     accounts = Account.objects.filter(
         Exists(Field.objects.filter(account=OuterRef("pk"), keep_days__isnull=False)))
     return sum(pipeline.refresh_aged_values(pk) for pk in accounts.values_list("pk", flat=True))
+
+
+def correct_calculated_attributes() -> int:
+    """Recompute calculated attribute values whose window slid (every 15 minutes)."""
+    from profiles import calculated
+
+    return calculated.correct_all()
+
+
+def backfill_calculated_attribute(attribute_id: int, revision: int) -> str:
+    """A new or changed calculated attribute, computed from profile events."""
+    from profiles import calculated
+
+    return calculated.backfill(attribute_id, revision)
