@@ -57,12 +57,17 @@ class StatsInputError(ValueError):
     code = "invalid_counts"
 
 
-def _counts(value: Sequence[int]) -> Counts:
-    users, conversions = value
-    if isinstance(users, bool) or isinstance(conversions, bool):
-        raise StatsInputError("users and conversions must be whole numbers")
-    if not float(users).is_integer() or not float(conversions).is_integer():
-        raise StatsInputError("users and conversions must be whole numbers")
+def as_counts(value: Sequence[int]) -> Counts:
+    """Validated (users, conversions); StatsInputError says what is wrong."""
+    try:
+        users, conversions = value
+        whole = all(
+            not isinstance(n, bool) and float(n).is_integer() for n in (users, conversions)
+        )
+    except (TypeError, ValueError):
+        whole = False
+    if not whole:
+        raise StatsInputError("each arm must be (users, conversions), whole numbers")
     if users < 0 or conversions < 0:
         raise StatsInputError("users and conversions cannot be negative")
     if conversions > users:
@@ -140,7 +145,7 @@ def bayesian_comparison(
     prior_stddev: float = PRIOR_STDDEV,
 ) -> dict[str, Any]:
     """Chance to beat control, credible interval and risk of the relative uplift."""
-    control, variant = _counts(control), _counts(variant)
+    control, variant = as_counts(control), as_counts(variant)
     error = _comparison_error(control, variant, bayesian=True)
     if error:
         return {
@@ -189,7 +194,7 @@ def frequentist_comparison(
     control: Counts, variant: Counts, *, alpha: float = ALPHA
 ) -> dict[str, Any]:
     """Two-sided Welch t-test of the relative uplift: p-value and confidence interval."""
-    control, variant = _counts(control), _counts(variant)
+    control, variant = as_counts(control), as_counts(variant)
     error = _comparison_error(control, variant, bayesian=False)
     if error:
         return {
@@ -214,7 +219,7 @@ def frequentist_comparison(
 
 def variant_results(control: Counts, variant: Counts, *, alpha: float = ALPHA) -> dict[str, Any]:
     """Everything the results table shows for one variant against control."""
-    control, variant = _counts(control), _counts(variant)
+    control, variant = as_counts(control), as_counts(variant)
     return {
         "users": variant.users,
         "conversions": variant.conversions,
@@ -280,7 +285,7 @@ def chance_to_be_best(arms: Sequence[Counts]) -> list[float] | None:
     GrowthBook's best-arm probability: independent Gaussian posteriors N(p, p(1 - p) / n) with a
     flat prior. GrowthBook samples them; here the same probability is integrated numerically.
     """
-    arms = [_counts(arm) for arm in arms]
+    arms = [as_counts(arm) for arm in arms]
     if any(arm.users == 0 for arm in arms):
         return None
     means = [_rate(arm) for arm in arms]
@@ -348,7 +353,7 @@ def experience_results(
 
     `weights` is the split the phase was meant to have (or bandit_expected_split for a bandit).
     """
-    arms = [_counts(arm) for arm in counts]
+    arms = [as_counts(arm) for arm in counts]
     if len(arms) < 2:
         raise StatsInputError("an experience needs a control and at least one variant")
     best = chance_to_be_best(arms)
@@ -380,7 +385,7 @@ def results_visible(
     min_conversions: int = MIN_CONVERSIONS,
 ) -> bool:
     """A variant's results show once it has enough impressions or enough conversions."""
-    arm = _counts(counts)
+    arm = as_counts(counts)
     return arm.users >= min_impressions or arm.conversions >= min_conversions
 
 

@@ -296,6 +296,8 @@ def test_bandit_expected_split_weights_each_period() -> None:
     ([(100, 5), (10, 11)], "cannot come from"),
     ([(100, 5), (10.5, 1)], "whole numbers"),
     ([(100, 5), (True, 0)], "whole numbers"),
+    ([(100, 5), ("ten", 1)], "whole numbers"),
+    ([(100, 5), (10, 1, 2)], "whole numbers"),
     ([(100, 5)], "at least one variant"),
 ])
 def test_bad_counts_are_refused(counts: list[tuple[Any, Any]], message: str) -> None:
