@@ -741,6 +741,7 @@ def profile_attribute_rows(account_id: int, profile: Profile) -> list[dict[str, 
         value = values.get(attr.pk)
         out.append({"name": attr.name, "value": value.value if value else None,
                     "type": attr.value_type(), "aggregate": attr.get_aggregate_display(),
+                    "aggregate_code": attr.aggregate,
                     "event": attr.event, "property": attr.property,
                     "window_days": attr.window_days, "status": attr.status,
                     "updated_at": value.updated_at if value else None})

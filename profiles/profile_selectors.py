@@ -198,6 +198,8 @@ def profile_document(profile: Profile, policy: PiiPolicy, account: Account,
         "identifiers": policy.identifiers(
             {name: [i.value for i in idents] for name, idents in grouped.items()}),
         "audiences": [],  # audience membership arrives with the audiences app
+        "calculated_attributes": calculated_values(profile, policy, account),
+        "consents": consent_document(profile, account),
         "updated_at": profile.updated_at,
         "first_seen": profile.first_seen,
         "last_seen": profile.last_seen,
@@ -205,6 +207,25 @@ def profile_document(profile: Profile, policy: PiiPolicy, account: Account,
         "merged_profile_ids": merged_profile_ids(profile),
         "pii_masked": policy.masking,
     }
+
+
+def calculated_values(profile: Profile, policy: PiiPolicy, account: Account) -> dict[str, Any]:
+    """The profile's calculated attribute values; a most frequent value of a PII property is
+    masked like the field."""
+    from profiles import calculated
+
+    rows = calculated.profile_attribute_rows(account.pk, profile)
+    return {r["name"]: policy.value(r["property"], r["value"])
+            if r["aggregate_code"] == "most_frequent" else r["value"]
+            for r in rows if r["value"] is not None}
+
+
+def consent_document(profile: Profile, account: Account) -> list[dict[str, Any]]:
+    """The profile's consent choices, by purpose."""
+    from profiles.consent import profile_consents
+
+    return [{"purpose": c.purpose, "granted": c.granted, "at": c.at}
+            for c in profile_consents(account.pk, profile.pk)]
 
 
 # --------------------------------------------------------------------------- search

@@ -22,6 +22,12 @@ class HealthSerializer(serializers.Serializer):
     size = serializers.IntegerField(help_text="Bytes of merged state.")
 
 
+class ConsentSerializer(serializers.Serializer):
+    purpose = serializers.CharField()
+    granted = serializers.BooleanField()
+    at = serializers.DateTimeField(help_text="Time of the event that made the choice.")
+
+
 class ProfileSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     fields = serializers.DictField(help_text=f"Merged field values. {MASK_NOTE}")
@@ -38,6 +44,10 @@ class ProfileSerializer(serializers.Serializer):
         child=serializers.IntegerField(),
         help_text="Profiles merged into this one; their ids resolve to it.")
     pii_masked = serializers.BooleanField(help_text="Whether PII fields are masked here.")
+    calculated_attributes = serializers.DictField(
+        help_text="Values of the active calculated attributes, by name (none when no event "
+                  "matched in the window).")
+    consents = ConsentSerializer(many=True, help_text="Consent choices, by purpose.")
 
 
 class ProfileSummarySerializer(serializers.Serializer):
