@@ -18,6 +18,7 @@ predicate over one profile in memory for real time. They agree exactly (the prop
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,6 +63,7 @@ class CompileContext:
     membership_column: str = "audience_id"
     audience_key: Callable[[str], Any] = _identity  # slug → the membership column's value
     consent_table: str | None = None
+    consent_granted_column: str | None = None  # a boolean column the row must have true
     attribute_table: str | None = None
     event_table: str = "profiles_profileevent"
 
@@ -418,20 +420,35 @@ def _attribute_sql(node: dict[str, Any], ctx: CompileContext) -> Fragment:
     return _condition_sql(source, kind, node["op"], node.get("value"), ctx.now)
 
 
-def _event_sql(node: dict[str, Any], ctx: CompileContext) -> Fragment:
-    table = ctx.table(ctx.event_table, "event")
-    where = ["e.account_id = p.account_id", "e.profile_id = p.id", "e.event = %s"]
+def event_since(node: Mapping[str, Any], now: datetime) -> datetime | None:
+    """Where an event condition's window starts (None: ever)."""
+    return now - timedelta(days=node["within_days"]) if node.get("within_days") else None
+
+
+def event_filter_sql(node: Mapping[str, Any], ctx: CompileContext) -> Fragment:
+    """Which rows of the event table ``e`` an event condition counts (name, window, property
+    conditions), whoever's they are: the batch SQL adds the profile, real time groups a
+    batch's profiles by it."""
+    where = ["e.event = %s"]
     params: Params = [node["event"]]
-    if node.get("within_days"):
+    since = event_since(node, ctx.now)
+    if since is not None:
         where.append("e.at >= %s")
-        params.append(ctx.now - timedelta(days=node["within_days"]))
+        params.append(since)
     for cond in node.get("where") or []:
         kind = KIND_OF_PROPERTY_TYPE[property_type(cond)]
         sql, ps = _condition_sql(("(e.properties -> %s)", [cond["property"]]), kind,
                                  cond["op"], cond.get("value"), ctx.now)
         where.append(sql)
         params.extend(ps)
-    inner = f"SELECT 1 FROM {table} e WHERE " + " AND ".join(where)  # noqa: S608
+    return " AND ".join(where), params
+
+
+def _event_sql(node: dict[str, Any], ctx: CompileContext) -> Fragment:
+    table = ctx.table(ctx.event_table, "event")
+    rows, params = event_filter_sql(node, ctx)
+    inner = (f"SELECT 1 FROM {table} e WHERE e.account_id = p.account_id "  # noqa: S608
+             f"AND e.profile_id = p.id AND {rows}")
     enough = node.get("min_count") or 1
     if enough == 1:
         return f"EXISTS ({inner})", params
@@ -450,8 +467,11 @@ def _audience_sql(node: dict[str, Any], ctx: CompileContext) -> Fragment:
 
 def _consent_sql(node: dict[str, Any], ctx: CompileContext) -> Fragment:
     table = ctx.table(ctx.consent_table, "consent")
-    return (f"EXISTS (SELECT 1 FROM {table} c WHERE c.profile_id = p.id AND c.purpose = %s)",  # noqa: S608
-            [node["consent"]])
+    granted = ""
+    if ctx.consent_granted_column is not None:
+        granted = f" AND c.{ctx.table(ctx.consent_granted_column, 'consent column')}"
+    return (f"EXISTS (SELECT 1 FROM {table} c WHERE c.profile_id = p.id AND c.purpose = %s"  # noqa: S608
+            f"{granted})", [node["consent"]])
 
 
 _NODE_SQL: dict[str, Callable[[dict[str, Any], CompileContext], Fragment]] = {
@@ -520,9 +540,15 @@ def _attribute_py(node: dict[str, Any], ctx: CompileContext) -> Predicate:
     return lambda view: test(view.attributes.get(name))
 
 
+def event_where_key(node: Mapping[str, Any]) -> str:
+    """The property conditions of an event node as canonical text: ``count_events`` receives
+    ``where`` with this as its ``key``, so cached counts can be looked up per condition."""
+    return json.dumps(node.get("where") or [], sort_keys=True, separators=(",", ":"))
+
+
 def _event_py(node: dict[str, Any], ctx: CompileContext) -> Predicate:
     name = node["event"]
-    since = ctx.now - timedelta(days=node["within_days"]) if node.get("within_days") else None
+    since = event_since(node, ctx.now)
     enough = node.get("min_count") or 1
     tests = [(cond["property"], _condition_py(KIND_OF_PROPERTY_TYPE[property_type(cond)],
                                               cond["op"], cond.get("value"), ctx.now))
@@ -531,6 +557,7 @@ def _event_py(node: dict[str, Any], ctx: CompileContext) -> Predicate:
     def where(properties: Mapping[str, Any]) -> bool:
         return all(test(properties.get(prop)) for prop, test in tests)
 
+    where.key = event_where_key(node)  # type: ignore[attr-defined]  # for cached counts
     return lambda view: view.event_count(name, where, since, enough) >= enough
 
 

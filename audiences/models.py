@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from audiences.rules import dependencies, is_time_relative
 from cdp_site.models import AccountScopedModel
 from profiles.models import Profile
 
@@ -54,6 +55,16 @@ class Audience(AccountScopedModel):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        """``depends_on`` and ``time_relative`` always follow the rule."""
+        self.depends_on = dependencies(self.rule)
+        self.time_relative = is_time_relative(self.rule)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "rule" in update_fields:  # type: ignore[operator]
+            kwargs["update_fields"] = {*update_fields, "depends_on",  # type: ignore[misc]
+                                       "time_relative"}
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
 
 
 class AudienceMembership(AccountScopedModel):

@@ -129,8 +129,19 @@ class RuleProblem:
     code: str
     message: str
 
-    def as_dict(self) -> dict[str, str]:
+    def as_dict(self) -> dict[str, Any]:
         return {"path": self.path, "code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True)
+class TextProblem(RuleProblem):
+    """A syntax error in a rule's text form, with where it is."""
+
+    line: int = 0
+    column: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**super().as_dict(), "line": self.line, "column": self.column}
 
 
 class RuleError(ValueError):
@@ -396,3 +407,57 @@ def _cycle_problem(ref: str, slug: str | None, resolve: AudienceResolver
                 seen.add(nxt)
                 stack.append((nxt, [*trail, nxt]))
     return None
+
+
+# ------------------------------------------------------------------------------ what a rule reads
+
+
+def walk_nodes(rule: Any) -> Iterator[dict[str, Any]]:
+    """Every node of a rule (no validation; malformed parts are skipped)."""
+    stack: list[tuple[Any, int]] = [(rule, 1)]
+    while stack:
+        node, depth = stack.pop()
+        kind = node_kind(node)
+        if kind is None or depth > MAX_DEPTH + 1:
+            continue
+        yield node
+        if kind in ("and", "or") and isinstance(node[kind], list):
+            stack.extend((child, depth + 1) for child in reversed(node[kind]))
+        elif kind == "not":
+            stack.append((node["not"], depth + 1))
+
+
+_DEPENDENCY_PREFIX = {"field": "field", "attribute": "attribute", "event": "event",
+                      "audience": "audience", "consent": "consent"}
+
+
+def dependencies(rule: Any) -> list[str]:
+    """What a rule reads, sorted: ``field:x``, ``attribute:x``, ``event:x``,
+    ``audience:slug``, ``consent:p`` (Audience.depends_on)."""
+    found: set[str] = set()
+    for node in walk_nodes(rule):
+        kind = node_kind(node)
+        if kind in _DEPENDENCY_PREFIX and isinstance(node[kind], str):
+            found.add(f"{_DEPENDENCY_PREFIX[kind]}:{node[kind]}")
+    return sorted(found)
+
+
+def _relative_value(value: Any) -> bool:
+    if isinstance(value, list):
+        return any(_relative_value(v) for v in value)
+    return isinstance(value, str) and bool(_RELATIVE.match(value.strip()))
+
+
+def is_time_relative(rule: Any) -> bool:
+    """Whether the rule's result can change with time alone: an event window, a relative date
+    (``now-7d``) on a date field or property, or a calculated attribute (windowed)."""
+    for node in walk_nodes(rule):
+        kind = node_kind(node)
+        if kind == "attribute" or (kind == "event" and node.get("within_days")):
+            return True
+        if kind == "field" and _relative_value(node.get("value")):
+            return True
+        if kind == "event" and isinstance(node.get("where"), list) and any(
+                isinstance(c, dict) and _relative_value(c.get("value")) for c in node["where"]):
+            return True
+    return False

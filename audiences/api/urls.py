@@ -2,4 +2,12 @@
 
 from __future__ import annotations
 
-urlpatterns: list = []
+from django.urls import include, path
+from rest_framework.routers import SimpleRouter
+
+from audiences.api import views
+
+router = SimpleRouter(trailing_slash="/?")
+router.register("audiences", views.AudienceViewSet, basename="audience")
+
+urlpatterns = [path("", include(router.urls))]

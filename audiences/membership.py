@@ -1,0 +1,383 @@
+"""Who is in an audience: the full computation (SQL, in the background, with progress), the
+size over time, and what other apps ask (a profile's audiences, an estimate, the schema a rule
+is checked against).
+
+A computation runs one audience's compiled rule over the account's surviving profiles and
+diffs it against the stored membership in one statement: the new members are selected once
+(a materialized CTE), rows that left are deleted (``DELETE … RETURNING``), rows that came are
+inserted (``INSERT … SELECT … RETURNING``), and each of those becomes a ``MembershipChange``
+(entry / exit) in the same statement. Several audiences compute in dependency order (one that
+includes another computes after it) and audiences that include a recomputed one follow it.
+Failures are kept on the audience (``status = failed``, ``error``) and raised again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from audiences.compiler import CompileContext, compile_sql
+from audiences.models import Audience, AudienceMembership, AudienceSize
+from audiences.rules import RuleError, RuleSchema, validate_rule
+from profiles.models import CalculatedAttribute, Profile
+from profiles.schema import live_schema
+
+if TYPE_CHECKING:
+    from cdp_site.models import Account
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "ATTRIBUTE_TYPES",
+    "ComputeResult",
+    "RuleError",
+    "audience_order",
+    "check_rule",
+    "compile_context",
+    "compute_account",
+    "compute_audience",
+    "compute_audiences",
+    "compute_one",
+    "estimate_size",
+    "member_count",
+    "profile_audiences",
+    "recompute_time_relative",
+    "record_sizes",
+    "rule_schema",
+    "size_history",
+    "start_compute",
+]
+
+MEMBERSHIP_TABLE = "audiences_audiencemembership"
+CONSENT_TABLE = "profiles_profileconsent"
+ATTRIBUTE_TABLE = "profiles_attributevalue"
+
+# The type a calculated attribute's value has, by its aggregate.
+ATTRIBUTE_TYPES: dict[str, str] = {
+    "count": "int", "distinct": "int", "sum": "number", "avg": "number", "min": "number",
+    "max": "number", "most_frequent": "string", "first": "date", "last": "date",
+}
+
+
+def _account_id(account: Account | int) -> int:
+    return account if isinstance(account, int) else account.pk
+
+
+# ------------------------------------------------------------------------------ schema, checks
+
+
+def rule_schema(account: Account | int) -> RuleSchema:
+    """The allowlist rules are checked against: the live schema's fields and the account's
+    active calculated attributes."""
+    account_id = _account_id(account)
+    attributes = {
+        name: ATTRIBUTE_TYPES.get(aggregate, "number")
+        for name, aggregate in CalculatedAttribute.objects.filter(
+            account_id=account_id, active=True).values_list("name", "aggregate")
+    }
+    return RuleSchema.from_compiled(live_schema(account_id), attributes)
+
+
+def audience_rules(account: Account | int) -> dict[str, Any]:
+    """slug -> rule of every audience of the account (for include / exclude checks)."""
+    return dict(Audience.objects.filter(account_id=_account_id(account))
+                .values_list("slug", "rule"))
+
+
+def check_rule(account: Account | int, rule: Any, *, slug: str | None = None,
+               schema: RuleSchema | None = None, now: datetime | None = None) -> None:
+    """Raise RuleError unless the rule is valid in this account: fields, attributes and
+    operators of the live schema, audiences that exist, no cycle back to ``slug``."""
+    rules = audience_rules(account)
+    validate_rule(rule, schema or rule_schema(account), slug=slug, resolve=rules.get, now=now)
+
+
+def compile_context(account: Account | int, schema: RuleSchema, now: datetime,
+                    slug_ids: Mapping[str, int] | None = None) -> CompileContext:
+    """The compile context of the live tables: memberships by audience id, granted consents,
+    calculated attribute values."""
+    ids = dict(slug_ids) if slug_ids is not None else dict(
+        Audience.objects.filter(account_id=_account_id(account)).values_list("slug", "pk"))
+    return CompileContext(
+        schema=schema, now=now, membership_table=MEMBERSHIP_TABLE,
+        membership_column="audience_id", audience_key=lambda slug: ids.get(slug, -1),
+        consent_table=CONSENT_TABLE, consent_granted_column="granted",
+        attribute_table=ATTRIBUTE_TABLE)
+
+
+_SCOPE = "p.account_id = %s AND p.merged_into_id IS NULL"
+
+
+def estimate_size(account: Account | int, rule: dict[str, Any], *,
+                  now: datetime | None = None) -> int:
+    """How many profiles the rule selects now (validated first; RuleError otherwise)."""
+    now = now or timezone.now()
+    schema = rule_schema(account)
+    check_rule(account, rule, schema=schema, now=now)
+    sql, params = compile_sql(rule, compile_context(account, schema, now))
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM profiles_profile p WHERE {_SCOPE} AND ({sql})",  # noqa: S608
+                    [_account_id(account), *params])
+        return int(cur.fetchone()[0])
+
+
+def profile_audiences(account_id: int, profile_id: int) -> list[Audience]:
+    """The audiences the profile is in now (a merged-away id answers for its survivor)."""
+    survivor = (Profile.objects.filter(account_id=account_id, pk=profile_id)
+                .values_list("merged_into_id", flat=True).first())
+    target = survivor or profile_id
+    return list(Audience.objects.filter(
+        account_id=account_id, memberships__profile_id=target).order_by("name", "id"))
+
+
+# ------------------------------------------------------------------------------ order
+
+
+def audience_order(audiences: Iterable[Audience]) -> list[Audience]:
+    """Audiences so that each comes after those it includes or excludes (rules.py refuses
+    cycles; should one slip in, the rest keep their name order)."""
+    by_slug = {a.slug: a for a in audiences}
+    done: set[str] = set()
+    out: list[Audience] = []
+
+    def visit(audience: Audience, trail: frozenset[str]) -> None:
+        if audience.slug in done or audience.slug in trail:
+            return
+        for dep in audience.depends_on:
+            kind, _, slug = dep.partition(":")
+            if kind == "audience" and slug in by_slug:
+                visit(by_slug[slug], trail | {audience.slug})
+        done.add(audience.slug)
+        out.append(audience)
+
+    for audience in sorted(by_slug.values(), key=lambda a: (a.name, a.pk)):
+        visit(audience, frozenset())
+    return out
+
+
+def _with_dependents(account_id: int, wanted: set[int]) -> list[Audience]:
+    """The wanted audiences, those that (transitively) include or exclude them, and those
+    they include that were never computed, in dependency order."""
+    everyone = list(Audience.objects.filter(account_id=account_id, archived=False))
+    by_id = {a.pk: a for a in everyone}
+    by_slug = {a.slug: a for a in everyone}
+    chosen = {pk for pk in wanted if pk in by_id}
+    changed = True
+    while changed:
+        changed = False
+        slugs = {by_id[pk].slug for pk in chosen}
+        for audience in everyone:
+            reads = {d.partition(":")[2] for d in audience.depends_on
+                     if d.startswith("audience:")}
+            if audience.pk not in chosen and reads & slugs:
+                chosen.add(audience.pk)
+                changed = True
+            for slug in reads:
+                dep = by_slug.get(slug)
+                if audience.pk in chosen and dep is not None and dep.pk not in chosen \
+                        and dep.computed_at is None:
+                    chosen.add(dep.pk)
+                    changed = True
+    return audience_order(by_id[pk] for pk in chosen)
+
+
+# ------------------------------------------------------------------------------ computing
+
+_DIFF = """
+WITH new AS MATERIALIZED (
+    SELECT p.id FROM profiles_profile p WHERE {scope} AND ({rule})
+), gone AS (
+    DELETE FROM audiences_audiencemembership m
+    WHERE m.audience_id = %s AND NOT EXISTS (SELECT 1 FROM new WHERE new.id = m.profile_id)
+    RETURNING m.profile_id
+), added AS (
+    INSERT INTO audiences_audiencemembership (account_id, audience_id, profile_id, since)
+    SELECT %s, %s, new.id, %s FROM new
+    WHERE NOT EXISTS (SELECT 1 FROM audiences_audiencemembership m
+                      WHERE m.audience_id = %s AND m.profile_id = new.id)
+    ON CONFLICT (audience_id, profile_id) DO NOTHING
+    RETURNING profile_id
+), changes AS (
+    INSERT INTO audiences_membershipchange (account_id, audience_id, profile_id, kind, cause,
+                                            at, raw_event_id)
+    SELECT %s, %s, profile_id, 'exit', %s, %s, NULL::bigint FROM gone
+    UNION ALL
+    SELECT %s, %s, profile_id, 'entry', %s, %s, NULL::bigint FROM added
+    RETURNING kind
+)
+SELECT (SELECT count(*) FROM new),
+       (SELECT count(*) FROM changes WHERE kind = 'entry'),
+       (SELECT count(*) FROM changes WHERE kind = 'exit')
+"""
+
+
+@dataclass
+class ComputeResult:
+    audience_id: int
+    slug: str
+    size: int
+    entries: int
+    exits: int
+    seconds: float
+
+
+def _lock_key(account_id: int, audience_id: int) -> int:
+    # bit 28 of the high word: apart from processing's claim (29) and ticket (30) locks
+    return ((1 << 28 | account_id) << 32) | (audience_id & 0xFFFFFFFF)
+
+
+def compute_one(audience: Audience, *, cause: str = "compute", now: datetime | None = None,
+                schema: RuleSchema | None = None, slug_ids: Mapping[str, int] | None = None
+                ) -> ComputeResult:
+    """Recompute one audience now, in one transaction: its membership, the entries and exits,
+    its size and a size point. Two computations of one audience wait for each other."""
+    started = time.monotonic()
+    now = now or timezone.now()
+    account_id = audience.account_id
+    schema = schema or rule_schema(account_id)
+    ctx = compile_context(account_id, schema, now, slug_ids)
+    rule_sql, rule_params = compile_sql(audience.rule, ctx)
+    a, acc = audience.pk, account_id
+    params = [acc, *rule_params, a, acc, a, now, a, acc, a, cause, now, acc, a, cause, now]
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_key(acc, a)])
+        cur.execute(_DIFF.format(scope=_SCOPE, rule=rule_sql), params)
+        size, entries, exits = cur.fetchone()
+        Audience.objects.filter(pk=a).update(size=size, computed_at=now, error="")
+        AudienceSize.objects.create(account_id=acc, audience_id=a, at=now, size=size)
+    return ComputeResult(a, audience.slug, int(size), int(entries), int(exits),
+                         time.monotonic() - started)
+
+
+def _set(audience_ids: Iterable[int], **values: Any) -> None:
+    Audience.objects.filter(pk__in=list(audience_ids)).update(**values)
+
+
+def compute_audiences(account_id: int, audience_ids: Iterable[int], *, cause: str = "compute",
+                      now: datetime | None = None, with_dependents: bool = True
+                      ) -> list[ComputeResult]:
+    """Compute these audiences (and, with ``with_dependents``, those including them) in
+    dependency order; progress is kept on each audience. A failure marks the audience (and
+    the ones still waiting after it) failed with the error, and is raised again."""
+    wanted = set(audience_ids)
+    audiences = (_with_dependents(account_id, wanted) if with_dependents else audience_order(
+        Audience.objects.filter(account_id=account_id, pk__in=wanted)))
+    if not audiences:
+        return []
+    now = now or timezone.now()
+    schema = rule_schema(account_id)
+    slug_ids = dict(Audience.objects.filter(account_id=account_id).values_list("slug", "pk"))
+    _set((a.pk for a in audiences), status=Audience.Status.COMPUTING, progress=0.0)
+    results = []
+    for i, audience in enumerate(audiences):
+        _set([audience.pk], progress=round(0.05 + 0.9 * i / len(audiences), 3))
+        try:
+            results.append(compute_one(audience, cause=cause, now=now, schema=schema,
+                                       slug_ids=slug_ids))
+        except Exception as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            log.exception("audience %s failed to compute", audience.pk)
+            _set([audience.pk], status=Audience.Status.FAILED, error=message[:2000],
+                 progress=0.0)
+            _set((a.pk for a in audiences[i + 1:]), status=Audience.Status.FAILED,
+                 error=f"not computed: {audience.slug} failed before it", progress=0.0)
+            raise
+        _set([audience.pk], status=Audience.Status.READY, progress=1.0)
+    return results
+
+
+def compute_audience(audience_id: int, *, cause: str = "compute",
+                     now: datetime | None = None) -> list[ComputeResult]:
+    """Compute one audience and the audiences that include it (the background task)."""
+    audience = Audience.objects.filter(pk=audience_id).only("account_id").first()
+    if audience is None:
+        return []
+    return compute_audiences(audience.account_id, [audience_id], cause=cause, now=now)
+
+
+def start_compute(audience: Audience) -> None:
+    """Mark the audience computing and compute it in the background (django-q2) once the
+    current transaction commits."""
+    from django_q.tasks import async_task
+
+    _set([audience.pk], status=Audience.Status.COMPUTING, progress=0.0, error="")
+    audience.status, audience.progress, audience.error = Audience.Status.COMPUTING, 0.0, ""
+    pk = audience.pk
+    transaction.on_commit(lambda: async_task(
+        "audiences.tasks.compute_audience", pk, task_name=f"audience {pk}",
+        group="audiences"))
+
+
+def compute_account(account_id: int, *, cause: str = "compute", now: datetime | None = None,
+                    slugs: Iterable[str] | None = None) -> list[ComputeResult]:
+    """Compute every audience of the account (or those slugs), now, in dependency order."""
+    audiences = Audience.objects.filter(account_id=account_id, archived=False)
+    if slugs is not None:
+        audiences = audiences.filter(slug__in=list(slugs))
+    return compute_audiences(account_id, audiences.values_list("pk", flat=True), cause=cause,
+                             now=now, with_dependents=slugs is not None)
+
+
+# ------------------------------------------------------------------------------ schedule
+
+
+def recompute_time_relative(*, now: datetime | None = None,
+                            account_id: int | None = None) -> list[ComputeResult]:
+    """The scheduled recompute: audiences whose result changes with time (event windows,
+    relative dates, calculated attributes) and those that include them, per account. An
+    audience that fails is left failed; the others still run."""
+    now = now or timezone.now()
+    rows = Audience.objects.filter(time_relative=True, archived=False)
+    if account_id is not None:
+        rows = rows.filter(account_id=account_id)
+    by_account: dict[int, list[int]] = {}
+    for acc, pk in rows.values_list("account_id", "pk"):
+        by_account.setdefault(acc, []).append(pk)
+    results: list[ComputeResult] = []
+    for acc, ids in sorted(by_account.items()):
+        try:
+            results += compute_audiences(acc, ids, cause="schedule", now=now)
+        except Exception:  # recorded on the audience; the next account still runs
+            log.exception("scheduled recompute of account %s failed", acc)
+    return results
+
+
+def record_sizes(*, now: datetime | None = None, account_id: int | None = None) -> int:
+    """An AudienceSize point per audience (hourly): the size chart. Sizes are counted from
+    the membership table, so they include real-time entries and exits."""
+    now = now or timezone.now()
+    scope = "" if account_id is None else "AND a.account_id = %s"
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(f"""
+            WITH counts AS (
+                SELECT a.id, a.account_id,
+                       (SELECT count(*) FROM audiences_audiencemembership m
+                        WHERE m.audience_id = a.id) AS size
+                FROM audiences_audience a
+                WHERE NOT a.archived AND a.computed_at IS NOT NULL {scope}
+            ), sized AS (
+                UPDATE audiences_audience a SET size = c.size FROM counts c WHERE a.id = c.id
+            )
+            INSERT INTO audiences_audiencesize (account_id, audience_id, at, size)
+            SELECT account_id, id, %s, size FROM counts""",  # noqa: S608
+                    [*([account_id] if account_id is not None else []), now])
+        return cur.rowcount
+
+
+def size_history(audience: Audience, *, limit: int = 500) -> list[dict[str, Any]]:
+    """The audience's size points, oldest first (the latest ``limit``)."""
+    points = list(AudienceSize.objects.filter(audience=audience).order_by("-at", "-id")
+                  .values("at", "size")[:limit])
+    return points[::-1]
+
+
+def member_count(audience: Audience) -> int:
+    return AudienceMembership.objects.filter(audience=audience).count()
+
