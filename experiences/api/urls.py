@@ -2,4 +2,13 @@
 
 from __future__ import annotations
 
-urlpatterns: list = []
+from django.urls import include, path
+from rest_framework.routers import SimpleRouter
+
+from experiences.api import views
+
+router = SimpleRouter(trailing_slash="/?")
+router.register("experiences", views.ExperienceViewSet, basename="experience")
+router.register("goals", views.GoalViewSet, basename="goal")
+
+urlpatterns = [path("", include(router.urls))]

@@ -1,0 +1,183 @@
+"""Shapes of the experiences management API. Input serializers check shapes only; what an
+experience may be (keys, weights, audiences, goals, transitions) is ``experiences.lifecycle``'s
+to decide, so the API and the admin refuse the same things with the same codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from experiences.models import Experience, Goal, Phase, Variant
+
+# --------------------------------------------------------------------------- reading
+
+
+class VariantSerializer(serializers.ModelSerializer):
+    base = serializers.BooleanField(source="is_base")
+    audience = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = Variant
+        fields = ["key", "uid", "name", "value", "content", "base", "weight", "audience",
+                  "priority"]
+
+
+class ExperienceGoalSerializer(serializers.Serializer):
+    goal = serializers.CharField(source="goal.key")
+    event = serializers.CharField(source="goal.event")
+    primary = serializers.BooleanField()
+
+
+class ExperienceSerializer(serializers.ModelSerializer):
+    variants = serializers.SerializerMethodField()
+    goals = serializers.SerializerMethodField()
+    target_audiences = serializers.SerializerMethodField()
+    winner = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Experience
+        fields = [
+            "key", "uid", "name", "description", "type", "distribution", "status",
+            "value_type", "traffic_allocation", "target", "target_audiences", "variants",
+            "goals", "phase", "winner", "seed", "hash_version", "bandit_interval_minutes",
+            "bandit_burn_in_hours", "version", "created_at", "updated_at", "activated_at",
+            "completed_at",
+        ]
+
+    def get_variants(self, exp: Experience) -> list[dict[str, Any]]:
+        variants = sorted(exp.variants.all(), key=lambda v: (v.position, v.pk))
+        return VariantSerializer(variants, many=True).data
+
+    def get_goals(self, exp: Experience) -> list[dict[str, Any]]:
+        links = sorted(exp.experience_goals.all(), key=lambda link: (not link.primary, link.pk))
+        return ExperienceGoalSerializer(links, many=True).data
+
+    def get_target_audiences(self, exp: Experience) -> list[str]:
+        return sorted(audience.slug for audience in exp.target_audiences.all())
+
+    def get_winner(self, exp: Experience) -> str | None:
+        return exp.winner.key if exp.winner_id and exp.winner else None
+
+
+class PhaseSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Phase
+        fields = ["number", "started_at", "ended_at", "weights", "traffic_allocation",
+                  "variant_keys", "reason"]
+
+
+class GoalSerializer(serializers.ModelSerializer):
+    experiences = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Goal
+        fields = ["key", "name", "description", "event", "where", "stream", "experiences",
+                  "created_at", "updated_at"]
+
+    def get_experiences(self, goal: Goal) -> list[str]:
+        return sorted(exp.key for exp in goal.experiences.all())
+
+
+class ExperienceProblemSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    field = serializers.CharField(required=False)
+
+
+class ExperienceRefusalSerializer(serializers.Serializer):
+    """A refused change (400, or 409 for a conflict): every problem found."""
+
+    code = serializers.CharField()
+    message = serializers.CharField()
+    problems = ExperienceProblemSerializer(many=True)
+
+
+class ActivationCheckSerializer(serializers.Serializer):
+    ready = serializers.BooleanField()
+    problems = ExperienceProblemSerializer(many=True)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+class JSONValueField(serializers.JSONField):
+    """Any JSON, null included."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("allow_null", True)
+        super().__init__(**kwargs)
+
+
+class VariantInputSerializer(serializers.Serializer):
+    key = serializers.CharField(max_length=100)
+    uid = serializers.CharField(max_length=16, required=False,
+                                help_text="Names an existing variant (to rename its key).")
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    value = JSONValueField(help_text="A string, or JSON for JSON experiences; the key when "
+                                     "left out.")
+    content = serializers.JSONField(required=False, help_text="A JSON object for the site "
+                                                              "or CMS to render.")
+    base = serializers.BooleanField(required=False, help_text="The control / base variant.")
+    weight = serializers.FloatField(required=False, allow_null=True,
+                                    help_text="Custom split: a share from 0 to 1.")
+    audience = serializers.CharField(required=False, allow_null=True, allow_blank=True,
+                                     help_text="Segmented: the audience slug that gets it.")
+    priority = serializers.IntegerField(required=False,
+                                        help_text="Segmented: lower is matched first.")
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        values = super().to_internal_value(data)
+        if "audience" in values and not values["audience"]:
+            values["audience"] = None
+        return values
+
+
+class GoalLinkInputSerializer(serializers.Serializer):
+    goal = serializers.CharField(max_length=100)
+    primary = serializers.BooleanField(default=False)
+
+
+class ExperienceInputSerializer(serializers.Serializer):
+    key = serializers.CharField(max_length=100)
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True)
+    type = serializers.CharField(required=False, help_text="ab | segmented")
+    distribution = serializers.CharField(required=False, help_text="equal | custom | bandit")
+    value_type = serializers.CharField(required=False, help_text="string | json")
+    traffic_allocation = serializers.FloatField(required=False)
+    target = serializers.CharField(required=False, help_text="everyone | audiences")
+    target_audiences = serializers.ListField(child=serializers.CharField(), required=False)
+    variants = VariantInputSerializer(many=True, required=False)
+    goals = GoalLinkInputSerializer(many=True, required=False)
+    seed = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    hash_version = serializers.IntegerField(required=False)
+    bandit_interval_minutes = serializers.IntegerField(required=False)
+    bandit_burn_in_hours = serializers.IntegerField(required=False, min_value=0)
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=200,
+                                   help_text="Why, when the change starts a new phase.")
+
+
+class CompleteInputSerializer(serializers.Serializer):
+    winner = serializers.CharField(required=False, allow_null=True, allow_blank=True,
+                                   help_text="The variant (key or uid) rolled out to everyone; "
+                                             "none: everyone gets the base variant.")
+
+
+class SplitInputSerializer(serializers.Serializer):
+    weights = serializers.DictField(child=serializers.FloatField(), required=False,
+                                    help_text="Share per variant key (or uid), summing to 1.")
+    traffic_allocation = serializers.FloatField(required=False)
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=200)
+
+
+class GoalInputSerializer(serializers.Serializer):
+    key = serializers.CharField(max_length=100)
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    description = serializers.CharField(required=False, allow_blank=True)
+    event = serializers.CharField(max_length=200)
+    where = serializers.JSONField(required=False, help_text="Property conditions, as in an "
+                                  "audience rule's event node: [{property, op, value, type}]")
+    stream = serializers.CharField(max_length=100, required=False, allow_blank=True,
+                                   help_text="Blank: any stream.")
