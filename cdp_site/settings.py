@@ -269,6 +269,5 @@ STRATA_PIPELINE_STEPS = [
     "profiles.pipeline.merge",
     "profiles.consent.record",  # ProfileConsent from context.consent.categoryPreferences
     "profiles.calculated.compute",  # calculated attribute values, incrementally
-    "audiences.realtime.evaluate",  # membership of changed profiles
     "experiences.tracking.record",  # impressions (tag events) and conversions (goal events)
 ]
