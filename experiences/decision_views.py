@@ -186,12 +186,13 @@ def decide_view(request: HttpRequest) -> HttpResponse:
         keys = _keys(body.get("experiences"))
     except BadRequest as bad:
         return _error(bad.status, bad.code, bad.message)
-    result = decide_with_config(active_config(account_id), uid, identifiers=identifiers,
-                                attributes=attributes, keys=keys)
-    if result.missing:
+    config = active_config(account_id)
+    missing = [key for key in keys or () if config.get(key) is None]
+    if missing:  # refused before deciding: nothing is stored
         return _error(404, "unknown_experience",
-                      "No experience with the key " + ", ".join(map(repr, result.missing))
-                      + ".")
+                      "No experience with the key " + ", ".join(map(repr, missing)) + ".")
+    result = decide_with_config(config, uid, identifiers=identifiers, attributes=attributes,
+                                keys=keys)
     return _json(_native_answer(result))
 
 
