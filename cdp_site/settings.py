@@ -190,6 +190,7 @@ CORS_ALLOW_HEADERS = [
     "x-live-attributes",
     "x-lytics-id-field",
     "x-lytics-id-value",
+    "x-user-agent",  # @contentstack/personalize-edge-sdk sends it on every request
     "if-none-match",
 ]
 CORS_EXPOSE_HEADERS = ["X-CS-Personalize-User-Uid", "ETag", "Retry-After"]
@@ -269,5 +270,6 @@ STRATA_PIPELINE_STEPS = [
     "profiles.pipeline.merge",
     "profiles.consent.record",  # ProfileConsent from context.consent.categoryPreferences
     "profiles.calculated.compute",  # calculated attribute values, incrementally
+    "audiences.realtime.evaluate",  # membership of changed profiles
     "experiences.tracking.record",  # impressions (tag events) and conversions (goal events)
 ]
