@@ -348,7 +348,7 @@ def test_merge_moves_the_visitor_and_merges_the_profiles(edge, account, hero) ->
 def test_merge_into_a_visitor_with_its_own_assignment_keeps_the_targets(edge, account,
                                                                        hero) -> None:
     assigned(account, "anon-1")
-    target_variant, target_uid = assigned(account, "user-42")
+    target_variant, _uid = assigned(account, "user-42")
     response = edge.send("post", "user-attributes/actions/merge",
                          {"sourceUserUid": "anon-1", "targetUserUid": "user-42"})
     assert response.status_code == 200

@@ -15,7 +15,7 @@ def ab_test(account: Account, key: str = "hero", uid: str = "a", *,
             variants: tuple[str, ...] = ("control", "bold"),
             goal_event: str = "booked", where: list[dict[str, Any]] | None = None,
             goal_stream: str = "", status: str = "active",
-            type: str = "ab", audiences: dict[str, Any] | None = None) -> Experience:  # noqa: A002
+            type: str = "ab", audiences: dict[str, Any] | None = None) -> Experience:
     """An active A/B test (equal split) with a primary goal; ``audiences`` (variant key ->
     Audience) makes it a segmented experience."""
     exp = Experience.objects.create(account=account, key=key, uid=uid, name=key.title(),
