@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import include, path, re_path
 from rest_framework.routers import SimpleRouter
 
-from profiles.api import schema_views, views
+from profiles.api import calculated_views, schema_views, views
 
 
 class OptionalSlashRouter(SimpleRouter):
@@ -21,6 +21,8 @@ router.register("streams", views.StreamViewSet, basename="stream")
 router.register("failed-events", views.FailedEventViewSet, basename="failed-event")
 router.register("tracking-plans", views.TrackingPlanViewSet, basename="tracking-plan")
 router.register("notices", views.NoticeViewSet, basename="notice")
+router.register("calculated-attributes", calculated_views.CalculatedAttributeViewSet,
+                basename="calculated-attribute")
 
 keys = OptionalSlashRouter()
 keys.register("keys", views.RawKeyViewSet, basename="raw-key")
