@@ -1,7 +1,9 @@
 """The text form of audience rules, in Lytics' FilterQL style:
 ``FILTER AND(taxonomy = "cuisine", EXISTS email, INCLUDE cart_7d, NOT INCLUDE bought_7d)``.
 Parsed with lark (audiences/filterql.lark) into the rule JSON and printed back. Event
-conditions have no text form yet (``to_text`` refuses them)."""
+conditions:
+``EVENT added_to_cart WHERE(price > 10, sku:string = "A1") MIN 2 WITHIN 7`` (a property's
+type, when the rule names one, follows its name after a colon)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from lark import Lark, Token, Transformer, UnexpectedInput
 _PARSER = Lark((Path(__file__).parent / "filterql.lark").read_text(), parser="lalr",
                maybe_placeholders=False)
 KEYWORDS = {"filter", "and", "or", "not", "between", "in", "intersects", "contains", "like",
-            "exists", "include", "consent", "true", "false"}
+            "exists", "include", "consent", "true", "false", "event", "where", "min", "within",
+            "day", "days"}
 _PLAIN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _NUMBERLIKE = re.compile(r"^-?\d+(\.\d+)?([eE][+-]?\d+)?$")
 
@@ -37,20 +40,24 @@ class _ToRule(Transformer):
         inner = items[1]
         if inner.get("op") == "include" and "audience" in inner:
             return {"audience": inner["audience"], "op": "exclude"}
-        if inner.get("op") == "exists" and len(inner) == 2:
+        if inner.get("op") == "exists" and "value" not in inner and "not" not in inner:
             return {**inner, "op": "not exists"}
         return {"not": inner}
 
-    def name(self, items: list[Any]) -> tuple[str, str]:
-        text = str(items[-1])
+    def name(self, items: list[Token]) -> tuple[str, str, str | None]:
+        kind = "attribute" if items[0].type == "ATTR" else "field"
+        words = [t for t in items if t.type != "ATTR"]
+        text = str(words[0])
         text = text[1:-1] if text.startswith("`") else text
-        return ("attribute" if len(items) == 2 else "field", text)
+        return (kind, text, str(words[1]) if len(words) > 1 else None)
 
-    def _cond(self, name: tuple[str, str], op: str, value: Any = None, has: bool = True
-              ) -> Any:
+    def _cond(self, name: tuple[str, str, str | None], op: str, value: Any = None,
+              has: bool = True) -> Any:
         node = {name[0]: name[1], "op": op}
         if has:
             node["value"] = value
+        if name[2] is not None:
+            node["type"] = name[2]
         return node
 
     def compare(self, items: list[Any]) -> Any:
@@ -81,6 +88,21 @@ class _ToRule(Transformer):
     def consent(self, items: list[Any]) -> Any:
         return {"consent": items[1][1]}
 
+    def event(self, items: list[Any]) -> Any:
+        node: dict[str, Any] = {"event": items[1][1]}
+        for part in items[2:]:
+            node.update(part)
+        return node
+
+    def event_where(self, items: list[Any]) -> Any:
+        return {"where": [_as_property(c) for c in items[1:]]}
+
+    def event_min(self, items: list[Any]) -> Any:
+        return {"min_count": _whole(items[1])}
+
+    def event_within(self, items: list[Any]) -> Any:
+        return {"within_days": _whole(items[1])}
+
     def list(self, items: list[Any]) -> Any:
         return items
 
@@ -96,6 +118,18 @@ class _ToRule(Transformer):
 
     def false(self, items: list[Any]) -> Any:
         return False
+
+
+def _as_property(node: Any) -> Any:
+    """A condition inside WHERE(...) is on an event property."""
+    if isinstance(node, dict) and "field" in node:
+        return {"property": node["field"], **{k: v for k, v in node.items() if k != "field"}}
+    return node
+
+
+def _whole(token: Token) -> int | float:
+    text = str(token)
+    return int(text) if re.fullmatch(r"-?\d+", text) else float(text)
 
 
 def parse_filter(text: str) -> dict[str, Any]:
@@ -128,8 +162,28 @@ def _value(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _subject(node: dict[str, Any]) -> str:
+    if "field" in node:
+        return _name(node["field"])
+    if "attribute" in node:
+        return "@" + _name(node["attribute"])
+    typed = f":{node['type']}" if node.get("type") else ""
+    return _name(node["property"]) + typed
+
+
+def _event_text(node: dict[str, Any]) -> str:
+    text = f"EVENT {_name(node['event'])}"
+    if node.get("where"):
+        text += " WHERE(" + ", ".join(_cond_text(c) for c in node["where"]) + ")"
+    if node.get("min_count") is not None:
+        text += f" MIN {node['min_count']}"
+    if node.get("within_days") is not None:
+        text += f" WITHIN {node['within_days']}"
+    return text
+
+
 def _cond_text(node: dict[str, Any]) -> str:
-    name = _name(node["field"]) if "field" in node else "@" + _name(node["attribute"])
+    name = _subject(node)
     op, value = node["op"], node.get("value")
     if op in ("exists", "not exists"):
         return ("NOT " if op == "not exists" else "") + f"EXISTS {name}"
@@ -153,7 +207,7 @@ def _text(node: dict[str, Any]) -> str:
     if "consent" in node:
         return f"CONSENT {_name(node['consent'])}"
     if "event" in node:
-        raise ValueError("event conditions have no text form yet")
+        return _event_text(node)
     return _cond_text(node)
 
 
