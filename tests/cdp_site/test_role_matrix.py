@@ -193,6 +193,29 @@ def _unmasked_profile(c: APIClient, t: Targets) -> Any:
     return response
 
 
+def _calculated(t: Targets) -> str:
+    """A calculated attribute (audience permissions); its name."""
+    from profiles.calculated import save_attribute
+
+    return save_attribute(t.account, {"name": "walk_views", "aggregate": "count",
+                                      "event": "page", "window_days": 7}).name
+
+
+def _goal(t: Targets) -> str:
+    from experiences import lifecycle
+
+    return lifecycle.create_goal(t.account, key="booked", event="booked").key
+
+
+def _experience(t: Targets) -> str:
+    """A draft A/B test that can be activated; its key."""
+    from experiences import lifecycle
+
+    return lifecycle.create_experience(
+        t.account, key="hero", name="Hero", goals=[_goal(t)],
+        variants=[{"key": "control", "base": True}, {"key": "bold"}]).key
+
+
 def _new_user_name(t: Targets) -> str:
     username = f"newcomer-{t.role}"
     get_user_model().objects.create_user(username, email=f"{username}@example.com")
@@ -379,6 +402,48 @@ ENDPOINTS: list[EndpointCase] = [
     ),
     # PII shown unmasked: Admin, Data Manager, User Search
     EndpointCase("pii.view", "GET profile, PII unmasked", _unmasked_profile),
+    # calculated attributes (read by audience rules): the audience permissions
+    EndpointCase("audiences.view", "GET calculated-attributes",
+                 lambda c, t: c.get("/api/v1/calculated-attributes/")),
+    EndpointCase("audiences.view", "GET calculated-attribute",
+                 lambda c, t: c.get(f"/api/v1/calculated-attributes/{_calculated(t)}/")),
+    EndpointCase(
+        "audiences.edit", "POST calculated-attribute",
+        lambda c, t: c.post("/api/v1/calculated-attributes/",
+                            {"name": "walked", "aggregate": "count", "event": "page",
+                             "window_days": 7}, format="json"),
+    ),
+    EndpointCase(
+        "audiences.edit", "PATCH calculated-attribute",
+        lambda c, t: c.patch(f"/api/v1/calculated-attributes/{_calculated(t)}/",
+                             {"window_days": 30}, format="json"),
+    ),
+    EndpointCase("audiences.delete", "DELETE calculated-attribute",
+                 lambda c, t: c.delete(f"/api/v1/calculated-attributes/{_calculated(t)}/")),
+    # experiences (A/B, bandit, segmented): view Adm CaM ExM GoM Mkt Obs; create, edit,
+    # activate, pause: Adm CaM ExM Mkt; delete: Adm CaM ExM
+    EndpointCase("experiences.view", "GET experiences",
+                 lambda c, t: c.get("/api/v1/experiences/")),
+    EndpointCase("experiences.view", "GET experience phases",
+                 lambda c, t: c.get(f"/api/v1/experiences/{_experience(t)}/phases/")),
+    EndpointCase(
+        "experiences.edit", "POST experience",
+        lambda c, t: c.post("/api/v1/experiences/", {"key": "walk", "name": "Walk"},
+                            format="json"),
+    ),
+    EndpointCase("experiences.edit", "POST experience activate",
+                 lambda c, t: c.post(f"/api/v1/experiences/{_experience(t)}/activate/")),
+    EndpointCase("experiences.delete", "DELETE experience",
+                 lambda c, t: c.delete(f"/api/v1/experiences/{_experience(t)}/")),
+    # goals (conversion events): view Adm GoM ExM CaM Mkt Obs; edit, delete: Adm GoM
+    EndpointCase("goals.view", "GET goals", lambda c, t: c.get("/api/v1/goals/")),
+    EndpointCase(
+        "goals.edit", "POST goal",
+        lambda c, t: c.post("/api/v1/goals/", {"key": "walked", "event": "walked"},
+                            format="json"),
+    ),
+    EndpointCase("goals.delete", "DELETE goal",
+                 lambda c, t: c.delete(f"/api/v1/goals/{_goal(t)}/")),
 ]
 
 WALKED = {case.permission for case in ENDPOINTS}
