@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test install chromium lint stop bench clean
+.PHONY: run test install chromium node-deps lint stop bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ run: install
 	$(PY) manage.py serve
 
 ## make test: install what the tests need, then lint, migration and deploy checks, the suite.
-test: install chromium
+test: install chromium node-deps
 	$(PY) -m ruff check .
 	$(PY) manage.py makemigrations --check --dry-run
 	DEBUG=0 SECRET_KEY=check-deploy-$$RANDOM-$$RANDOM-$$RANDOM-$$RANDOM-$$RANDOM-$$RANDOM-xyz \
@@ -37,6 +37,10 @@ chromium:
 	  echo "Installing Debian's chromium for the browser tests"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+## The npm packages of tests that run real JavaScript clients (tests/node), when Node is here.
+node-deps:
+	@if command -v node >/dev/null 2>&1; then cd tests/node && npm ci --no-audit --no-fund --silent; fi
 
 lint: install
 	$(PY) -m ruff check .

@@ -17,8 +17,9 @@ conversions").
   ``DataQualityWarning`` (``conversion_without_impression``).
 
 Visitors are matched by the assignment's visitor key (the decision's targeting key: the tag's
-``anonymousId``, a Personalize user uid), then by profile. Everything is set-based: a batch
-costs a handful of statements whatever its size.
+``anonymousId``, a Personalize user uid), then by the other ``_uid`` identifiers of the
+event's profile (another cookie of the same person, a uid merged into it), then by profile.
+Everything is set-based: a batch costs a handful of statements whatever its size.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
@@ -41,7 +43,7 @@ from experiences.models import (
     Experience,
     Impression,
 )
-from profiles.models import ProfileRebuild
+from profiles.models import Identifier, ProfileRebuild
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -314,11 +316,12 @@ def record_conversions(account_id: int, events: list[GoalEvent],
                 matches.append((event, exp, goal))
     if not matches:
         return 0
-    impressions = _impressions(account_id, matches)
+    cookies = _profile_cookies(account_id, {e.profile_id for e, _, _ in matches})
+    impressions = _impressions(account_id, matches, cookies)
     reached: dict[tuple[int, int, str], _Reached] = {}
     missing: list[tuple[GoalEvent, ExperienceConfig]] = []
     for event, exp, goal in matches:
-        seen = _impression_for(impressions, exp.id, event)
+        seen = _impression_for(impressions, exp.id, event, cookies.get(event.profile_id, ()))
         if seen is None:
             missing.append((event, exp))
             continue
@@ -338,10 +341,26 @@ def record_conversions(account_id: int, events: list[GoalEvent],
     return sum(entry.count for entry in reached.values())
 
 
-def _impressions(account_id: int, matches: list[tuple[GoalEvent, ExperienceConfig, Any]]
-                 ) -> dict[tuple[int, Any], Impression]:
+def _profile_cookies(account_id: int, profiles: set[int | None]) -> dict[int, list[str]]:
+    """The visitor keys (``_uid`` identifiers) of these profiles: an impression made under
+    another cookie of the same person, or under a uid that merged into it, is theirs."""
+    wanted = {p for p in profiles if p is not None}
+    found: dict[int, list[str]] = {}
+    if not wanted:
+        return found
+    uid_field = getattr(settings, "STRATA_VISITOR_IDENTIFIER_FIELD", "_uid")
+    rows = Identifier.objects.filter(account_id=account_id, profile_id__in=wanted,
+                                     field=uid_field, active=True)
+    for profile_id, value in rows.values_list("profile_id", "value"):
+        found.setdefault(profile_id, []).append(value)
+    return found
+
+
+def _impressions(account_id: int, matches: list[tuple[GoalEvent, ExperienceConfig, Any]],
+                 cookies: Mapping[int, list[str]]) -> dict[tuple[int, Any], Impression]:
     experience_ids = {exp.id for _, exp, _ in matches}
     visitors = {v for event, _, _ in matches for v in event.visitors}
+    visitors.update(v for values in cookies.values() for v in values)
     profiles = {event.profile_id for event, _, _ in matches if event.profile_id is not None}
     rows = Impression.objects.filter(account_id=account_id, experience_id__in=experience_ids)
     by_visitor = list(rows.filter(visitor__in=visitors)) if visitors else []
@@ -356,8 +375,8 @@ def _impressions(account_id: int, matches: list[tuple[GoalEvent, ExperienceConfi
 
 
 def _impression_for(impressions: Mapping[tuple[int, Any], Impression], experience_id: int,
-                    event: GoalEvent) -> Impression | None:
-    for visitor in event.visitors:
+                    event: GoalEvent, cookies: Iterable[str]) -> Impression | None:
+    for visitor in (*event.visitors, *cookies):
         row = impressions.get((experience_id, visitor))
         if row is not None:
             return row
