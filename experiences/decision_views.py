@@ -199,9 +199,15 @@ def decide_view(request: HttpRequest) -> HttpResponse:
 # --------------------------------------------------------------------------- OFREP
 
 
+# OFREP's metadata names the rule, but not whether a split assignment is new or stored: the
+# bulk answer (and its ETag) stays the same from the first request on.
+_OFREP_DETAIL = {"assigned": "split", "sticky": "split"}
+
+
 def _metadata(decision: Decision) -> dict[str, Any]:
     return {"experienceUid": decision.experience_uid, "variantUid": decision.variant_uid or "",
-            "inExperiment": decision.in_experiment, "detail": decision.detail}
+            "inExperiment": decision.in_experiment,
+            "detail": _OFREP_DETAIL.get(decision.detail, decision.detail)}
 
 
 def _flag(decision: Decision) -> dict[str, Any]:
