@@ -274,8 +274,8 @@ def _best_of_gaussian(index: int, means: list[float], stddevs: list[float]) -> f
         return value
 
     breaks = [(m - mine) / scale for m, s in others if s == 0 and abs(m - mine) < 12 * scale]
-    value, _ = integrate.quad(integrand, -12, 12, points=breaks or None, epsabs=1e-12,
-                              epsrel=1e-10, limit=200)
+    value, _ = integrate.quad(integrand, -12, 12, points=breaks or None, epsabs=1e-10,
+                              epsrel=1e-8, limit=200)
     return value
 
 

@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import pytest
 from gbstats.bayesian.tests import EffectBayesianABTest, EffectBayesianConfig
-from gbstats.gbstats import process_experiment_results
 from gbstats.models.statistics import ProportionStatistic
 from gbstats.utils import check_srm
 from hypothesis import given, settings
@@ -30,6 +29,7 @@ from experiences.stats import (
     suggest_winner,
     variant_results,
 )
+from tests.experiences.gbstats_reference import gbstats_dimension, generated_experiences
 
 FOUR_PLACES = 5e-5  # agreeing to 4 decimal places
 GBSTATS_ERRORS = {
@@ -38,23 +38,6 @@ GBSTATS_ERRORS = {
     "NO_UNITS_IN_VARIATION": "no_units",
     "ZERO_NEGATIVE_VARIANCE": "zero_variance",
 }
-
-
-def gbstats_dimension(counts: list[tuple[int, int]], weights: list[float], engine: str,
-                      **metric: Any) -> dict[str, Any]:
-    """Run gbstats the way GrowthBook's back end does, for one binomial metric."""
-    ids = [str(i) for i in range(len(counts))]
-    rows = [{"dimension": "All", "variation": ids[i], "users": users, "count": users,
-             "main_sum": conversions, "main_sum_squares": conversions}
-            for i, (users, conversions) in enumerate(counts)]
-    data = {
-        "metrics": {"m": {"id": "m", "name": "conversion", "statistic_type": "mean",
-                          "main_metric_type": "binomial", **metric}},
-        "analyses": [{"var_names": ids, "var_ids": ids, "weights": weights,
-                      "stats_engine": engine}],
-        "query_results": [{"rows": rows, "metrics": ["m"]}],
-    }
-    return process_experiment_results(data)[0]["analyses"][0]["dimensions"][0]
 
 
 def close(ours: float, theirs: float) -> bool:
@@ -88,25 +71,6 @@ def assert_matches_gbstats(counts: list[tuple[int, int]], weights: list[float]) 
         assert close(of["uplift_stddev"], f["uplift"]["stddev"])
         assert close(of["confidence_interval"][0], f["ci"][0])
         assert close(of["confidence_interval"][1], f["ci"][1])
-
-
-def generated_experiences(count: int, seed: int) -> list[tuple[list[tuple[int, int]], list[float]]]:
-    """Experiences of 2 to 4 arms, 20 to 2 M users, rates 0.1 % to 60 %, uneven splits."""
-    rng = np.random.default_rng(seed)
-    cases = []
-    for _ in range(count):
-        arms = int(rng.integers(2, 5))
-        raw = rng.uniform(0.5, 1.5, arms)
-        weights = [float(w) for w in raw / raw.sum()]
-        total = int(10 ** rng.uniform(1.3, 6.3))
-        base = float(10 ** rng.uniform(-3, np.log10(0.6)))
-        counts = []
-        for w in weights:
-            users = int(rng.binomial(total, w))
-            rate = min(base * float(rng.uniform(0.7, 1.4)), 0.95)
-            counts.append((users, int(rng.binomial(users, rate))))
-        cases.append((counts, weights))
-    return cases
 
 
 EDGE_CASES = [
