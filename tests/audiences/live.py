@@ -4,6 +4,7 @@ way the django-q2 cluster runs them."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from audiences.models import Audience, MembershipChange
@@ -60,9 +61,15 @@ def run_queued_tasks() -> int:
             ran += 1
 
 
+_clock = iter(range(1, 10**9))
+
+
 def process(account: Account, *messages: dict[str, Any], stream: str = "web",
-            **kwargs: Any) -> None:
-    send(account, *messages, stream=stream, **kwargs)
+            at: datetime | None = None) -> None:
+    """Store the messages and process them. Without ``at``, each call's events come 10 s
+    after the previous call's (``latest`` fields need later events to change)."""
+    send(account, *messages, stream=stream,
+         at=at or datetime.now(UTC) - timedelta(hours=6) + timedelta(seconds=10 * next(_clock)))
     run(account)
 
 
