@@ -209,15 +209,25 @@ def profile_document(profile: Profile, policy: PiiPolicy, account: Account,
     }
 
 
-def calculated_values(profile: Profile, policy: PiiPolicy, account: Account) -> dict[str, Any]:
-    """The profile's calculated attribute values; a most frequent value of a PII property is
-    masked like the field."""
+def calculated_rows(profile: Profile, policy: PiiPolicy, account: Account
+                    ) -> list[dict[str, Any]]:
+    """Every active calculated attribute with the profile's value (None: no matching event
+    in its window); a most frequent value of a PII property is masked like the field."""
     from profiles import calculated
 
     rows = calculated.profile_attribute_rows(account.pk, profile)
-    return {r["name"]: policy.value(r["property"], r["value"])
-            if r["aggregate_code"] == "most_frequent" else r["value"]
-            for r in rows if r["value"] is not None}
+    for row in rows:
+        row["masked"] = row["aggregate_code"] == "most_frequent" \
+            and policy.masks(row["property"]) and row["value"] is not None
+        if row["masked"]:
+            row["value"] = policy.value(row["property"], row["value"])
+    return rows
+
+
+def calculated_values(profile: Profile, policy: PiiPolicy, account: Account) -> dict[str, Any]:
+    """The profile's calculated attribute values by name (masked as ``calculated_rows``)."""
+    return {r["name"]: r["value"] for r in calculated_rows(profile, policy, account)
+            if r["value"] is not None}
 
 
 def consent_document(profile: Profile, account: Account) -> list[dict[str, Any]]:

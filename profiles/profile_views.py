@@ -173,6 +173,8 @@ def profile_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "policy": policy,
         "merged_from": merged_from if merged_from.isdigit() else "",
         "can_delete": actor.has("profiles.delete"),
+        "calculated": select.calculated_rows(profile, policy, account),
+        "consents": select.consent_document(profile, account),
     }, section="profiles", title=f"Profile #{profile.pk}")
 
 
