@@ -49,6 +49,7 @@ NAV: list[NavItem] = [
     NavItem("failed", "Failed events", "explorer-failed-events", "schema.view"),
     NavItem("schema", "Schema", "schema:overview", "schema.view"),
     NavItem("profiles", "Profiles", "profiles:search", "profiles.view"),
+    NavItem("audiences", "Audiences", "audiences:list", "audiences.view"),
     NavItem("usage", "Usage", "explorer-usage", "admin.view"),
 ]
 
