@@ -6,6 +6,7 @@ import json
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -63,6 +64,7 @@ def seed_demo(credentials_file: Path | None = None) -> DemoCredentials:
         write_key = access.create_write_key(
             account=main, actor=actor, name="Demo website", stream="default"
         ).secret
+    seed_demo_experiences(main, Actor(account=main, user=user, role_codes=frozenset({"admin"})))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"password": password, "write_key": write_key}))
     path.chmod(0o600)
@@ -71,3 +73,100 @@ def seed_demo(credentials_file: Path | None = None) -> DemoCredentials:
         write_key=write_key, account_aid=main.aid,
     )
 
+
+
+# --------------------------------------------------------------------------- experiences
+
+CUISINE_RULE = {"field": "taxonomy", "op": "=", "value": "cuisine"}
+
+DEMO_GOALS = [
+    {"key": "trip-booked", "name": "Trip booked", "event": "Trip Booked", "stream": "web",
+     "description": "A booking on the travel site: the conversion the site lives on."},
+    {"key": "newsletter-signup", "name": "Newsletter sign-up", "event": "Newsletter Signed Up",
+     "stream": "web", "description": "A visitor joined the weekly deals list."},
+]
+
+HERO = {"headline": "Explore the world with Demo Travel", "image": "/static/demo/hero-beach.jpg",
+        "cta": "See destinations"}
+
+# The three use cases of Contentstack Personalize's guide: an A/B test judged by a conversion
+# event, the same as a multi-armed bandit, and a segmented experience for the visitors whose
+# page views put them in the taxonomy = "cuisine" audience (anonymous behaviour segmentation).
+DEMO_EXPERIENCES: list[dict[str, Any]] = [
+    {"key": "homepage-hero", "name": "Homepage hero (A/B test)",
+     "description": "Does an autumn-escape hero book more trips than the evergreen one?",
+     "variants": [
+         {"key": "control", "name": "Evergreen hero", "base": True,
+          "value": "Explore the world", "content": HERO},
+         {"key": "autumn-escape", "name": "Autumn escape hero",
+          "value": "Your autumn escape starts here",
+          "content": {**HERO, "headline": "Your autumn escape starts here",
+                      "image": "/static/demo/hero-autumn.jpg", "cta": "Book autumn deals"}},
+     ],
+     "goals": [{"goal": "trip-booked", "primary": True}, {"goal": "newsletter-signup"}]},
+    {"key": "book-button", "name": "Book button (multi-armed bandit)", "distribution": "bandit",
+     "description": "Traffic shifts to the call to action that books the most trips.",
+     "variants": [
+         {"key": "book-now", "name": "Book now", "base": True, "value": "Book now",
+          "content": {"label": "Book now", "style": "primary"}},
+         {"key": "reserve", "name": "Reserve your trip", "value": "Reserve your trip",
+          "content": {"label": "Reserve your trip", "style": "primary"}},
+         {"key": "check-dates", "name": "Check dates", "value": "Check dates",
+          "content": {"label": "Check dates", "style": "outline"}},
+     ],
+     "goals": [{"goal": "trip-booked", "primary": True}]},
+    {"key": "cuisine-banner", "name": "Cuisine interest banner (segmented)",
+     "type": "segmented", "value_type": "json",
+     "description": "Visitors reading cuisine content see a recipes banner; everyone else the "
+                    "travel deals.",
+     "variants": [
+         {"key": "travel-deals", "name": "Travel deals", "base": True,
+          "value": {"headline": "This week's travel deals", "image": "/static/demo/deals.jpg"}},
+         {"key": "cuisine", "name": "New Italian recipes", "audience": "cuisine", "priority": 1,
+          "value": {"headline": "New Italian recipes", "image": "/static/demo/pasta.jpg"},
+          "content": {"link": "/articles/italian-recipes"}},
+     ],
+     "goals": [{"goal": "newsletter-signup", "primary": True}]},
+]
+
+
+def _cuisine_audience(account: Account) -> str:
+    """The audience of the segmented use case: the audiences seed's own when it made one
+    (any slug with this rule), else created here as "cuisine"; API accessible either way."""
+    from audiences.models import Audience
+
+    found = Audience.objects.filter(account=account, slug="cuisine").first() or next(
+        (a for a in Audience.objects.filter(account=account, archived=False)
+         if a.rule == CUISINE_RULE), None)
+    if found is None:
+        found = Audience.objects.create(
+            account=account, slug="cuisine", name="Cuisine interest", rule=CUISINE_RULE,
+            depends_on=["field:taxonomy"], api_accessible=True,
+            description="Visitors whose latest page view was cuisine content.")
+        try:  # members among existing profiles (new events are evaluated as they arrive)
+            from audiences.membership import start_compute
+        except ImportError:  # pragma: no cover - the audiences app without computation
+            return found.slug
+        transaction.on_commit(lambda: start_compute(found))
+    elif not found.api_accessible:
+        Audience.objects.filter(pk=found.pk).update(api_accessible=True)
+    return found.slug
+
+
+def seed_demo_experiences(account: Account, actor: Actor) -> None:
+    """The demo's goals and its three experiences, active (idempotent: existing keys are
+    left as they are)."""
+    from experiences import lifecycle
+    from experiences.models import Experience, Goal
+
+    for goal in DEMO_GOALS:
+        if not Goal.objects.filter(account=account, key=goal["key"]).exists():
+            lifecycle.create_goal(account, actor, **goal)
+    cuisine = _cuisine_audience(account)
+    for spec in DEMO_EXPERIENCES:
+        if Experience.objects.filter(account=account, key=spec["key"]).exists():
+            continue
+        variants = [{**v, "audience": cuisine} if v.get("audience") == "cuisine" else v
+                    for v in spec["variants"]]
+        exp = lifecycle.create_experience(account, actor, **{**spec, "variants": variants})
+        lifecycle.activate(exp, actor)

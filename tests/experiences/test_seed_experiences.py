@@ -1,0 +1,57 @@
+"""The demo seed's three experiences (the issue's "Done when" use cases) are live and valid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from audiences.models import Audience
+from cdp_site.demo import seed_demo
+from cdp_site.models import Account
+from experiences import config
+from experiences.models import Experience
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fresh_config() -> Any:
+    config.invalidate()
+    yield
+    config.invalidate()
+
+
+def test_seed_makes_the_three_use_cases_active_once(tmp_path: Path) -> None:
+    seed_demo(credentials_file=tmp_path / "demo.json")
+    seed_demo(credentials_file=tmp_path / "demo.json")  # idempotent
+    demo = Account.objects.get(slug="demo")
+    snapshot = config.active_config(demo.pk)
+    assert [e.key for e in snapshot.experiences] == ["homepage-hero", "book-button",
+                                                     "cuisine-banner"]
+    hero, bandit, cuisine = snapshot.experiences
+    assert hero.type == "ab" and hero.serve == config.SERVE_SPLIT
+    assert hero.primary_goal.event == "Trip Booked" and len(hero.goals) == 2
+    assert bandit.distribution == "bandit" and bandit.weights == pytest.approx((1 / 3,) * 3)
+    assert cuisine.serve == config.SERVE_SEGMENTS and cuisine.value_type == "json"
+    assert cuisine.base.key == "travel-deals"
+    assert [(v.key, v.audience) for v in cuisine.segments] == [("cuisine", "cuisine")]
+    audience = Audience.objects.get(account=demo, slug="cuisine")
+    assert audience.api_accessible and audience.rule == {"field": "taxonomy", "op": "=",
+                                                         "value": "cuisine"}
+    assert Experience.objects.filter(account=demo).count() == 3
+    assert not Experience.objects.exclude(account=demo).exists()  # not in the sandbox
+
+
+def test_seed_reuses_an_audience_the_audiences_seed_made(tmp_path: Path) -> None:
+    seed_demo(credentials_file=tmp_path / "demo.json")
+    demo = Account.objects.get(slug="demo")
+    Experience.objects.filter(account=demo, key="cuisine-banner").delete()
+    Audience.objects.filter(account=demo, slug="cuisine").update(slug="cuisine-lovers",
+                                                                 api_accessible=False)
+    seed_demo(credentials_file=tmp_path / "demo.json")
+    assert Audience.objects.get(account=demo, slug="cuisine-lovers").api_accessible
+    assert not Audience.objects.filter(account=demo, slug="cuisine").exists()
+    cuisine = config.active_config(demo.pk).get("cuisine-banner")
+    assert [v.audience for v in cuisine.segments] == ["cuisine-lovers"]
