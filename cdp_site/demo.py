@@ -65,6 +65,7 @@ def seed_demo(credentials_file: Path | None = None) -> DemoCredentials:
             account=main, actor=actor, name="Demo website", stream="default"
         ).secret
     seed_demo_experiences(main, Actor(account=main, user=user, role_codes=frozenset({"admin"})))
+    seed_demo_audiences(main)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"password": password, "write_key": write_key}))
     path.chmod(0o600)
@@ -170,3 +171,13 @@ def seed_demo_experiences(account: Account, actor: Actor) -> None:
                     for v in spec["variants"]]
         exp = lifecycle.create_experience(account, actor, **{**spec, "variants": variants})
         lifecycle.activate(exp, actor)
+
+
+def seed_demo_audiences(account: Account) -> None:
+    """The seed audiences (audiences.seed) over the Lytics use-case schema, which is installed
+    first when missing (seed_demo_events finds it live and publishes nothing)."""
+    from audiences.seed import seed_audiences
+    from profiles.schema import install_lytics_schema
+
+    install_lytics_schema(account)
+    seed_audiences(account)

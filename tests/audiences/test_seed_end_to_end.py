@@ -1,0 +1,89 @@
+"""The issue's "Done when": the seed's audiences work end to end from events (collected,
+processed by the pipeline, evaluated in real time, recomputed on schedule)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from audiences import membership
+from audiences.models import Audience
+from audiences.seed import SEED_AUDIENCES, seed_audiences
+from cdp_site.models import Account
+from tests.audiences.live import changes, lytics_account, members, process, profile_of
+
+pytestmark = pytest.mark.django_db
+
+
+def by_slug(account: Account) -> dict[str, Audience]:
+    return {a.slug: a for a in Audience.objects.filter(account=account)}
+
+
+def test_seed_audiences_from_events(account: Account) -> None:
+    lytics_account(account)
+    seed_audiences(account, compute=False)
+    seed_audiences(account, compute=False)  # idempotent
+    assert len(by_slug(account)) == len(SEED_AUDIENCES)
+    membership.compute_account(account.pk)
+    now = datetime.now(UTC)
+    # anonymous visitors reading about cuisine (web)
+    process(account, {"type": "page", "anonymousId": "anon-1",
+                      "properties": {"taxonomy": "Cuisine", "title": "Oaxaca for food lovers"}},
+            {"type": "page", "anonymousId": "anon-2", "properties": {"taxonomy": "beaches"}})
+    # CRM records (crm_users)
+    process(account, {"origin": {"email": "ann@example.com"},
+                      "response": {"loyalty_tier": "Gold",
+                                   "preferred_activities": ["Parasailing", "Hiking"]}},
+            {"origin": {"email": "bob@example.com"},
+             "response": {"loyalty_tier": "Silver", "preferred_activities": ["parasailing"]}},
+            stream="crm_users")
+    # carts: one abandoned, one bought, one too old
+    process(account, {"type": "track", "event": "added_to_cart", "anonymousId": "cart-1",
+                      "properties": {"sku": "KYOTO-5N", "price": 1200}},
+            {"type": "track", "event": "added_to_cart", "anonymousId": "cart-2",
+             "properties": {"sku": "LISBON-3N", "price": 540}},
+            {"type": "track", "event": "purchased", "anonymousId": "cart-2",
+             "properties": {"sku": "LISBON-3N", "price": 540}},
+            at=now - timedelta(days=2))
+    process(account, {"type": "track", "event": "added_to_cart", "anonymousId": "cart-3",
+                      "properties": {"sku": "BALI-7N"}}, at=now - timedelta(days=9))
+
+    seeded = by_slug(account)
+    anon = profile_of(account, "_uid", "anon-1")
+    ann = profile_of(account, "email", "ann@example.com")
+    bob = profile_of(account, "email", "bob@example.com")
+    abandoner = profile_of(account, "_uid", "cart-1")
+    buyer = profile_of(account, "_uid", "cart-2")
+    assert members(seeded["cuisine"]) == {anon.pk}
+    assert members(seeded["gold_members"]) == {ann.pk}
+    assert members(seeded["parasailing_fans"]) == {ann.pk, bob.pk}
+    assert members(seeded["added_to_cart_7d"]) == {abandoner.pk, buyer.pk}
+    assert members(seeded["purchased_7d"]) == {buyer.pk}
+    assert members(seeded["cart_abandoners_7d"]) == {abandoner.pk}
+    assert changes(seeded["cart_abandoners_7d"]) == [(abandoner.pk, "entry", "realtime")]
+    assert {a.slug for a in membership.profile_audiences(account.pk, ann.pk)} == {
+        "gold_members", "parasailing_fans"}
+
+    # a full computation agrees with what real time did
+    before = {slug: members(a) for slug, a in seeded.items()}
+    membership.compute_account(account.pk)
+    assert {slug: members(a) for slug, a in by_slug(account).items()} == before
+
+    # a week later the cart is forgotten: the schedule takes the abandoner out
+    membership.recompute_time_relative(now=now + timedelta(days=5, hours=1))
+    assert members(seeded["cart_abandoners_7d"]) == set()
+    assert changes(seeded["cart_abandoners_7d"])[-1] == (abandoner.pk, "exit", "schedule")
+    assert members(seeded["gold_members"]) == {ann.pk}
+
+
+def test_the_demo_seed_creates_them(tmp_path: Path) -> None:
+    from cdp_site.demo import seed_demo
+
+    seed_demo(credentials_file=tmp_path / "demo.json")
+    demo = Account.objects.get(slug="demo")
+    assert {slug for slug, *_ in SEED_AUDIENCES} <= set(by_slug(demo))
+    cuisine = by_slug(demo)["cuisine"]
+    assert cuisine.rule == {"field": "taxonomy", "op": "=", "value": "cuisine"}
+    assert cuisine.api_accessible
