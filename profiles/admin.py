@@ -26,7 +26,7 @@ from django.utils.safestring import SafeString
 from cdp_site.admin import AccountScopedAdmin, ago, request_actor
 from profiles import schema
 from profiles.api.schema_serializers import count_changes
-from profiles.models import Field, Mapping, RouteRule, SchemaVersion
+from profiles.models import CalculatedAttribute, Field, Mapping, RouteRule, SchemaVersion
 from profiles.schema import SchemaValidationError
 
 ADMIN_PREVIEW_EVENTS = 10
@@ -370,3 +370,60 @@ class SchemaVersionAdmin(AccountScopedAdmin):
                 ("fields", "Fields"), ("mappings", "Mappings"), ("route_rules", "Route rules"))],
             "problems": schema.validate_draft(account),
         })
+
+
+# --------------------------------------------------------------------------- calculated attributes
+
+
+CALCULATED_FORM_FIELDS = ["name", "description", "aggregate", "event", "property", "where",
+                          "window_days", "active"]
+
+
+class CalculatedAttributeForm(forms.ModelForm):
+    """Saves through profiles.calculated.save_attribute; its refusal becomes the form's
+    error (under the attribute it names) and nothing is saved."""
+
+    account: ClassVar[Any] = None
+    saved: Any = None
+
+    class Meta:
+        model = CalculatedAttribute
+        fields = CALCULATED_FORM_FIELDS
+
+    def clean(self) -> dict[str, Any]:
+        from profiles import calculated
+
+        data = super().clean()
+        if self.errors or self.account is None:
+            return data
+        try:
+            self.saved = calculated.save_attribute(
+                self.account, {k: data.get(k) for k in CALCULATED_FORM_FIELDS},
+                instance=CalculatedAttribute.objects.get(pk=self.instance.pk)
+                if self.instance.pk else None)
+        except calculated.AttributeDefinitionError as exc:
+            self.add_error(exc.attr if exc.attr in self.fields else None, exc.message)
+        return data
+
+
+@admin.register(CalculatedAttribute)
+class CalculatedAttributeAdmin(SchemaAdmin):
+    """Feature ``audiences`` (audience rules read calculated attributes)."""
+
+    permission_feature = "audiences"
+    form = CalculatedAttributeForm
+    list_display = ["name", "aggregate", "property", "event", "window_days", "active",
+                    "status", "computed"]
+    list_filter = ["aggregate", "active", "status"]
+    search_fields = ["name", "event", "description"]
+    readonly_fields = ["status", "progress", "error", "revision", "backfill_started_at",
+                       "backfill_finished_at", "computed_at"]
+
+    @admin.display(description="corrected", ordering="computed_at")
+    def computed(self, obj: CalculatedAttribute) -> str:
+        return ago(obj.computed_at) if obj.computed_at else "—"
+
+    def delete_model(self, request: HttpRequest, obj: CalculatedAttribute) -> None:
+        from profiles import calculated
+
+        calculated.delete_attribute(obj)
