@@ -222,3 +222,47 @@ def test_a_failed_computation_is_visible(crm: Account,
     assert size["status"] == "failed"
     assert "gone" in size["error"]
     assert size["size"] == 2  # the last known size stays
+
+
+def test_nesting_deeper_than_twenty_levels_is_refused(crm: Account) -> None:
+    rule: dict[str, Any] = GOLD
+    for _ in range(20):
+        rule = {"not": rule}
+    response = client(crm).post("/api/v1/audiences/", {"name": "Deep", "rule": rule},
+                                format="json")
+    assert response.status_code == 400
+    problem = response.json()["problems"][0]
+    assert problem["code"] == "too_deep" and problem["path"] == ".".join(["not"] * 20)
+    assert not Audience.objects.exists()
+
+
+@pytest.mark.parametrize("body", [
+    {"text": 'FILTER `loyalty_tier"; DROP TABLE profiles_profile; --` = "x"'},
+    {"rule": {"event": "x'); DELETE FROM profiles_profile; --", "where": [
+        {"property": "p') OR 1=1 --", "op": "=", "value": "' OR '1'='1"}]}},
+    {"rule": {"field": "loyalty_tier", "op": "like", "value": "%' OR 1=1; --*"}},
+    {"text": "FILTER loyalty_tier IN (\"Gold') OR ('1'='1\")"},
+])
+def test_sql_injection_through_the_api_has_no_effect(crm: Account, body: dict[str, Any]
+                                                     ) -> None:
+    from profiles.models import Profile
+
+    before = Profile.objects.count()
+    response = client(crm).post("/api/v1/audiences/validate/", body, format="json")
+    if response.status_code == 200:
+        assert response.json()["estimated_size"] == 0
+    else:
+        assert response.json()["code"] == "invalid_rule"
+        assert response.json()["problems"][0]["code"] == "unknown_field"
+    assert Profile.objects.count() == before == 3
+
+
+def test_unknown_operator_and_missing_rule(crm: Account) -> None:
+    c = client(crm)
+    bad = c.post("/api/v1/audiences/validate/",
+                 {"rule": {"field": "loyalty_tier", "op": "~", "value": "x"}}, format="json")
+    assert bad.json()["problems"][0]["code"] == "unknown_operator"
+    missing = c.post("/api/v1/audiences/", {"name": "Nothing"}, format="json")
+    assert missing.status_code == 400 and missing.json()["code"] == "invalid_rule"
+    reserved = c.post("/api/v1/audiences/", {"name": "Validate", "rule": GOLD}, format="json")
+    assert reserved.status_code == 400 and reserved.json()["code"] == "invalid_slug"

@@ -170,6 +170,7 @@ class EndpointCase:
 
 
 PERSON = "walker@example.com"
+WALK_RULE = {"field": "tier", "op": "=", "value": "gold"}
 
 
 def _person(t: Targets) -> int:
@@ -214,6 +215,14 @@ def _experience(t: Targets) -> str:
     return lifecycle.create_experience(
         t.account, key="hero", name="Hero", goals=[_goal(t)],
         variants=[{"key": "control", "base": True}, {"key": "bold"}]).key
+
+
+def _audience(t: Targets) -> str:
+    """An audience over the targets' `tier` field (computed by nobody: no task runs); its slug."""
+    from audiences.editing import create_audience
+
+    return create_audience(t.account, None, name="Walk tier", rule=WALK_RULE,
+                           compute=False).slug
 
 
 def _new_user_name(t: Targets) -> str:
@@ -402,6 +411,29 @@ ENDPOINTS: list[EndpointCase] = [
     ),
     # PII shown unmasked: Admin, Data Manager, User Search
     EndpointCase("pii.view", "GET profile, PII unmasked", _unmasked_profile),
+    # audiences
+    EndpointCase("audiences.view", "GET audiences", lambda c, t: c.get("/api/v1/audiences/")),
+    EndpointCase("audiences.view", "GET audience",
+                 lambda c, t: c.get(f"/api/v1/audiences/{_audience(t)}/")),
+    EndpointCase("audiences.view", "GET audience members",
+                 lambda c, t: c.get(f"/api/v1/audiences/{_audience(t)}/members/")),
+    EndpointCase("audiences.view", "GET audience size",
+                 lambda c, t: c.get(f"/api/v1/audiences/{_audience(t)}/size/")),
+    EndpointCase("audiences.view", "POST audience validate",
+                 lambda c, t: c.post("/api/v1/audiences/validate/", {"rule": WALK_RULE},
+                                     format="json")),
+    EndpointCase("audiences.view", "GET a profile's audiences",
+                 lambda c, t: c.get(f"/api/v1/audiences/for-profile/{_person(t)}/")),
+    EndpointCase("audiences.edit", "POST audience",
+                 lambda c, t: c.post("/api/v1/audiences/", {"name": "Walk", "rule": WALK_RULE},
+                                     format="json")),
+    EndpointCase("audiences.edit", "PATCH audience",
+                 lambda c, t: c.patch(f"/api/v1/audiences/{_audience(t)}/",
+                                      {"text": 'tier = "silver"'}, format="json")),
+    EndpointCase("audiences.edit", "POST audience compute",
+                 lambda c, t: c.post(f"/api/v1/audiences/{_audience(t)}/compute/")),
+    EndpointCase("audiences.delete", "DELETE audience",
+                 lambda c, t: c.delete(f"/api/v1/audiences/{_audience(t)}/")),
     # calculated attributes (read by audience rules): the audience permissions
     EndpointCase("audiences.view", "GET calculated-attributes",
                  lambda c, t: c.get("/api/v1/calculated-attributes/")),
