@@ -3,7 +3,7 @@
   'use strict';
   var VERSION = '1.0.0';
   var LIB = { name: 'strata.js', version: VERSION };
-  var METHODS = ['init', 'send', 'page', 'identify', 'consent', 'getid', 'flush'];
+  var METHODS = ['init', 'send', 'page', 'identify', 'consent', 'getid', 'flush', 'decide', 'impression'];
   var existing = w.strata;
   if (existing && existing.loaded) return; // loaded twice: keep the first
 
@@ -30,7 +30,9 @@
     visitorId: '',
     flushInterval: 1000,     // ms
     batchSize: 20,
-    maxTries: 5
+    maxTries: 5,
+    decideTimeout: 1000,     // ms the personalized elements wait for a decision
+    autoImpressions: true    // an element shown with its variant sends the impression
   };
   var ready = false;         // init() has been called
   var held = [];             // messages made before init() or before consent
@@ -40,6 +42,10 @@
   var timer = 0;
   var purposes = null;       // {purpose: bool} once consent() was called (or stored)
   var userId = null;
+  var decision = null;       // the last answer of POST /api/v1/decide
+  var settled = false;       // a decision arrived, or the wait for it timed out
+  var deciding = [];         // decide() calls waiting for init()
+  var viewed = {};           // experiences whose impression this page sent
 
   // ---- small helpers -------------------------------------------------------------------
   function uuid() {
@@ -273,6 +279,60 @@
   w.addEventListener('pagehide', beacon);
   d.addEventListener('visibilitychange', function () { if (d.visibilityState === 'hidden') beacon(); });
 
+  // ---- decisions and personalized elements (docs/tag.md, "Experiences") ---------------
+  function decisionFor(key) {
+    var list = (decision && decision.decisions) || [];
+    for (var i = 0; i < list.length; i++) if (list[i].experience === key || list[i].experience_uid === key) return list[i];
+    return null;
+  }
+  function each(root, selector, fn) { Array.prototype.forEach.call(root.querySelectorAll(selector), fn); }
+  function shown(el) { return el.hasAttribute('data-strata-shown'); }
+  function reveal(el) { el.setAttribute('data-strata-shown', ''); }
+  // An element waiting for its decision: show its variant's child (data-strata-variant = the
+  // variant key or uid, the others hidden) and fill data-strata-content="field" from the
+  // variant's content. An element shown already (timed out) is never changed: no flicker.
+  function render(el) {
+    if (shown(el)) return;
+    var dec = decisionFor(el.getAttribute('data-strata-experience'));
+    if (dec && dec.variant) {
+      var match = function (o) { var v = o.getAttribute('data-strata-variant'); return v === dec.variant || v === dec.variant_uid; };
+      var options = el.querySelectorAll('[data-strata-variant]');
+      if (Array.prototype.some.call(options, match)) each(el, '[data-strata-variant]', function (o) { o.hidden = !match(o); });
+      each(el, '[data-strata-content]', function (f) {
+        var v = isObj(dec.content) ? dec.content[f.getAttribute('data-strata-content')] : undefined;
+        if (v !== undefined && v !== null) f.textContent = String(v);
+      });
+    }
+    reveal(el);
+    if (dec && cfg.autoImpressions) api.impression(dec.experience);
+  }
+  function renderAll() { if (settled) each(d, '[data-strata-experience]', render); }
+  function settle(answer) {
+    if (answer) decision = answer;
+    settled = true;
+    renderAll();
+  }
+  function runDecide() {
+    var calls = deciding;
+    deciding = [];
+    calls.forEach(function (call) {
+      var opts = call.options;
+      var id = visitorId();
+      var timer = setTimeout(function () { settle(null); }, cfg.decideTimeout);
+      var done = function (answer) { clearTimeout(timer); settle(answer); call.resolve(answer); };
+      if (!id) return done(null); // no consent: base content
+      var body = { writeKey: cfg.writeKey, uid: id };
+      ['identifiers', 'attributes', 'experiences'].forEach(function (k) { if (opts[k]) body[k] = opts[k]; });
+      fetch(cfg.host + '/api/v1/decide', {
+        method: 'POST', body: JSON.stringify(body), headers: { 'Content-Type': 'text/plain' }, credentials: 'omit'
+      }).then(function (res) { return res.ok ? res.json() : null; })
+        .then(done, function () { done(null); });
+    });
+  }
+  // An element that waited past its CSS timeout (the anti-flicker style) shows its base.
+  d.addEventListener('animationend', function (e) { if (e.animationName === 'strata-reveal') reveal(e.target); }, true);
+  if (d.readyState === 'loading') d.addEventListener('DOMContentLoaded', renderAll);
+
   // ---- the public API ------------------------------------------------------------------
   var api = {
     loaded: true,
@@ -285,6 +345,33 @@
       if (!userId && allowed()) userId = load('strata_user');
       ready = true;
       if (allowed()) { release(); tellIdWaiters(); }
+      if (deciding.length) runDecide();
+      return api;
+    },
+    // decide(options?, callback?) -> Promise of the visitor's decisions (null on failure);
+    // shows the personalized elements when it arrives.
+    decide: function (options, callback) {
+      if (typeof options === 'function') { callback = options; options = null; }
+      var p = new Promise(function (resolve) {
+        deciding.push({ options: options || {}, resolve: resolve });
+        if (ready) runDecide();
+      });
+      if (typeof callback === 'function') p.then(callback);
+      return p;
+    },
+    // variant(key) -> the variant key the last decision gave this experience (null if none).
+    variant: function (key) {
+      var dec = decisionFor(key);
+      return dec ? dec.variant : null;
+    },
+    // impression(key): the visitor saw their variant (Segment's "Experiment Viewed"), sent once
+    // per page and only when the decision counts them in the experience.
+    impression: function (key) {
+      var dec = decisionFor(key);
+      if (dec && dec.variant && (dec.in_experiment || dec.reason === 'TARGETING_MATCH') && !viewed[dec.experience]) {
+        viewed[dec.experience] = 1;
+        api.send({ event: 'Experiment Viewed', experiment_id: dec.experience, variation_id: dec.variant });
+      }
       return api;
     },
     // send(data) or send(stream, data): a custom event (Segment `track`).
