@@ -66,6 +66,7 @@ def seed_demo(credentials_file: Path | None = None) -> DemoCredentials:
         ).secret
     seed_demo_experiences(main, Actor(account=main, user=user, role_codes=frozenset({"admin"})))
     seed_demo_audiences(main)
+    seed_demo_calculated_attributes(main)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"password": password, "write_key": write_key}))
     path.chmod(0o600)
@@ -181,3 +182,49 @@ def seed_demo_audiences(account: Account) -> None:
 
     install_lytics_schema(account)
     seed_audiences(account)
+
+
+# Event properties the demo's calculated attributes read: mapped to fields so that profile
+# events keep them (a calculated attribute reads a profile event's mapped values).
+DEMO_EVENT_FIELDS = [("revenue", "number", "sum", "Revenue of trips booked (total)."),
+                     ("product_id", "string", "latest", "Product last viewed."),
+                     ("destination", "string", "latest", "Destination last searched or booked.")]
+DEMO_CALCULATED_ATTRIBUTES: list[dict[str, Any]] = [
+    {"name": "1_week_page_views", "aggregate": "count", "event": "page", "window_days": 7,
+     "description": "Page views in the last 7 days."},
+    {"name": "90_day_revenue", "aggregate": "sum", "event": "Trip Booked",
+     "property": "revenue", "window_days": 90,
+     "description": "Revenue of trips booked in the last 90 days."},
+    {"name": "last_7_days_login", "aggregate": "last", "event": "Signed In", "window_days": 7,
+     "description": "Last sign-in in the last 7 days."},
+    {"name": "most_viewed_product", "aggregate": "most_frequent", "event": "Product Viewed",
+     "property": "product_id", "window_days": 3,
+     "description": "Product viewed most often in the last 3 days."},
+    {"name": "favourite_destination", "aggregate": "most_frequent",
+     "event": "Search Performed", "property": "destination", "window_days": 30,
+     "description": "Destination searched most often in the last 30 days."},
+]
+
+
+def seed_demo_calculated_attributes(account: Account) -> None:
+    """The issue's example calculated attributes (and one the demo traffic fills), with the
+    fields that keep the properties they read; idempotent."""
+    from profiles import calculated, schema
+    from profiles.models import CalculatedAttribute, Field
+
+    have = set(Field.objects.filter(account=account).values_list("name", flat=True))
+    for name, ftype, merge, description in DEMO_EVENT_FIELDS:
+        if name in have:
+            continue
+        field = schema.save_field(account, name=name, type=ftype, merge_operator=merge,
+                                  description=description)
+        for stream in ("default", "web"):
+            schema.save_mapping(account, field=field, stream=stream,
+                                expression=f"properties.{name}")
+    if schema.diff_schema(account)["has_changes"]:
+        schema.publish(account, note="Demo: event properties for calculated attributes")
+    defined = set(CalculatedAttribute.objects.filter(account=account)
+                  .values_list("name", flat=True))
+    for spec in DEMO_CALCULATED_ATTRIBUTES:
+        if spec["name"] not in defined:
+            calculated.save_attribute(account, spec)
