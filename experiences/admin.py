@@ -11,7 +11,7 @@ intermediate page) are actions on the list.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 from django import forms
 from django.contrib import admin, messages
@@ -54,6 +54,13 @@ class VariantForm(forms.ModelForm):
         model = Variant
         fields = ["key", "name", "value", "content", "is_base", "weight", "audience",
                   "priority"]
+        widgets: ClassVar[dict[str, Any]] = {
+            "key": forms.TextInput(attrs={"size": 14}),
+            "name": forms.TextInput(attrs={"size": 18}),
+            "content": forms.Textarea(attrs={"rows": 2, "cols": 28}),
+            "weight": forms.NumberInput(attrs={"style": "width: 5em", "step": "any"}),
+            "priority": forms.NumberInput(attrs={"style": "width: 4em"}),
+        }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -76,7 +83,6 @@ class AccountInline(admin.TabularInline):
         related = db_field.related_model
         if actor is not None and related in (Audience, Goal):
             kwargs["queryset"] = related.objects.filter(account=actor.account)
-            kwargs["to_field_name"] = "slug" if related is Audience else "key"
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     # Permissions follow the experience (its edit permission covers its variants and goals).

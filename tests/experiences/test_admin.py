@@ -53,7 +53,7 @@ def messages_of(response: Any) -> list[str]:
 
 
 def test_an_experience_is_added_with_its_variants_and_goal(account: Account) -> None:
-    goal(account)
+    booked = goal(account)
     client = signed_in(account, "experience_manager")
     response = client.post(f"{URL}add/", {
         **experience_form(),
@@ -61,7 +61,7 @@ def test_an_experience_is_added_with_its_variants_and_goal(account: Account) -> 
                                "content": "{}", "priority": "0"},
                               {"key": "bold", "value": "Book today!", "content": "{}",
                                "priority": "0"}]),
-        **inline("experience_goals", [{"goal": "booked", "primary": "on"}]),
+        **inline("experience_goals", [{"goal": booked.pk, "primary": "on"}]),
     })
     assert response.status_code == 302, response.content.decode()[:3000]
     exp = Experience.objects.get()
@@ -97,7 +97,7 @@ def test_a_change_of_weights_on_an_active_experience_starts_a_new_phase(account:
                                **({"is_base": "on"} if v.is_base else {})}
                               for v, w in zip(variants, ["0.1", "0.9"], strict=True)],
                  initial=2),
-        **inline("experience_goals", [{"id": link.pk, "experience": exp.pk, "goal": "booked",
+        **inline("experience_goals", [{"id": link.pk, "experience": exp.pk, "goal": link.goal_id,
                                        "primary": "on"}
                                       for link in exp.experience_goals.all()], initial=1),
     })
@@ -160,3 +160,13 @@ def test_who_sees_the_admin_pages(account: Account, other_account: Account) -> N
     assert "hero-banner" not in observer.get(URL).content.decode()  # another account's
     assert observer.get(f"{URL}add/").status_code == 403
     assert signed_in(account, "data_manager").get(URL).status_code == 403
+
+
+def test_the_change_page_shows_the_chosen_audience_and_goal(account: Account) -> None:
+    from tests.experiences.lifecycle_helpers import segmented
+
+    exp = segmented(account, goals=[goal(account).key])
+    page = signed_in(account, "admin").get(f"{URL}{exp.pk}/change/").content.decode()
+    cuisine = exp.variants.get(key="cuisine").audience_id
+    assert f'<option value="{cuisine}" selected>Cuisine</option>' in page
+    assert f'<option value="{exp.goals.get().pk}" selected>Booked</option>' in page
