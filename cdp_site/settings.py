@@ -84,6 +84,7 @@ MIDDLEWARE = [
     "corsheaders.middleware.CorsMiddleware",
     # Collection requests skip the session, CSRF, auth, account and message middleware below.
     "profiles.collect_middleware.CollectionMiddleware",
+    "experiences.decision_middleware.DecisionMiddleware",  # the same for decision requests
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

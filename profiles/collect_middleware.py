@@ -48,13 +48,18 @@ _HOOKS = ("process_view", "process_exception", "process_template_response")
 
 
 class CollectionMiddleware:
+    # Subclasses give other public, CSRF-exempt, session-free paths the same fast path
+    # (experiences.decision_middleware: the decision APIs).
+    urlconf = COLLECTION_URLCONF
+    prefixes = PREFIXES
+
     def __init__(self, get_response: Handler) -> None:
         if settings.ROOT_URLCONF != SITE_URLCONF:
             raise MiddlewareNotUsed(f"ROOT_URLCONF is not {SITE_URLCONF}")
         self.get_response = get_response
-        self.resolver = get_resolver(COLLECTION_URLCONF)
+        self.resolver = get_resolver(self.urlconf)
         listed = list(settings.MIDDLEWARE)
-        me = f"{__name__}.{type(self).__name__}"
+        me = f"{type(self).__module__}.{type(self).__name__}"
         handler: Handler = convert_exception_to_response(self._view)
         for path in listed:
             if path in SKIPPED or path == me:
@@ -71,7 +76,7 @@ class CollectionMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         path = request.path_info
-        if path.startswith(PREFIXES):
+        if path.startswith(self.prefixes):
             try:
                 match = self.resolver.resolve(path)
             except Resolver404:
