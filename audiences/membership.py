@@ -26,7 +26,8 @@ from django.utils import timezone
 from audiences.compiler import CompileContext, compile_sql
 from audiences.models import Audience, AudienceMembership, AudienceSize
 from audiences.rules import RuleError, RuleSchema, validate_rule
-from profiles.models import CalculatedAttribute, Profile
+from profiles.calculated import attribute_types
+from profiles.models import Profile
 from profiles.schema import live_schema
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "ATTRIBUTE_TYPES",
     "ComputeResult",
     "RuleError",
     "audience_order",
@@ -59,13 +59,6 @@ MEMBERSHIP_TABLE = "audiences_audiencemembership"
 CONSENT_TABLE = "profiles_profileconsent"
 ATTRIBUTE_TABLE = "profiles_attributevalue"
 
-# The type a calculated attribute's value has, by its aggregate.
-ATTRIBUTE_TYPES: dict[str, str] = {
-    "count": "int", "distinct": "int", "sum": "number", "avg": "number", "min": "number",
-    "max": "number", "most_frequent": "string", "first": "date", "last": "date",
-}
-
-
 def _account_id(account: Account | int) -> int:
     return account if isinstance(account, int) else account.pk
 
@@ -77,12 +70,7 @@ def rule_schema(account: Account | int) -> RuleSchema:
     """The allowlist rules are checked against: the live schema's fields and the account's
     active calculated attributes."""
     account_id = _account_id(account)
-    attributes = {
-        name: ATTRIBUTE_TYPES.get(aggregate, "number")
-        for name, aggregate in CalculatedAttribute.objects.filter(
-            account_id=account_id, active=True).values_list("name", "aggregate")
-    }
-    return RuleSchema.from_compiled(live_schema(account_id), attributes)
+    return RuleSchema.from_compiled(live_schema(account_id), attribute_types(account_id))
 
 
 def audience_rules(account: Account | int) -> dict[str, Any]:

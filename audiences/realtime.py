@@ -42,11 +42,11 @@ from audiences.compiler import (
     event_since,
     event_where_key,
 )
-from audiences.membership import ATTRIBUTE_TYPES, audience_order, compile_context
+from audiences.membership import audience_order, compile_context
 from audiences.models import Audience
 from audiences.rules import RuleError, RuleSchema, node_kind, walk_nodes
+from profiles.calculated import attribute_types
 from profiles.identity import db_cursor
-from profiles.models import CalculatedAttribute
 
 if TYPE_CHECKING:
     from profiles.pipeline import Batch
@@ -103,18 +103,12 @@ _CACHE: dict[int, AudienceState] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def _attribute_types(account_id: int) -> dict[str, str]:
-    return {name: ATTRIBUTE_TYPES.get(aggregate, "number")
-            for name, aggregate in CalculatedAttribute.objects.filter(
-                account_id=account_id, active=True).values_list("name", "aggregate")}
-
-
 def account_state(account_id: int, schema_fields: Mapping[str, str], schema_version: int,
                   now: datetime) -> AudienceState:
     """The account's compiled audiences (cached while nothing they depend on changed)."""
     heads = list(Audience.objects.filter(account_id=account_id, archived=False)
                  .values_list("pk", "slug", "version"))
-    attributes = _attribute_types(account_id)
+    attributes = attribute_types(account_id)
     key = (schema_version, tuple(sorted(attributes.items())), tuple(sorted(heads)))
     with _CACHE_LOCK:
         cached = _CACHE.get(account_id)
