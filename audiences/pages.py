@@ -209,8 +209,8 @@ def _json_error(code: str, message: str, status: int = 404) -> JsonResponse:
 def _chart(history: list[dict[str, Any]]) -> dict[str, Any]:
     span = (history[-1]["at"] - history[0]["at"]) if history else timedelta(0)
     short = span <= timedelta(days=2)
-    return {
-        "type": "line", "label": "Members", "unit": "profiles",
+    return {  # a line needs a few points; one or two read better as bars
+        "type": "line" if len(history) > 2 else "bar", "label": "Members", "unit": "profiles",
         "labels": [p["at"].strftime("%H:%M" if short else "%b %d") for p in history],
         "tooltips": [p["at"].strftime("%Y-%m-%d %H:%M UTC") for p in history],
         "values": [p["size"] for p in history],

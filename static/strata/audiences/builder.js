@@ -13,11 +13,11 @@
 
   var OP_LABELS = {
     "=": "=", "!=": "≠", ">": ">", ">=": "≥", "<": "<", "<=": "≤", "between": "between",
-    "contains": "contains", "not contains": "does not contain", "like": "like (* wildcard)",
+    "contains": "contains", "not contains": "doesn't contain", "like": "like",
     "in": "is one of", "not in": "is none of", "intersects": "has any of",
-    "exists": "exists", "not exists": "does not exist"
+    "exists": "exists", "not exists": "doesn't exist"
   };
-  var KINDS = [["field", "Profile field"], ["attribute", "Calculated attribute"],
+  var KINDS = [["field", "Field"], ["attribute", "Attribute"],
                ["event", "Event"], ["audience", "Audience"], ["consent", "Consent"]];
   var RELATIVE = [["now", "now"], ["now-1d", "1 day ago"], ["now-7d", "7 days ago"],
                   ["now-30d", "30 days ago"], ["now-90d", "90 days ago"], ["now-1y", "1 year ago"]];
@@ -329,7 +329,7 @@
   function fieldControls(node, main, extra) {
     var list = node.t === "field" ? catalog.fields : catalog.attributes;
     var options = [["", list.length ? (node.t === "field" ? "choose a field…" : "choose an attribute…") : "none published"]];
-    list.forEach(function (f) { options.push([f.name, f.name + "  ·  " + f.type]); });
+    list.forEach(function (f) { options.push([f.name, f.name]); });
     main.appendChild(select(options, node.name, {
       className: "cond-name", "aria-label": node.t === "field" ? "Field" : "Attribute",
       dataset: {testid: node.t + "-select"},
@@ -392,7 +392,8 @@
       main.appendChild(chips.box);
       setValue = chips.add;
     }
-    var hint = catalog.hints[kind];
+    var hint = kind === "date" || kind === "map" ? catalog.hints[kind] : "";
+    if (node.op === "like") hint = "* matches any text; case-insensitive";
     if (hint) extra.appendChild(el("span", {className: "hint", text: hint}));
     if (source) samples(source, extra, listId, setValue);
   }
@@ -406,7 +407,7 @@
     }
     return el("input", {type: kind === "numeric" ? "number" : "text", step: kind === "numeric" ? "any" : null,
                         className: "cond-value" + (kind === "date" ? " date" : ""), value: value || "",
-                        placeholder: kind === "date" ? "2024-05-01 or now-30d" : "value",
+                        placeholder: kind === "date" ? "2024-05-01 or now-30d" : kind === "numeric" ? "a number" : "text, any case",
                         list: listId, "aria-label": "Value", dataset: {testid: "value-input"},
                         on: {input: function (e) { onInput(e.target.value); }}});
   }
@@ -556,8 +557,8 @@
       className: "cond-op", "aria-label": "Include or exclude", dataset: {testid: "audience-op"},
       on: {change: function (e) { node.op = e.target.value; changed(); }}}));
     var options = [["", catalog.audiences.length ? "choose an audience…" : "no other audience yet"]];
-    catalog.audiences.forEach(function (a) { options.push([a.slug, a.name + "  ·  " + a.slug]); });
-    main.appendChild(select(options, node.slug, {className: "cond-name", "aria-label": "Audience",
+    catalog.audiences.forEach(function (a) { options.push([a.slug, a.name + " (" + a.slug + ")"]); });
+    main.appendChild(select(options, node.slug, {className: "cond-name audience", "aria-label": "Audience",
                                                   dataset: {testid: "audience-select"},
                                                   on: {change: function (e) { node.slug = e.target.value; changed(); }}}));
   }
