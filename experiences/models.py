@@ -119,7 +119,7 @@ class ExperienceGoal(AccountScopedModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.goal_id}{' (primary)' if self.primary else ''}"
+        return f"{self.goal.key if self.goal_id else '?'}{' (primary)' if self.primary else ''}"
 
 
 class Variant(AccountScopedModel):

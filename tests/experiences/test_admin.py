@@ -19,12 +19,6 @@ pytestmark = pytest.mark.django_db
 URL = "/admin/experiences/experience/"
 
 
-@pytest.fixture(autouse=True)
-def _fresh_config() -> Any:
-    config.invalidate()
-    yield
-    config.invalidate()
-
 
 def signed_in(account: Account, *roles: str) -> Client:
     client = Client()

@@ -19,12 +19,6 @@ pytestmark = pytest.mark.django_db
 URL = "/api/v1/experiences/"
 
 
-@pytest.fixture(autouse=True)
-def _fresh_config() -> Any:
-    config.invalidate()
-    yield
-    config.invalidate()
-
 
 def hero_body(**changes: Any) -> dict[str, Any]:
     return {

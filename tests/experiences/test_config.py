@@ -18,12 +18,6 @@ from experiences.models import BanditWeights, Experience, ExperienceGoal, Goal, 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> Any:
-    config.invalidate()
-    yield
-    config.invalidate()
-
 
 def live_experience(account: Account, key: str = "hero", *, status: str = "active",
                     distribution: str = "equal", weights: dict[str, float] | None = None,

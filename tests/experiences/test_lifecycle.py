@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from cdp_site.models import Account
@@ -13,12 +11,6 @@ from tests.experiences.lifecycle_helpers import ab_test, audience, codes, goal, 
 
 pytestmark = pytest.mark.django_db
 
-
-@pytest.fixture(autouse=True)
-def _fresh_config() -> Any:
-    config.invalidate()
-    yield
-    config.invalidate()
 
 
 # --- creating and editing drafts ------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -15,12 +14,6 @@ from experiences.models import Experience
 
 pytestmark = pytest.mark.django_db
 
-
-@pytest.fixture(autouse=True)
-def _fresh_config() -> Any:
-    config.invalidate()
-    yield
-    config.invalidate()
 
 
 def test_seed_makes_the_three_use_cases_active_once(tmp_path: Path) -> None:
