@@ -141,10 +141,10 @@ _T = {
 # LIMIT 1, which the planner cannot turn into a join over the account's identifiers). The
 # profile follows one merge hop (identity repoints identifiers to survivors; a row still
 # naming a merged-away profile resolves to its survivor).
-VISITOR_SQL = """
+_VISITOR_SQL = """
 WITH p AS (
   SELECT coalesce(pr.merged_into_id, pr.id) AS id
-    FROM unnest(%(f)s::text[], %(v)s::text[]) WITH ORDINALITY AS k(field, value, n)
+    FROM {keys}
     CROSS JOIN LATERAL (
       SELECT i.profile_id FROM {identifier} i
        WHERE i.account_id = %(a)s AND i.field = k.field AND i.value = k.value AND i.active
@@ -175,7 +175,13 @@ SELECT (SELECT id FROM p),
        ARRAY(SELECT ARRAY[x.experience_id, x.variant_id] FROM (
                SELECT DISTINCT ON (experience_id) experience_id, variant_id FROM s
                 ORDER BY experience_id, pref, assigned_at, id) x)
-""".format(**_T)  # noqa: S608 (table names come from the models)
+"""
+VISITOR_SQL = _VISITOR_SQL.format(
+    keys="unnest(%(f)s::text[], %(v)s::text[]) WITH ORDINALITY AS k(field, value, n)", **_T)
+# The usual request names the uid only: the same query with scalar parameters (psycopg dumps
+# a list parameter in Python, a string in C).
+VISITOR_UID_SQL = _VISITOR_SQL.format(
+    keys="(VALUES (%(uf)s::text, %(u)s::text, 1)) AS k(field, value, n)", **_T)
 
 # New assignments, all of one request in one statement; a concurrent request that stored the
 # same visitor's assignment first wins (it chose the same variant by the same hash).
@@ -223,12 +229,15 @@ def visitor_keys(visitor: str, identifiers: Mapping[str, Any] | None
 def _load_visitor(account_id: int, visitor: str, identifiers: Mapping[str, Any] | None
                   ) -> _Visitor:
     uid_field, purpose = _settings()
-    fields, values = visitor_keys(visitor, identifiers)
-    params = {"a": account_id, "f": fields, "v": values, "u": visitor, "uf": uid_field,
-              "cp": purpose}
+    params = {"a": account_id, "u": visitor, "uf": uid_field, "cp": purpose}
+    if identifiers or len(visitor.encode()) > MAX_IDENTIFIER_LENGTH:
+        statement = VISITOR_SQL
+        params["f"], params["v"] = visitor_keys(visitor, identifiers)
+    else:
+        statement = VISITOR_UID_SQL
     with connection.wrap_database_errors:
         cursor = _cursor()
-        cursor.execute(VISITOR_SQL, params, prepare=True)
+        cursor.execute(statement, params, prepare=True)
         profile_id, audiences, withheld, pairs = cursor.fetchone()
     return _Visitor(profile_id, frozenset(audiences), bool(withheld),
                     {pair[0]: pair[1] for pair in pairs})
