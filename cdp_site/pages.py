@@ -50,6 +50,7 @@ NAV: list[NavItem] = [
     NavItem("schema", "Schema", "schema:overview", "schema.view"),
     NavItem("profiles", "Profiles", "profiles:search", "profiles.view"),
     NavItem("audiences", "Audiences", "audiences:list", "audiences.view"),
+    NavItem("experiences", "Experiences", "experiences:list", "experiences.view"),
     NavItem("usage", "Usage", "explorer-usage", "admin.view"),
 ]
 
