@@ -64,8 +64,8 @@ def seed_demo(credentials_file: Path | None = None) -> DemoCredentials:
         write_key = access.create_write_key(
             account=main, actor=actor, name="Demo website", stream="default"
         ).secret
+    seed_demo_audiences(main)  # before the experiences: the segmented one uses "cuisine"
     seed_demo_experiences(main, Actor(account=main, user=user, role_codes=frozenset({"admin"})))
-    seed_demo_audiences(main)
     seed_demo_calculated_attributes(main)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"password": password, "write_key": write_key}))
