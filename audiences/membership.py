@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "ComputeFailed",
     "ComputeResult",
     "RuleError",
     "audience_order",
@@ -45,6 +46,7 @@ __all__ = [
     "compute_audience",
     "compute_audiences",
     "compute_one",
+    "compute_pass",
     "estimate_size",
     "member_count",
     "profile_audiences",
@@ -178,31 +180,38 @@ def _with_dependents(account_id: int, wanted: set[int]) -> list[Audience]:
 
 # ------------------------------------------------------------------------------ computing
 
-_DIFF = """
+# Several audiences in one pass over the account's profiles: each rule is a boolean column
+# of a LATERAL VALUES list, so profiles are read once; the diff is per (audience, profile).
+_PASS = """
 WITH new AS MATERIALIZED (
-    SELECT p.id FROM profiles_profile p WHERE {scope} AND ({rule})
+    SELECT v.a AS audience_id, p.id AS profile_id
+    FROM profiles_profile p
+    CROSS JOIN LATERAL (VALUES {columns}) AS v(a, hit)
+    WHERE {scope} AND v.hit
 ), gone AS (
     DELETE FROM audiences_audiencemembership m
-    WHERE m.audience_id = %s AND NOT EXISTS (SELECT 1 FROM new WHERE new.id = m.profile_id)
-    RETURNING m.profile_id
+    WHERE m.audience_id = ANY(%s::bigint[])
+      AND NOT EXISTS (SELECT 1 FROM new n
+                      WHERE n.audience_id = m.audience_id AND n.profile_id = m.profile_id)
+    RETURNING m.audience_id, m.profile_id
 ), added AS (
     INSERT INTO audiences_audiencemembership (account_id, audience_id, profile_id, since)
-    SELECT %s, %s, new.id, %s FROM new
+    SELECT %s, n.audience_id, n.profile_id, %s FROM new n
     WHERE NOT EXISTS (SELECT 1 FROM audiences_audiencemembership m
-                      WHERE m.audience_id = %s AND m.profile_id = new.id)
+                      WHERE m.audience_id = n.audience_id AND m.profile_id = n.profile_id)
     ON CONFLICT (audience_id, profile_id) DO NOTHING
-    RETURNING profile_id
+    RETURNING audience_id, profile_id
 ), changes AS (
     INSERT INTO audiences_membershipchange (account_id, audience_id, profile_id, kind, cause,
                                             at, raw_event_id)
-    SELECT %s, %s, profile_id, 'exit', %s, %s, NULL::bigint FROM gone
+    SELECT %s, audience_id, profile_id, 'exit', %s, %s, NULL::bigint FROM gone
     UNION ALL
-    SELECT %s, %s, profile_id, 'entry', %s, %s, NULL::bigint FROM added
-    RETURNING kind
+    SELECT %s, audience_id, profile_id, 'entry', %s, %s, NULL::bigint FROM added
+    RETURNING audience_id, kind
 )
-SELECT (SELECT count(*) FROM new),
-       (SELECT count(*) FROM changes WHERE kind = 'entry'),
-       (SELECT count(*) FROM changes WHERE kind = 'exit')
+SELECT 'size', audience_id, count(*) FROM new GROUP BY audience_id
+UNION ALL
+SELECT kind, audience_id, count(*) FROM changes GROUP BY kind, audience_id
 """
 
 
@@ -216,44 +225,99 @@ class ComputeResult:
     seconds: float
 
 
+class ComputeFailed(RuntimeError):
+    """Audiences that could not be computed (each marked failed with its error)."""
+
+    def __init__(self, failures: dict[str, str]) -> None:
+        self.failures = failures
+        super().__init__("; ".join(f"{slug}: {error}" for slug, error in failures.items()))
+
+
 def _lock_key(account_id: int, audience_id: int) -> int:
     # bit 28 of the high word: apart from processing's claim (29) and ticket (30) locks
     return ((1 << 28 | account_id) << 32) | (audience_id & 0xFFFFFFFF)
 
 
-def compute_one(audience: Audience, *, cause: str = "compute", now: datetime | None = None,
-                schema: RuleSchema | None = None, slug_ids: Mapping[str, int] | None = None
-                ) -> ComputeResult:
-    """Recompute one audience now, in one transaction: its membership, the entries and exits,
-    its size and a size point. Two computations of one audience wait for each other."""
+def compute_pass(audiences: list[Audience], *, cause: str = "compute",
+                 now: datetime | None = None, schema: RuleSchema | None = None,
+                 slug_ids: Mapping[str, int] | None = None) -> list[ComputeResult]:
+    """Compute audiences of one account that do not read each other in one statement (one
+    read of the profiles), in one transaction: membership, entries and exits, sizes and size
+    points. Two computations of one audience wait for each other. Raises RuleError for a
+    rule the schema no longer allows."""
+    if not audiences:
+        return []
     started = time.monotonic()
     now = now or timezone.now()
-    account_id = audience.account_id
+    account_id = audiences[0].account_id
     schema = schema or rule_schema(account_id)
     ctx = compile_context(account_id, schema, now, slug_ids)
-    rule_sql, rule_params = compile_sql(audience.rule, ctx)
-    a, acc = audience.pk, account_id
-    params = [acc, *rule_params, a, acc, a, now, a, acc, a, cause, now, acc, a, cause, now]
+    columns: list[str] = []
+    values_params: list[Any] = []
+    for audience in audiences:
+        rule_sql, rule_params = compile_sql(audience.rule, ctx)
+        columns.append(f"(%s::bigint, COALESCE(({rule_sql}), false))")
+        values_params += [audience.pk, *rule_params]
+    ids = [a.pk for a in audiences]
+    sql = _PASS.format(columns=", ".join(columns), scope=_SCOPE)
+    all_params = [*values_params, account_id, ids, account_id, now,
+                  account_id, cause, now, account_id, cause, now]
+    counts: dict[tuple[str, int], int] = {}
     with transaction.atomic(), connection.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_key(acc, a)])
-        cur.execute(_DIFF.format(scope=_SCOPE, rule=rule_sql), params)
-        size, entries, exits = cur.fetchone()
-        Audience.objects.filter(pk=a).update(size=size, computed_at=now, error="")
-        AudienceSize.objects.create(account_id=acc, audience_id=a, at=now, size=size)
-    return ComputeResult(a, audience.slug, int(size), int(entries), int(exits),
-                         time.monotonic() - started)
+        for pk in sorted(ids):
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_key(account_id, pk)])
+        cur.execute(sql, all_params)
+        for tag, audience_id, n in cur.fetchall():
+            counts[(tag, audience_id)] = int(n)
+        seconds = time.monotonic() - started
+        results = [ComputeResult(a.pk, a.slug, counts.get(("size", a.pk), 0),
+                                 counts.get(("entry", a.pk), 0), counts.get(("exit", a.pk), 0),
+                                 seconds) for a in audiences]
+        for r in results:
+            Audience.objects.filter(pk=r.audience_id).update(size=r.size, computed_at=now,
+                                                             error="")
+        AudienceSize.objects.bulk_create([AudienceSize(account_id=account_id,
+                                                       audience_id=r.audience_id, at=now,
+                                                       size=r.size) for r in results])
+    return results
+
+
+def compute_one(audience: Audience, **kwargs: Any) -> ComputeResult:
+    """Recompute one audience now (see compute_pass)."""
+    return compute_pass([audience], **kwargs)[0]
 
 
 def _set(audience_ids: Iterable[int], **values: Any) -> None:
     Audience.objects.filter(pk__in=list(audience_ids)).update(**values)
 
 
+def _levels(audiences: list[Audience]) -> list[list[Audience]]:
+    """Audiences (in dependency order) grouped so that none reads another of its group: a
+    group per depth of include / exclude."""
+    depth: dict[str, int] = {}
+    for audience in audiences:
+        reads = [d.partition(":")[2] for d in audience.depends_on if d.startswith("audience:")]
+        depth[audience.slug] = 1 + max((depth[r] for r in reads if r in depth), default=-1)
+    groups: dict[int, list[Audience]] = {}
+    for audience in audiences:
+        groups.setdefault(depth[audience.slug], []).append(audience)
+    return [groups[d] for d in sorted(groups)]
+
+
+def _fail(audiences: Iterable[Audience], error: str, failures: dict[str, str]) -> None:
+    for audience in audiences:
+        failures[audience.slug] = error
+        _set([audience.pk], status=Audience.Status.FAILED, error=error[:2000], progress=0.0)
+
+
 def compute_audiences(account_id: int, audience_ids: Iterable[int], *, cause: str = "compute",
-                      now: datetime | None = None, with_dependents: bool = True
-                      ) -> list[ComputeResult]:
+                      now: datetime | None = None, with_dependents: bool = True,
+                      one_pass: bool = True) -> list[ComputeResult]:
     """Compute these audiences (and, with ``with_dependents``, those including them) in
-    dependency order; progress is kept on each audience. A failure marks the audience (and
-    the ones still waiting after it) failed with the error, and is raised again."""
+    dependency order: audiences that do not read each other share one pass (``one_pass``),
+    or each runs alone. Progress is kept on each audience. An audience that fails is marked
+    failed with its error, and so are those that read it; the others still run, and
+    ComputeFailed is raised at the end."""
     wanted = set(audience_ids)
     audiences = (_with_dependents(account_id, wanted) if with_dependents else audience_order(
         Audience.objects.filter(account_id=account_id, pk__in=wanted)))
@@ -263,21 +327,36 @@ def compute_audiences(account_id: int, audience_ids: Iterable[int], *, cause: st
     schema = rule_schema(account_id)
     slug_ids = dict(Audience.objects.filter(account_id=account_id).values_list("slug", "pk"))
     _set((a.pk for a in audiences), status=Audience.Status.COMPUTING, progress=0.0)
-    results = []
-    for i, audience in enumerate(audiences):
-        _set([audience.pk], progress=round(0.05 + 0.9 * i / len(audiences), 3))
+    groups = _levels(audiences) if one_pass else [[a] for a in audiences]
+    results: list[ComputeResult] = []
+    failures: dict[str, str] = {}
+    done = 0
+    for group in groups:
+        blocked = [a for a in group if any(d.partition(":")[2] in failures
+                                           for d in a.depends_on if d.startswith("audience:"))]
+        _fail(blocked, "not computed: an audience it reads failed", failures)
+        group = [a for a in group if a not in blocked]
+        _set((a.pk for a in group), progress=round(0.05 + 0.9 * done / len(audiences), 3))
         try:
-            results.append(compute_one(audience, cause=cause, now=now, schema=schema,
-                                       slug_ids=slug_ids))
+            computed = compute_pass(group, cause=cause, now=now, schema=schema,
+                                    slug_ids=slug_ids)
         except Exception as exc:
-            message = f"{type(exc).__name__}: {exc}"
-            log.exception("audience %s failed to compute", audience.pk)
-            _set([audience.pk], status=Audience.Status.FAILED, error=message[:2000],
-                 progress=0.0)
-            _set((a.pk for a in audiences[i + 1:]), status=Audience.Status.FAILED,
-                 error=f"not computed: {audience.slug} failed before it", progress=0.0)
-            raise
-        _set([audience.pk], status=Audience.Status.READY, progress=1.0)
+            log.exception("audiences %s failed to compute", [a.pk for a in group])
+            if len(group) == 1:
+                _fail(group, f"{type(exc).__name__}: {exc}", failures)
+                continue
+            computed = []
+            for audience in group:  # find which one: each alone
+                try:
+                    computed += compute_pass([audience], cause=cause, now=now, schema=schema,
+                                             slug_ids=slug_ids)
+                except Exception as one:
+                    _fail([audience], f"{type(one).__name__}: {one}", failures)
+        _set((r.audience_id for r in computed), status=Audience.Status.READY, progress=1.0)
+        results += computed
+        done += len(group)
+    if failures:
+        raise ComputeFailed(failures)
     return results
 
 
