@@ -13,7 +13,14 @@ from django.utils import timezone
 from audiences.models import Audience, AudienceMembership, AudienceSize
 from cdp_site.models import Account
 from profiles import schema
-from profiles.models import Identifier, Profile, ProfileConsent, ProfileEvent
+from profiles.models import (
+    AttributeValue,
+    CalculatedAttribute,
+    Identifier,
+    Profile,
+    ProfileConsent,
+    ProfileEvent,
+)
 from tests.conftest import make_user
 
 EMAIL = "jane.cook@example.com"
@@ -71,6 +78,11 @@ def build_world(account: Account) -> World:
                                 properties={"sku": "A1", "price": 12})
     ProfileConsent.objects.create(account=account, profile=cook, purpose="email",
                                   granted=True, at=now)
+    cart_value = CalculatedAttribute.objects.create(
+        account=account, name="cart_value_7d", description="Value added to carts, 7 days.",
+        aggregate="sum", event="added_to_cart", property="price", window_days=7)
+    AttributeValue.objects.create(account=account, attribute=cart_value, profile=cook,
+                                  name="cart_value_7d", value=12)
     cuisine = audience(account, "cuisine", "Cuisine readers",
                        {"field": "taxonomy", "op": "=", "value": "cuisine"},
                        members=[cook, anonymous_cook], sizes=[0, 1, 1, 2])

@@ -208,3 +208,70 @@ def test_why_in_and_the_profile_link(browser, account):
     page.get_by_test_id("profile-audiences-link").click()
     expect(page.get_by_test_id("profile-audiences")).to_contain_text("Known cooks")
     shot(browser, "profile-audiences")
+
+
+def test_events_attributes_consent_and_lists(browser, account):
+    world = build_world(account)
+    users(account)
+    page = browser.page
+    browser.log_in("mark", PASSWORD)
+    browser.goto("/audiences/new/")
+    page.get_by_test_id("audience-name").fill("Warm carts")
+
+    # at least one added_to_cart with price > 10 in the last 7 days
+    root_add(page, "add-condition")
+    event = page.get_by_test_id("condition").nth(0)
+    event.get_by_test_id("kind-select").select_option("event")
+    event = page.get_by_test_id("condition").nth(0)
+    event.get_by_test_id("event-name").fill("added_to_cart")
+    event.get_by_test_id("within-days").fill("7")
+    event.get_by_test_id("add-property").click()
+    prop = page.get_by_test_id("property-condition").nth(0)
+    prop.get_by_test_id("property-name").fill("price")
+    prop.get_by_test_id("property-name").press("Tab")  # known property: typed as a number
+    prop = page.get_by_test_id("property-condition").nth(0)
+    expect(prop.locator(".cond-type")).to_have_value("number")
+    prop.get_by_test_id("op-select").select_option(">")
+    prop.get_by_test_id("value-input").fill("10")
+
+    # a calculated attribute, a consent, and a list of values from the samples
+    root_add(page, "add-condition")
+    attribute = page.get_by_test_id("condition").nth(1)
+    attribute.get_by_test_id("kind-select").select_option("attribute")
+    attribute = page.get_by_test_id("condition").nth(1)
+    attribute.get_by_test_id("attribute-select").select_option("cart_value_7d")
+    attribute.get_by_test_id("op-select").select_option(">=")
+    attribute.get_by_test_id("value-input").fill("10")
+    root_add(page, "add-condition")
+    consent = page.get_by_test_id("condition").nth(2)
+    consent.get_by_test_id("kind-select").select_option("consent")
+    page.get_by_test_id("condition").nth(2).get_by_test_id("consent-purpose").fill("email")
+    root_add(page, "add-condition")
+    listed = page.get_by_test_id("condition").nth(3)
+    listed.get_by_test_id("field-select").select_option("taxonomy")
+    listed.get_by_test_id("op-select").select_option("in")
+    listed.locator("[data-testid=sample][data-value=cuisine]").click()
+    listed.locator("[data-testid=sample][data-value=travel]").click()
+    expect(listed.locator(".chip-item")).to_have_count(2)
+
+    expect(page.get_by_test_id("rule-text")).to_contain_text("added_to_cart")
+    expect(page.get_by_test_id("rule-text")).to_contain_text(
+        'CONSENT email, taxonomy IN ("cuisine", "travel"))')
+    expect(page.get_by_test_id("estimate")).to_have_text("1")
+    shot(browser, "builder-kinds")
+
+    page.get_by_test_id("save").click()
+    page.wait_for_url("**/audiences/warm_carts/")
+    saved = Audience.objects.get(account=account, slug="warm_carts")
+    assert saved.rule == {"and": [
+        {"event": "added_to_cart", "within_days": 7,
+         "where": [{"property": "price", "op": ">", "type": "number", "value": 10}]},
+        {"attribute": "cart_value_7d", "op": ">=", "value": 10},
+        {"consent": "email"},
+        {"field": "taxonomy", "op": "in", "value": ["cuisine", "travel"]},
+    ]}
+    expect(page.get_by_test_id("rule-text")).to_contain_text("@cart_value_7d >= 10")
+    browser.goto(f"/audiences/warm_carts/why/?q={world.profiles['cook'].pk}")
+    expect(page.get_by_test_id("verdict")).to_contain_text("is in")
+    expect(page.get_by_test_id("why-tree")).to_contain_text("1 matching event")
+    shot(browser, "why-kinds")

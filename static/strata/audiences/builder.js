@@ -421,7 +421,7 @@
   function chipInput(node, kind, listId) {
     var box = el("div", {className: "chips-input", dataset: {testid: "list-input"}});
     var input = el("input", {type: kind === "numeric" ? "number" : "text", step: kind === "numeric" ? "any" : null,
-                             placeholder: "add a value, Enter", list: listId, "aria-label": "Add a value",
+                             placeholder: "add, Enter", list: listId, "aria-label": "Add a value",
                              dataset: {testid: "list-value"}});
     function draw() {
       Array.prototype.slice.call(box.querySelectorAll(".chip-item")).forEach(function (c) { c.remove(); });
