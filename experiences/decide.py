@@ -54,7 +54,7 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
 from audiences.models import Audience, AudienceMembership
@@ -194,16 +194,19 @@ ON CONFLICT (experience_id, visitor) DO NOTHING
 """.format(**_T)
 
 
-def _cursor() -> psycopg.Cursor[Any]:
-    """A plain psycopg cursor on this thread's connection, kept with it (the statements are
-    prepared once per connection where the settings allow)."""
-    connection.ensure_connection()
-    raw = connection.connection
-    cursor = getattr(connection, "_strata_decide_cursor", None)
-    if cursor is None or cursor.connection is not raw or cursor.closed:
-        cursor = psycopg.Cursor(raw)
-        connection._strata_decide_cursor = cursor
-    return cursor
+def _cursor() -> tuple[Any, psycopg.Cursor[Any]]:
+    """This thread's database wrapper and a plain psycopg cursor on its connection, kept with
+    it (the statements are prepared once per connection where the settings allow). The
+    wrapper is looked up once: each attribute read through ``django.db.connection`` costs a
+    thread-local lookup."""
+    db = connections[DEFAULT_DB_ALIAS]
+    raw = db.connection
+    cursor = getattr(db, "_strata_decide_cursor", None)
+    if raw is None or cursor is None or cursor.connection is not raw or cursor.closed:
+        db.ensure_connection()
+        cursor = psycopg.Cursor(db.connection)
+        db._strata_decide_cursor = cursor
+    return db, cursor
 
 
 def visitor_keys(visitor: str, identifiers: Mapping[str, Any] | None
@@ -235,8 +238,8 @@ def _load_visitor(account_id: int, visitor: str, identifiers: Mapping[str, Any] 
         params["f"], params["v"] = visitor_keys(visitor, identifiers)
     else:
         statement = VISITOR_UID_SQL
-    with connection.wrap_database_errors:
-        cursor = _cursor()
+    db, cursor = _cursor()
+    with db.wrap_database_errors:
         cursor.execute(statement, params, prepare=True)
         profile_id, audiences, withheld, pairs = cursor.fetchone()
     return _Visitor(profile_id, frozenset(audiences), bool(withheld),
@@ -248,8 +251,9 @@ def _store(account_id: int, visitor: str, profile_id: int | None,
     params = {"a": account_id, "u": visitor, "p": profile_id, "at": timezone.now(),
               "e": [row[0] for row in new], "v": [row[1] for row in new],
               "n": [row[2] for row in new]}
-    with connection.wrap_database_errors:
-        _cursor().execute(INSERT_SQL, params, prepare=True)
+    db, cursor = _cursor()
+    with db.wrap_database_errors:
+        cursor.execute(INSERT_SQL, params, prepare=True)
 
 
 # --------------------------------------------------------------------------- the rules
