@@ -19,8 +19,8 @@ split at once (other processes within the config TTL). New visitors are split by
 weights; assigned visitors keep their variant.
 
 The experience row is locked (``SELECT … FOR UPDATE SKIP LOCKED``) while it is reweighted, so
-two workers never reweight the same bandit twice. Sampling is seeded from the experience, the
-phase and the time, so a run is repeatable (tests pass ``now``).
+two workers never reweight the same bandit twice. Sampling is seeded from the experience's uid
+and key, the phase and the time, so a run is repeatable (tests pass ``now``).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def _bandits() -> list[int]:
 
 
 def _seed(exp: Experience, now: datetime) -> int:
-    text = f"{exp.pk}:{exp.phase}:{now.isoformat()}".encode()
+    text = f"{exp.uid}:{exp.key}:{exp.phase}:{now.isoformat()}".encode()
     return int.from_bytes(hashlib.sha256(text).digest()[:8], "big")
 
 
