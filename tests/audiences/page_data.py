@@ -83,6 +83,8 @@ def build_world(account: Account) -> World:
         aggregate="sum", event="added_to_cart", property="price", window_days=7)
     AttributeValue.objects.create(account=account, attribute=cart_value, profile=cook,
                                   name="cart_value_7d", value=12)
+    CalculatedAttribute.objects.create(account=account, name="last_cart", aggregate="last",
+                                       event="added_to_cart", window_days=90)
     cuisine = audience(account, "cuisine", "Cuisine readers",
                        {"field": "taxonomy", "op": "=", "value": "cuisine"},
                        members=[cook, anonymous_cook], sizes=[0, 1, 1, 2])

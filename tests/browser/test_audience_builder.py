@@ -210,6 +210,20 @@ def test_why_in_and_the_profile_link(browser, account):
     shot(browser, "profile-audiences")
 
 
+def new_condition(page, index: int, kind: str):
+    """Add a condition to the root group and make it of this kind (the row is redrawn)."""
+    root_add(page, "add-condition")
+    page.get_by_test_id("condition").nth(index).get_by_test_id("kind-select").select_option(kind)
+    return page.get_by_test_id("condition").nth(index)
+
+
+def add_attribute(page, index: int, name: str):
+    row = new_condition(page, index, "attribute")
+    row.get_by_test_id("attribute-select").select_option(name)
+    row.get_by_test_id("op-select").select_option(">=")
+    return row
+
+
 def test_events_attributes_consent_and_lists(browser, account):
     world = build_world(account)
     users(account)
@@ -219,10 +233,7 @@ def test_events_attributes_consent_and_lists(browser, account):
     page.get_by_test_id("audience-name").fill("Warm carts")
 
     # at least one added_to_cart with price > 10 in the last 7 days
-    root_add(page, "add-condition")
-    event = page.get_by_test_id("condition").nth(0)
-    event.get_by_test_id("kind-select").select_option("event")
-    event = page.get_by_test_id("condition").nth(0)
+    event = new_condition(page, 0, "event")
     event.get_by_test_id("event-name").fill("added_to_cart")
     event.get_by_test_id("within-days").fill("7")
     event.get_by_test_id("add-property").click()
@@ -235,17 +246,8 @@ def test_events_attributes_consent_and_lists(browser, account):
     prop.get_by_test_id("value-input").fill("10")
 
     # a calculated attribute, a consent, and a list of values from the samples
-    root_add(page, "add-condition")
-    attribute = page.get_by_test_id("condition").nth(1)
-    attribute.get_by_test_id("kind-select").select_option("attribute")
-    attribute = page.get_by_test_id("condition").nth(1)
-    attribute.get_by_test_id("attribute-select").select_option("cart_value_7d")
-    attribute.get_by_test_id("op-select").select_option(">=")
-    attribute.get_by_test_id("value-input").fill("10")
-    root_add(page, "add-condition")
-    consent = page.get_by_test_id("condition").nth(2)
-    consent.get_by_test_id("kind-select").select_option("consent")
-    page.get_by_test_id("condition").nth(2).get_by_test_id("consent-purpose").fill("email")
+    add_attribute(page, 1, "cart_value_7d").get_by_test_id("value-input").fill("10")
+    new_condition(page, 2, "consent").get_by_test_id("consent-purpose").fill("email")
     root_add(page, "add-condition")
     listed = page.get_by_test_id("condition").nth(3)
     listed.get_by_test_id("field-select").select_option("taxonomy")
@@ -253,6 +255,14 @@ def test_events_attributes_consent_and_lists(browser, account):
     listed.locator("[data-testid=sample][data-value=cuisine]").click()
     listed.locator("[data-testid=sample][data-value=travel]").click()
     expect(listed.locator(".chip-item")).to_have_count(2)
+
+    # a date: relative helpers fill the value (checked, then removed again)
+    dated = add_attribute(page, 4, "last_cart")
+    dated.get_by_test_id("relative-date").select_option("now-30d")
+    expect(dated.get_by_test_id("value-input")).to_have_value("now-30d")
+    expect(page.get_by_test_id("rule-text")).to_contain_text('@last_cart >= "now-30d"')
+    shot(browser, "builder-date")
+    dated.get_by_test_id("remove").click()
 
     expect(page.get_by_test_id("rule-text")).to_contain_text("added_to_cart")
     expect(page.get_by_test_id("rule-text")).to_contain_text(

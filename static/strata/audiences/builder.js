@@ -465,11 +465,13 @@
       var values = (data.values || []);
       datalist(listId, values.map(function (v) { return String(v.value); }));
       if (!values.length) {
-        line.appendChild(el("span", {className: "muted small", text: data.hidden ? "PII field: values are not shown." : "No values among recent profiles yet."}));
+        line.appendChild(el("span", {className: "muted small", text: data.hidden ? "PII field: values are not shown." : "No values yet."}));
         return;
       }
       var share = data.scanned ? Math.round(100 * data.with_value / data.scanned) : 0;
-      line.appendChild(el("span", {className: "muted small", text: "Seen on " + share + "% of " + formatNumber(data.scanned) + " recent profiles:"}));
+      var lead = source.field === "attribute" ? "Frequent values:"
+        : "Seen on " + share + "% of " + formatNumber(data.scanned) + " recent profiles:";
+      line.appendChild(el("span", {className: "muted small", text: lead}));
       values.forEach(function (v) {
         line.appendChild(el("button", {type: "button", className: "sample", title: formatNumber(v.count) + " profiles",
                                        dataset: {testid: "sample", value: String(v.value)},
@@ -505,15 +507,17 @@
     loadProperties(node);
   }
 
+  // The event's known properties (fetched once per event name); a promise of the list.
   function loadProperties(node) {
-    if (!node.event) return;
+    if (!node.event) return Promise.resolve([]);
     var key = "event:" + node.event;
     var pending = samplesCache[key] || (samplesCache[key] = fetch(
       config.api.values + "?event=" + encodeURIComponent(node.event),
       {credentials: "same-origin", headers: {Accept: "application/json"}}).then(function (r) { return r.json(); }));
-    pending.then(function (data) {
-      node.properties = data.properties || [];
-      datalist("props-" + node.event.replace(/[^A-Za-z0-9_-]/g, "_"), node.properties.map(function (p) { return p.name; }));
+    return pending.then(function (data) {
+      var properties = data.properties || [];
+      datalist("props-" + node.event.replace(/[^A-Za-z0-9_-]/g, "_"), properties.map(function (p) { return p.name; }));
+      return properties;
     });
   }
 
@@ -545,9 +549,14 @@
     return row;
   }
 
+  // A property the event is known to carry takes the type its values have.
   function guessType(node, w) {
-    var found = (node.properties || []).filter(function (p) { return p.name === w.property; })[0];
-    if (found && found.type !== w.type) { w.type = found.type; w.op = opsFor(propertyKind(w))[0].name; w.value = ""; render(); }
+    loadProperties(node).then(function (properties) {
+      var found = properties.filter(function (p) { return p.name === w.property; })[0];
+      if (found && found.type !== w.type) {
+        w.type = found.type; w.op = opsFor(propertyKind(w))[0].name; w.value = ""; render();
+      }
+    });
   }
 
   // --- audiences and consent
