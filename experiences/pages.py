@@ -56,6 +56,12 @@ REASONS = {
                       "winner to pick.",
 }
 
+ERRORS = {  # why experiences.stats could not compare a variant (gbstats' reasons)
+    "baseline_zero": "The control has no conversions yet: nothing to compare with.",
+    "no_units": "An arm has no visitors.",
+    "zero_variance": "A rate of exactly 0 % or 100 %: no spread to compare.",
+}
+
 WARNING_TEXT = {
     "impression_not_assigned": "Impressions of a variant the visitor was not given (ignored)",
     "conversion_without_impression": "Goal events from assigned visitors who never saw the "
@@ -120,19 +126,17 @@ def _comparison(row: dict[str, Any], shown: bool) -> dict[str, Any]:
         "chance_class": "good" if chance >= 0.95 else "bad" if chance <= 0.05 else "",
         "credible_interval": interval_text(bayes["credible_interval"]),
         "risk": pct(bayes["risk_variant"], 2),
+        "error": ERRORS.get(bayes["error"] or "", ""),
         "p_value": p_value_text(freq["p_value"]),
         "confidence_interval": interval_text(freq["confidence_interval"]),
-        "error": bayes["error"],
     }
 
 
 def table_rows(answer: dict[str, Any]) -> list[dict[str, Any]]:
-    """The results table as display strings."""
-    rows = answer["variants"]
-    control_visible = bool(rows) and rows[0]["visible"]
-    everyone_visible = answer["visible"]
+    """The results table as display strings. A variant's figures show once it has enough data
+    (``visible``); the intervals say how sure they are, the winner waits for every arm."""
     out = []
-    for row in rows:
+    for row in answer["variants"]:
         out.append({
             "key": row["key"], "name": row["name"], "is_base": row["is_base"],
             "weight": pct(row["weight"], 0) if answer["type"] != "segmented" else DASH,
@@ -143,10 +147,10 @@ def table_rows(answer: dict[str, Any]) -> list[dict[str, Any]]:
             "conversions": row["primary"]["total"],
             "rate": pct(row["primary"]["rate"], 2),
             "visible": row["visible"],
-            "best": pct(row["chance_to_be_best"]) if everyone_visible
+            "best": pct(row["chance_to_be_best"]) if row["visible"]
             and row["chance_to_be_best"] is not None else DASH,
             "leader": answer["winner"]["variant"] == row["key"],
-            "compare": _comparison(row, control_visible and row["visible"]),
+            "compare": _comparison(row, row["visible"]),
         })
     return out
 
@@ -293,6 +297,7 @@ def experience_detail(request: HttpRequest, key: str) -> HttpResponse:
         "actions": _actions(actor, exp),
         "can_edit": actor.has("experiences.edit"),
         "target_audiences": list(exp.target_audiences.values_list("name", flat=True)),
+        "now": now,
     }, section=SECTION, title=exp.name)
 
 

@@ -136,11 +136,22 @@ def _phase(exp: Experience, number: int | None) -> Phase | None:
     return Phase.objects.filter(experience=exp, number=wanted).first()
 
 
+def current_weights(exp: Experience, phase: Phase) -> dict[str, float]:
+    """The split the phase runs with now: its own weights, or a bandit's latest reweighting."""
+    if exp.distribution == Experience.Distribution.BANDIT:
+        latest = (BanditWeights.objects.filter(experience=exp, phase=phase.number)
+                  .order_by("-at", "-id").values_list("weights", flat=True).first())
+        if latest:
+            return dict(latest)
+    return dict(phase.weights or {})
+
+
 def phase_arms(exp: Experience, phase: Phase) -> list[Arm]:
-    """The phase's variants (the base first, then by position), with their counts."""
+    """The phase's variants (the base first, then by position), with their counts and their
+    current share of the split."""
     variants = sorted(exp.variants.all(), key=lambda v: (not v.is_base, v.position, v.pk))
     in_phase = set(phase.variant_keys or [])
-    weights = phase.weights or {}
+    weights = current_weights(exp, phase)
     arms = {v.pk: Arm(v, float(weights.get(v.key, 0.0))) for v in variants}
     scope = {"experience_id": exp.pk, "phase": phase.number}
     for row in (Assignment.objects.filter(**scope).values("variant_id")
