@@ -19,6 +19,7 @@
   };
   var KINDS = [["field", "Field"], ["attribute", "Attribute"],
                ["event", "Event"], ["audience", "Audience"], ["consent", "Consent"]];
+  var PAGE_SLUGS = ["new", "builder", "profile"];
   var RELATIVE = [["now", "now"], ["now-1d", "1 day ago"], ["now-7d", "7 days ago"],
                   ["now-30d", "30 days ago"], ["now-90d", "90 days ago"], ["now-1y", "1 year ago"]];
 
@@ -738,6 +739,11 @@
       var body = {name: name.value.trim(), description: description.value, api_accessible: api.checked,
                   rule: currentRule()};
       if (!editing) body.slug = slug.value.trim();
+      if (!editing && PAGE_SLUGS.indexOf(body.slug) >= 0) {  // page addresses under /audiences/
+        box.appendChild(el("p", {className: "problem", dataset: {testid: "problem"},
+                                 text: "The slug “" + body.slug + "” is taken by a page; choose another."}));
+        return;
+      }
       var button = document.getElementById("save");
       button.disabled = true;
       var url = editing ? config.api.list + encodeURIComponent(editing.slug) + "/" : config.api.list;
