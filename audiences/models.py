@@ -11,7 +11,7 @@ from django.db import models
 from django.utils import timezone
 
 from audiences.rules import dependencies, is_time_relative
-from cdp_site.models import AccountScopedModel
+from cdp_site.models import Account, AccountScopedModel
 from profiles.models import Profile
 
 
@@ -68,12 +68,22 @@ class Audience(AccountScopedModel):
 
 
 class AudienceMembership(AccountScopedModel):
-    """A profile in an audience now (a surviving profile: merges move memberships)."""
+    """A profile in an audience now (a surviving profile: merges move memberships). Written in
+    bulk (a full computation inserts a row per member), so no index beyond what reads need (the
+    unique (audience, profile) serves lookups by audience) and no foreign key checks in the
+    database: a check per row locked every member's profile row (``FOR KEY SHARE``), which
+    made a first computation several times slower. Deletes still cascade (the ORM, and
+    profiles.rebuild through the relation); only audiences.membership and audiences.realtime
+    write rows, with ids they just read."""
 
     id = models.BigAutoField(primary_key=True)
-    audience = models.ForeignKey(Audience, on_delete=models.CASCADE, related_name="memberships")
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+",
+                                db_index=False, db_constraint=False)
+    audience = models.ForeignKey(Audience, on_delete=models.CASCADE, related_name="memberships",
+                                 db_index=False, db_constraint=False)
     profile = models.ForeignKey(Profile, on_delete=models.CASCADE,
-                                related_name="audience_memberships")
+                                related_name="audience_memberships", db_index=False,
+                                db_constraint=False)
     since = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -87,7 +97,9 @@ class AudienceMembership(AccountScopedModel):
 
 
 class MembershipChange(AccountScopedModel):
-    """One entry or exit, and what caused it."""
+    """One entry or exit, and what caused it. An append-only log written in bulk: no foreign
+    key checks in the database (deleting an audience or an account deletes its rows through
+    the ORM) and only the indexes its readers use."""
 
     class Kind(models.TextChoices):
         ENTRY = "entry"
@@ -101,7 +113,10 @@ class MembershipChange(AccountScopedModel):
         DELETE = "delete", "profile or audience deleted"
 
     id = models.BigAutoField(primary_key=True)
-    audience = models.ForeignKey(Audience, on_delete=models.CASCADE, related_name="changes")
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+",
+                                db_index=False, db_constraint=False)
+    audience = models.ForeignKey(Audience, on_delete=models.CASCADE, related_name="changes",
+                                 db_index=False, db_constraint=False)
     profile_id = models.BigIntegerField(help_text="Kept after the profile is gone.")
     kind = models.CharField(max_length=8, choices=Kind.choices)
     cause = models.CharField(max_length=16, choices=Cause.choices)
@@ -123,7 +138,8 @@ class MembershipChange(AccountScopedModel):
 class AudienceSize(AccountScopedModel):
     """The audience's size at a moment (hourly, and after each computation): the size chart."""
 
-    audience = models.ForeignKey(Audience, on_delete=models.CASCADE, related_name="sizes")
+    audience = models.ForeignKey(Audience, on_delete=models.CASCADE, related_name="sizes",
+                                 db_index=False)
     at = models.DateTimeField()
     size = models.BigIntegerField()
 

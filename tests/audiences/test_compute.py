@@ -38,7 +38,7 @@ def test_levels_share_passes_and_follow_dependencies(crm: Account) -> None:
     assert [[a.slug for a in g] for g in membership._levels(
         membership.audience_order([gold, para, both, neither]))] == [
         ["gold", "para"], ["both"], ["neither"]]
-    results = membership.compute_account(crm.pk)
+    results = membership.compute_audiences(crm.pk, [gold.pk, para.pk], one_pass=True)
     assert {r.slug: (r.size, r.entries, r.exits) for r in results} == {
         "gold": (1, 1, 0), "para": (1, 1, 0), "both": (1, 1, 0), "neither": (1, 1, 0)}
     ann = profile_of(crm, "email", "ann@example.com")
@@ -47,7 +47,7 @@ def test_levels_share_passes_and_follow_dependencies(crm: Account) -> None:
     assert set(Audience.objects.values_list("status", flat=True)) == {"ready"}
     assert AudienceSize.objects.count() == 4
     # one pass and one audience at a time agree, and a second run changes nothing
-    again = membership.compute_account(crm.pk)
+    again = membership.compute_audiences(crm.pk, [gold.pk, para.pk], one_pass=True)
     assert all((r.entries, r.exits) == (0, 0) for r in again)
     alone = membership.compute_audiences(crm.pk, [gold.pk, para.pk], one_pass=False)
     assert {r.slug for r in alone} == {"gold", "para", "both", "neither"}
@@ -60,7 +60,7 @@ def test_a_failing_audience_is_marked_and_the_others_still_compute(crm: Account)
     reader = make(crm, "reader", "INCLUDE broken")
     Audience.objects.filter(pk=broken.pk).update(rule={"field": "removed", "op": "exists"})
     with pytest.raises(membership.ComputeFailed) as caught:
-        membership.compute_account(crm.pk)
+        membership.compute_audiences(crm.pk, [gold.pk, broken.pk], one_pass=True)
     assert set(caught.value.failures) == {"broken", "reader"}
     rows = {a.slug: a for a in Audience.objects.all()}
     assert (rows["gold"].status, rows["gold"].size) == ("ready", 1)
