@@ -520,8 +520,16 @@ def bench_realtime(account: Any, first_id: int, profiles: int, now: datetime, sa
         with transaction.atomic():
             realtime.evaluate(batch)
         whole.append(time.perf_counter() - t0)
+    loads_only = []
+    for pid in ids[:200]:
+        t0 = time.perf_counter()
+        with transaction.atomic():
+            realtime._load(account.pk, [pid], state, nodes, ctx)
+        loads_only.append(time.perf_counter() - t0)
     say(f"    the whole step (realtime.evaluate, its queries and writes) for one profile, "
-        f"every audience: {percentiles(whole)}; {load()}")
+        f"every audience: {percentiles(whole)}\n"
+        f"    of which loading its data (realtime._load: values, memberships, event counts): "
+        f"{percentiles(loads_only)}; {load()}")
 
 
 # ---- 5: event → membership change ------------------------------------------------------------
@@ -582,8 +590,10 @@ def bench_latency(account: Any, url: str, rate: int, seconds: float, workers: in
     env = {**os.environ, **WORKER_ENV, "DATABASE_URL": url,
            "DJANGO_SETTINGS_MODULE": "cdp_site.settings"}
     procs = [subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "process_events",
-                               "--loop"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True) for _ in range(workers)]
+                               "--loop", "--timings"], env=env, cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+             for _ in range(workers)]
+    steps: dict[str, float] = {}
     watch = ChangeWatch(url, account.pk)
     watch.start()
     rng = random.Random(11)
@@ -626,7 +636,11 @@ def bench_latency(account: Any, url: str, rate: int, seconds: float, workers: in
         for p in procs:
             p.terminate()
         for p in procs:
-            p.communicate(timeout=60)
+            out, _ = p.communicate(timeout=60)
+            for line in out.splitlines():
+                if line.startswith("step "):
+                    _, name, value = line.split()
+                    steps[name] = steps.get(name, 0.0) + float(value)
     with connection.cursor() as cur:
         cur.execute("""
             SELECT c.raw_event_id, extract(epoch FROM c.at - r.received_at),
@@ -646,7 +660,10 @@ def bench_latency(account: Any, url: str, rate: int, seconds: float, workers: in
         f"from {len(received):,} events\n"
         f"    received → MembershipChange.at (the batch's clock): {percentiles(by_at)}"
         f"   target p95 <= 1 s\n"
-        f"    received → change seen committed (polled every 20 ms): {percentiles(by_seen)}")
+        f"    received → change seen committed (polled every 20 ms): {percentiles(by_seen)}\n"
+        f"    worker wall µs per event by step: " + ", ".join(
+            f"{name.rsplit('.', 1)[-1]} {1e6 * t / max(sent, 1):.0f}"
+            for name, t in sorted(steps.items(), key=lambda kv: -kv[1]) if t >= 0.0005))
 
 
 def pending(account_id: int) -> int:
@@ -680,6 +697,8 @@ def main() -> None:
     parser.add_argument("--database", default=os.environ.get("DATABASE_URL", DEFAULT_DATABASE))
     parser.add_argument("--reuse", action="store_true",
                         help="use the data a previous run left (no generation)")
+    parser.add_argument("--jit", choices=["default", "off"], default="default",
+                        help="PostgreSQL JIT for every connection to the bench database")
     parser.add_argument("--skip", default="", help="comma list of: batch,all,realtime,latency")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -701,6 +720,12 @@ def main() -> None:
     say(f"bench/audiences.py: {args.profiles:,} profiles, {args.events:,} events, "
         f"{args.rounds} rounds; {load()}")
     call_command("migrate", verbosity=0)
+    with connection.cursor() as cur:  # for the connections opened from now on
+        name = url.rsplit("/", 1)[1]
+        cur.execute(f'ALTER DATABASE "{name}" SET jit = off' if args.jit == "off"
+                    else f'ALTER DATABASE "{name}" RESET jit')
+    connection.close()
+    say(f"jit {args.jit}")
     now = datetime.now(UTC).replace(microsecond=0)
     if args.reuse:
         account = Account.objects.get(slug=ACCOUNT_SLUG)
