@@ -66,6 +66,10 @@ class CompileContext:
     consent_granted_column: str | None = None  # a boolean column the row must have true
     attribute_table: str | None = None
     event_table: str = "profiles_profileevent"
+    # The account the profiles belong to, when one: event conditions then name it as a value,
+    # so PostgreSQL can read the (account, event, at) index when it hashes an EXISTS
+    # (``p.account_id`` there becomes a hash key and the subplan scans every account's events).
+    account_id: int | None = None
 
     def table(self, name: str | None, what: str) -> str:
         if name is None:
@@ -447,7 +451,10 @@ def event_filter_sql(node: Mapping[str, Any], ctx: CompileContext) -> Fragment:
 def _event_sql(node: dict[str, Any], ctx: CompileContext) -> Fragment:
     table = ctx.table(ctx.event_table, "event")
     rows, params = event_filter_sql(node, ctx)
-    inner = (f"SELECT 1 FROM {table} e WHERE e.account_id = p.account_id "  # noqa: S608
+    account = "p.account_id" if ctx.account_id is None else "%s"
+    if ctx.account_id is not None:
+        params = [ctx.account_id, *params]
+    inner = (f"SELECT 1 FROM {table} e WHERE e.account_id = {account} "  # noqa: S608
              f"AND e.profile_id = p.id AND {rows}")
     enough = node.get("min_count") or 1
     if enough == 1:

@@ -99,7 +99,7 @@ def compile_context(account: Account | int, schema: RuleSchema, now: datetime,
         schema=schema, now=now, membership_table=MEMBERSHIP_TABLE,
         membership_column="audience_id", audience_key=lambda slug: ids.get(slug, -1),
         consent_table=CONSENT_TABLE, consent_granted_column="granted",
-        attribute_table=ATTRIBUTE_TABLE)
+        attribute_table=ATTRIBUTE_TABLE, account_id=_account_id(account))
 
 
 COMPUTE_WORK_MEM = "64MB"
