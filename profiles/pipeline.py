@@ -21,11 +21,15 @@ parallel. One batch is one transaction:
    batches hold; note the *tickets* of the account's batches still in flight (transaction
    advisory locks, visible in ``pg_locks``); take the next ticket; release the claim lock.
 2. Outside any account-wide lock: load the raw events, route and map them (steps marked
-   ``unordered``): the CPU work runs in parallel across workers.
+   ``unordered``): the CPU work runs in parallel across workers. Then the ``prepare`` reads
+   of the ordered steps (a function a step may carry as ``step.prepare``): ``identify`` reads
+   the identifiers, profiles and states it will need, without locks.
 3. Wait for the turn: take each earlier ticket's lock in shared mode, which returns once the
    batch holding it has committed or rolled back. Then identify, merge and the downstream
    steps run, and the transaction commits, which deletes the claimed queue rows, writes the
-   profiles and releases the ticket for the next batch.
+   profiles and releases the ticket for the next batch. A step that prepared checks first what
+   changed since: ``identify`` locks the profiles it read and reads again those whose row
+   version moved, and looks up again the identifiers nobody owned.
 
 A crash or an error anywhere rolls the whole batch back, and its events return to the queue
 (they will then be applied after batches claimed meanwhile: the one case where receive order
@@ -44,6 +48,7 @@ import contextlib
 import json
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -58,12 +63,15 @@ from profiles.collect import MESSAGE_ID_MAX
 from profiles.expressions import ExpressionError
 from profiles.identity import (
     EventIdentifiers,
+    Ident,
     IdentityGraph,
     allocate_profile_ids,
     db_cursor,
+    from_json_text,
     identifier_problem,
     identifier_text,
-    load_graph,
+    identifiers_of,
+    probe_keys,
     to_json_text,
     write_identity,
 )
@@ -180,6 +188,9 @@ class Batch:
     new_profiles: set[int] = field(default_factory=set)
     merged: dict[int, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    # identify's own: what it read before the turn, and the profiles it read (for merge)
+    prepared: _Prepared | None = None
+    profile_rows: dict[int, _ProfileRow] = field(default_factory=dict)
 
     @property
     def live(self) -> list[PipelineEvent]:
@@ -318,8 +329,14 @@ def _identifier_values(ev: PipelineEvent, name: str, rank: int, value: Any) -> A
 
 
 def identify(batch: Batch) -> None:
-    """Identity resolution over the batch in receive order (profiles.identity): one query
-    loads the identifiers involved, then bulk writes."""
+    """Identity resolution over the batch in receive order (profiles.identity).
+
+    What ``prepare_identify`` read before the turn (without locks) is checked first: the
+    profiles it read are locked, and those changed since (their row version, ``xmin``, moved)
+    are read again, with their identifiers. That is enough because every change to a
+    profile's identifiers (one attached, moved by a merge, compacted) updates the profile's row
+    in the same transaction. Identifiers nobody owned then are looked up again (an earlier
+    batch may have created them). Then resolution, and bulk writes."""
     schema = batch.schema
     events = []
     for ev in batch.live:
@@ -330,10 +347,31 @@ def identify(batch: Batch) -> None:
                                 "so it belongs to no profile"))
     if schema is None or not events:
         return
+    account = batch.account_id
     capacities = {n: f.identifier_capacity for n, f in schema.identifiers.items()}
-    keys = [(name, value) for e in events for _rank, name, value in e.identifiers]
-    graph = load_graph(batch.account_id, keys, capacities, batch.max_identifiers)
-    _lock_profiles(batch.account_id, sorted(k for k in graph.holdings if k > 0))
+    graph = IdentityGraph(capacities=capacities, max_identifiers=batch.max_identifiers)
+    prepared = batch.prepared if batch.prepared is not None else _Prepared(_keys(events))
+    rows = prepared.rows
+    current = _lock_profiles(account, sorted(rows))
+    vanished = set(rows) - set(current)
+    if vanished:
+        raise RetryBatch(f"profiles {sorted(vanished)[:5]} were deleted while the batch ran")
+    changed = {pid for pid, version in current.items() if version != rows[pid].xmin}
+    for ident in prepared.identifiers:
+        if ident.profile not in changed:
+            graph.add_loaded(ident)
+    for pid in changed:
+        del rows[pid]
+    owners = probe_keys(account, [k for k in prepared.keys if k not in graph.owner])
+    fresh = set(owners.values()) - set(rows)
+    if fresh:
+        loaded = _load_profile_rows(account, fresh, lock=True)
+        if len(loaded) != len(fresh):
+            vanished = sorted(fresh - set(loaded))[:5]
+            raise RetryBatch(f"profiles {vanished} were deleted while the batch ran")
+        rows.update(loaded)
+        for ident in identifiers_of(account, fresh):
+            graph.add_loaded(ident)
     for ev in events:
         ev.profile_key = graph.resolve(EventIdentifiers(ev.raw_event_id, ev.at,
                                                         ev.identifiers))
@@ -352,33 +390,81 @@ def identify(batch: Batch) -> None:
             ids[key] = key
     batch.graph = graph
     batch.profile_ids = ids
+    batch.profile_rows = rows
     batch.new_profiles = set(new_ids)
     for ev in events:
         ev.profile_id = ids[graph.final(ev.profile_key)] if ev.profile_key is not None else None
-    write_identity(batch.account_id, graph, ids, batch.now)
+    write_identity(account, graph, ids, batch.now)
 
 
-def _lock_profiles(account_id: int, ids: list[int]) -> None:
-    """Lock the profiles the batch's identifiers point at, before anything is written and in
-    id order (a GDPR delete locks its profiles first too, so neither waits on the other
-    halfway); one deleted since the identifiers were read makes the batch start again."""
-    if not ids:
+def _keys(events: list[PipelineEvent]) -> set[tuple[str, str]]:
+    return {(name, value) for ev in events for _rank, name, value in ev.identifiers}
+
+
+def prepare_identify(batch: Batch) -> None:
+    """Before the turn (in parallel with other workers): the batch's identifiers, the
+    profiles owning them (their states, for merge) and those profiles' identifiers, read
+    without locks; ``identify`` checks under the turn what changed since. The profile rows are
+    read before their identifiers, so that a change in between shows as a changed row."""
+    if batch.schema is None:
         return
-    with db_cursor() as cursor:
-        cursor.execute("SELECT id FROM profiles_profile WHERE account_id = %s "
-                       "AND id = ANY(%s::bigint[]) ORDER BY id FOR NO KEY UPDATE",
-                       [account_id, ids])
-        found = {row[0] for row in cursor.fetchall()}
-    if len(found) != len(ids):
-        vanished = sorted(set(ids) - found)[:5]
-        raise RetryBatch(f"profiles {vanished} were deleted while the batch ran")
+    keys = _keys(batch.live)
+    if not keys:
+        return
+    owners = probe_keys(batch.account_id, keys)
+    rows = _load_profile_rows(batch.account_id, set(owners.values()), lock=False)
+    batch.prepared = _Prepared(keys, rows, identifiers_of(batch.account_id, rows))
 
 
-_LOAD_PROFILES = """
-SELECT id, states, first_seen, last_seen, event_count, conflicts, compactions
-FROM profiles_profile WHERE account_id = %(account)s AND id = ANY(%(ids)s::bigint[])
-FOR NO KEY UPDATE
+identify.prepare = prepare_identify  # type: ignore[attr-defined]
+
+
+@dataclass
+class _Prepared:
+    """What ``prepare_identify`` read: the identifier keys of the batch, the profiles owning
+    them (by id) and their identifiers."""
+
+    keys: set[tuple[str, str]]
+    rows: dict[int, _ProfileRow] = field(default_factory=dict)
+    identifiers: list[Ident] = field(default_factory=list)
+
+
+# The account as a filter only (``+ 0``; see _REPOINT).
+_LOCK_PROFILES = """
+SELECT id, xmin::text FROM profiles_profile
+WHERE id = ANY(%(ids)s::bigint[]) AND account_id + 0 = %(account)s
+ORDER BY id FOR NO KEY UPDATE
 """
+_LOAD_PROFILES = """
+SELECT id, xmin::text, states::text, first_seen, last_seen, event_count, conflicts, compactions
+FROM profiles_profile WHERE id = ANY(%(ids)s::bigint[]) AND account_id + 0 = %(account)s
+"""
+
+
+def _lock_profiles(account_id: int, ids: list[int]) -> dict[int, str]:
+    """Lock profiles in id order (a GDPR delete locks its profiles first too, so neither
+    waits on the other halfway): the row version (``xmin``) of each still there."""
+    if not ids:
+        return {}
+    with db_cursor() as cursor:
+        cursor.execute(_LOCK_PROFILES, {"account": account_id, "ids": ids})
+        return dict(cursor.fetchall())
+
+
+def _load_profile_rows(account_id: int, ids: set[int], *, lock: bool
+                       ) -> dict[int, _ProfileRow]:
+    """The profiles' merge states and counters, by id (locked in id order when ``lock``)."""
+    if not ids:
+        return {}
+    query = _LOAD_PROFILES + (" ORDER BY id FOR NO KEY UPDATE" if lock else "")
+    with db_cursor() as cursor:
+        cursor.execute(query, {"account": account_id, "ids": sorted(ids)})
+        return {pid: _ProfileRow(from_json_text(states) if states else {}, first, last, count,
+                                 conflicts, compactions, xmin=version)
+                for pid, version, states, first, last, count, conflicts, compactions
+                in cursor.fetchall()}
+
+
 _INSERT_PROFILES = """
 INSERT INTO profiles_profile (id, account_id, states, field_values, first_seen, last_seen,
     event_count, conflicts, compactions, identifier_count, size, merged_into_id, created_at,
@@ -399,14 +485,22 @@ FROM json_to_recordset(%(rows)s::json)
           ic int, mi bigint)
 WHERE p.id = u.id
 """
-# The account is checked as a filter only (``+ 0``): on statistics that lag behind a fast-growing
-# account (a new account, a rebuild, autovacuum off) the planner ANDed the account_id index into
-# the scan, reading every row of the account per batch, so a 1 M event run slowed from 2,600
-# to 150 events/s. Looking rows up by profile id alone is what it should do.
+# Rows pointing at merged-away profiles, moved to the survivors. The rows are found one index
+# probe per merged-away profile (a lateral subquery that ``OFFSET 0`` keeps the planner from
+# flattening) and updated by id, whatever the statistics say: on statistics that lag behind a
+# fast-growing account (a new account, a rebuild, autovacuum off) the planner ANDed the
+# account_id index into a plain join (every row of the account read per batch: a 1 M event run
+# slowed from 2,600 to 150 events/s), and on a table never analysed it scanned the whole table
+# (2 s a statement on a 200,000 event rebuild). The account is checked as a filter only
+# (``+ 0``).
 _REPOINT = """
-UPDATE {table} t SET {column} = u.keep
-FROM unnest(%(gone)s::bigint[], %(keep)s::bigint[]) AS u(gone, keep)
-WHERE t.{column} = u.gone AND t.account_id + 0 = %(account)s
+UPDATE {table} t SET {column} = (
+    SELECT u.keep FROM unnest(%(gone)s::bigint[], %(keep)s::bigint[]) AS u(gone, keep)
+    WHERE u.gone = t.{column} LIMIT 1)
+WHERE t.id = ANY(ARRAY(
+    SELECT r.id FROM unnest(%(gone)s::bigint[]) AS g(id)
+    CROSS JOIN LATERAL (SELECT id FROM {table}
+                        WHERE {column} = g.id AND account_id + 0 = %(account)s OFFSET 0) r))
 """
 _INSERT_EVENTS = """
 INSERT INTO profiles_profileevent (account_id, profile_id, raw_event_id, stream, event, at,
@@ -427,6 +521,7 @@ class _ProfileRow:
     compactions: int = 0
     exists: bool = True
     changed: bool = False
+    xmin: str | None = None  # the row version it was read at
 
 
 def _encode(value: Any) -> str:
@@ -445,22 +540,13 @@ def merge(batch: Batch) -> None:
     final_id = {key: ids[graph.final(key)] for key in ids}
     merged = {ids[gone]: final_id[gone] for gone in graph.survivor if gone not in graph.dropped}
     batch.merged = merged
-    rows: dict[int, _ProfileRow] = {}
+    rows = batch.profile_rows  # read (and locked) by identify
     needed = {e.profile_id for e in batch.live if e.profile_id is not None}
     needed |= set(merged) | set(merged.values())
     needed |= {ids[key] for key in [*graph.conflicts, *graph.compactions]}
-    existing = sorted(pid for pid in needed if pid not in batch.new_profiles)
-    if existing:
-        with db_cursor() as cursor:
-            cursor.execute(_LOAD_PROFILES, {"account": account, "ids": existing})
-            for pid, states, first, last, count, conflicts, compactions in cursor.fetchall():
-                if isinstance(states, str):  # Django's connection loads jsonb as text
-                    states = json.loads(states)
-                rows[pid] = _ProfileRow(states or {}, first, last, count, conflicts,
-                                        compactions)
-    vanished = set(existing) - set(rows)
-    if vanished:
-        raise RetryBatch(f"profiles {sorted(vanished)[:5]} were deleted while the batch ran")
+    unread = sorted(pid for pid in needed if pid not in rows and pid not in batch.new_profiles)
+    if unread:  # pragma: no cover - identify reads every profile the graph names
+        raise RuntimeError(f"profiles {unread[:5]} were not read by identify")
     for pid in batch.new_profiles:
         rows[pid] = _ProfileRow({}, None, None, exists=False, changed=True)
     fields = schema.fields
@@ -530,6 +616,8 @@ def merge(batch: Batch) -> None:
                                               "now": batch.now})
         if updates:
             cursor.execute(_UPDATE_PROFILES, {"rows": to_json_text(updates), "now": batch.now})
+            if cursor.rowcount != len(updates):  # deleted under the batch (they were locked)
+                raise RetryBatch("profiles were deleted while the batch ran")
         old_gone = [g for g in merged if g not in batch.new_profiles]
         if old_gone:
             params = {"gone": old_gone, "keep": [merged[g] for g in old_gone],
@@ -626,7 +714,10 @@ def _claim(cursor: Any, account_id: int, limit: int) -> tuple[list[tuple[int, da
     """Under the account's claim lock: the batch's queue rows and the tickets to wait for.
     Takes this batch's ticket (held until the transaction ends)."""
     claim_key = claim_lock_key(account_id)
-    cursor.execute("SELECT pg_advisory_lock(%s)", [claim_key])
+    # JIT off for the batch's transaction: its statements are short index probes and bulk
+    # writes, and on statistics that overestimate (a table never analysed, or bloated with
+    # autovacuum off) PostgreSQL compiled them with JIT first, 50 to 100 ms a statement.
+    cursor.execute("SELECT pg_advisory_lock(%s), set_config('jit', 'off', true)", [claim_key])
     # Should a statement below fail, the transaction is aborted and cannot unlock:
     # process_batch unlocks after the rollback.
     cursor.execute(_CLAIM, {"account": account_id, "limit": limit})
@@ -701,18 +792,43 @@ def _process(account_id: int, events: list[PipelineEvent], earlier: list[int],
                   max_identifiers=account.max_identifiers_per_profile if account else 50)
     waited = 0.0
     in_turn = False
-    for step in steps:
+    clock = time.monotonic()
+    STEP_SECONDS["(claim and load)"] += clock - started
+    for index, step in enumerate(steps):
         if not in_turn and not getattr(step, "unordered", False):
+            for later in steps[index:]:  # reads the ordered steps can do before the turn
+                prepare = getattr(later, "prepare", None)
+                if prepare is not None:
+                    prepare(batch)
+                    clock = _timed(f"{_step_name(later)}.prepare", clock)
             waited = _wait_for_turn(earlier)
             in_turn = True
+            clock = _timed("(wait for the turn)", clock)
         step(batch)
+        clock = _timed(_step_name(step), clock)
     if not in_turn:
         waited = _wait_for_turn(earlier)
+        clock = _timed("(wait for the turn)", clock)
     failed, warnings = _record_outcomes(batch)
-    seconds = time.monotonic() - started
-    _count(account_id, batch.now, len(events), failed, seconds)
+    _count(account_id, batch.now, len(events), failed, time.monotonic() - started)
+    _timed("(outcomes)", clock)
     return BatchResult(account_id, len(events), failed, warnings, len(batch.changed_profiles),
-                       seconds, waited)
+                       time.monotonic() - started, waited)
+
+
+# Wall seconds this process spent per step (and in the parts between steps), for the
+# benchmark and ``process_events --timings``; the commit is not included.
+STEP_SECONDS: Counter[str] = Counter()
+
+
+def _step_name(step: Callable[[Batch], None]) -> str:
+    return f"{step.__module__}.{step.__name__}"
+
+
+def _timed(name: str, since: float) -> float:
+    now = time.monotonic()
+    STEP_SECONDS[name] += now - since
+    return now
 
 
 def _wait_for_turn(earlier: list[int]) -> float:

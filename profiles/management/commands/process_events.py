@@ -11,7 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 
-from profiles.pipeline import DEFAULT_BATCH, process_pending
+from profiles.pipeline import DEFAULT_BATCH, STEP_SECONDS, process_pending
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +28,21 @@ class Command(BaseCommand):
         parser.add_argument("--interval", type=float, default=0.5)
         parser.add_argument("--account", type=int, default=None,
                             help="only this account's events (by id)")
+        parser.add_argument("--timings", action="store_true",
+                            help="on exit, print the wall seconds spent per pipeline step "
+                                 "(lines 'step <name> <seconds>'; bench/process.py reads them)")
 
     def handle(self, *args: Any, loop: bool, batch: int, interval: float, account: int | None,
-               **options: Any) -> None:
+               timings: bool = False, **options: Any) -> None:
+        try:
+            self._run(loop=loop, batch=batch, interval=interval, account=account)
+        finally:
+            if timings:
+                for name, seconds in sorted(STEP_SECONDS.items()):
+                    self.stdout.write(f"step {name.replace(' ', '_')} {seconds:.3f}")
+                self.stdout.flush()
+
+    def _run(self, *, loop: bool, batch: int, interval: float, account: int | None) -> None:
         # A batch allocates hundreds of thousands of short-lived objects (decoded messages,
         # field states), nearly none in cycles: with the default thresholds the collector ran
         # often enough, scanning Django's long-lived objects each time, to take ~15 % of the
