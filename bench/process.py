@@ -122,7 +122,7 @@ def processed(account_id: int, since: datetime) -> int:
 
     with connection.cursor() as cursor:
         cursor.execute(_PROCESSED, [account_id, since.replace(second=0, microsecond=0)])
-        return cursor.fetchone()[0]
+        return int(cursor.fetchone()[0])
 
 
 def pending(account_id: int) -> int:
