@@ -305,9 +305,17 @@ def _elements(x: str, test: str) -> str:
             f"WHERE jsonb_typeof(el.v) = 'string' AND {test.format(element)})")
 
 
-@sql_op("contains", "set")
+def _lowered(x: str) -> str:
+    """The JSON value with every string (element, key) lowered: its text through PostgreSQL's
+    per-character lower() and back (escapes and non-string values keep their meaning). An
+    expression, not a subquery: a correlated subquery would rule out a parallel scan."""
+    return f"lower(({x})::text)::jsonb"
+
+
+@sql_op("contains", "set map")
 def _contains_set_sql(kind: Kind, x: str, value: Any, now: datetime) -> Fragment:
-    return _elements(x, "{} = lower(%s)"), [value]
+    # jsonb ? text: a string element of the array, or a key of the object
+    return f"{_lowered(x)} ? lower(%s)", [value]
 
 
 @sql_op("like", "set")
@@ -318,7 +326,7 @@ def _like_set_sql(kind: Kind, x: str, value: Any, now: datetime) -> Fragment:
 @sql_op("intersects", "set")
 def _intersects_sql(kind: Kind, x: str, value: Any, now: datetime) -> Fragment:
     marks = ", ".join(["lower(%s)"] * len(value))
-    return _elements(x, "{} IN (" + marks + ")"), list(value)
+    return f"{_lowered(x)} ?| ARRAY[{marks}]::text[]", list(value)
 
 
 @py_op("contains", "set map")
@@ -337,12 +345,6 @@ def _like_set_py(kind: Kind, value: Any, now: datetime) -> Test:
 def _intersects_py(kind: Kind, value: Any, now: datetime) -> Test:
     wanted = {fold_case(v) for v in value}
     return lambda v: any(x in wanted for x in v)
-
-
-@sql_op("contains", "map")
-def _contains_map_sql(kind: Kind, x: str, value: Any, now: datetime) -> Fragment:
-    keys = f"SELECT 1 FROM jsonb_object_keys({x}) AS k(v)"  # noqa: S608
-    return f"EXISTS ({keys} WHERE lower(k.v) = lower(%s))", [value]
 
 
 @sql_op("exists")
@@ -364,17 +366,23 @@ def _operator_fn(table: dict[str, dict[str, Any]], op: str, kind: str) -> Any:
 
 
 def _condition_sql(source: Fragment, kind_name: str, op_name: str, value: Any,
-                   now: datetime) -> Fragment:
+                   now: datetime, positive: bool = False) -> Fragment:
+    """One condition. ``positive``: it is read only where NULL counts as false (a WHERE or
+    FILTER clause, through AND / OR but no NOT), so a positive operator needs no COALESCE;
+    leaving it out keeps PostgreSQL's row estimate of the condition (an estimate of one half,
+    COALESCE's, rules out a parallel scan of the profiles)."""
     op = OPERATORS[op_name]
-    positive = op.negates or op.name
     kind = KINDS[kind_name]
     j, params = source
     x = kind.sql(j)
-    fn = _operator_fn(SQL_OPERATORS, positive, kind_name)
+    fn = _operator_fn(SQL_OPERATORS, op.negates or op.name, kind_name)
     sql, values = fn(kind, x, value, now)
-    sql = f"COALESCE(({sql}), false)"
     if op.negates:
-        sql = f"NOT {sql}"
+        sql = f"NOT COALESCE(({sql}), false)"
+    elif not positive:
+        sql = f"COALESCE(({sql}), false)"
+    else:
+        sql = f"({sql})"
     return sql, _interleave(sql, j, params, values)
 
 
@@ -398,30 +406,30 @@ def _interleave(sql: str, j: str, source_params: Params, values: Params) -> Para
     return out
 
 
-def _group_sql(node: dict[str, Any], ctx: CompileContext) -> Fragment:
+def _group_sql(node: dict[str, Any], ctx: CompileContext, positive: bool) -> Fragment:
     key = "and" if "and" in node else "or"
-    parts = [_node_sql(child, ctx) for child in node[key]]
+    parts = [_node_sql(child, ctx, positive) for child in node[key]]
     return ("(" + f" {key.upper()} ".join(s for s, _ in parts) + ")",
             [p for _, ps in parts for p in ps])
 
 
-def _not_sql(node: dict[str, Any], ctx: CompileContext) -> Fragment:
-    sql, params = _node_sql(node["not"], ctx)
+def _not_sql(node: dict[str, Any], ctx: CompileContext, positive: bool) -> Fragment:
+    sql, params = _node_sql(node["not"], ctx, False)
     return f"(NOT {sql})", params
 
 
-def _field_sql(node: dict[str, Any], ctx: CompileContext) -> Fragment:
+def _field_sql(node: dict[str, Any], ctx: CompileContext, positive: bool) -> Fragment:
     kind = KIND_OF_TYPE[ctx.schema.fields[node["field"]]]
     return _condition_sql(("(p.field_values -> %s)", [node["field"]]), kind, node["op"],
-                          node.get("value"), ctx.now)
+                          node.get("value"), ctx.now, positive)
 
 
-def _attribute_sql(node: dict[str, Any], ctx: CompileContext) -> Fragment:
+def _attribute_sql(node: dict[str, Any], ctx: CompileContext, positive: bool) -> Fragment:
     table = ctx.table(ctx.attribute_table, "calculated attribute")
     kind = KIND_OF_TYPE[ctx.schema.attributes[node["attribute"]]]
     source = (f"(SELECT a.value FROM {table} a WHERE a.profile_id = p.id AND a.name = %s)",  # noqa: S608
               [node["attribute"]])
-    return _condition_sql(source, kind, node["op"], node.get("value"), ctx.now)
+    return _condition_sql(source, kind, node["op"], node.get("value"), ctx.now, positive)
 
 
 def event_since(node: Mapping[str, Any], now: datetime) -> datetime | None:
@@ -442,13 +450,13 @@ def event_filter_sql(node: Mapping[str, Any], ctx: CompileContext) -> Fragment:
     for cond in node.get("where") or []:
         kind = KIND_OF_PROPERTY_TYPE[property_type(cond)]
         sql, ps = _condition_sql(("(e.properties -> %s)", [cond["property"]]), kind,
-                                 cond["op"], cond.get("value"), ctx.now)
+                                 cond["op"], cond.get("value"), ctx.now, True)
         where.append(sql)
         params.extend(ps)
     return " AND ".join(where), params
 
 
-def _event_sql(node: dict[str, Any], ctx: CompileContext) -> Fragment:
+def _event_sql(node: dict[str, Any], ctx: CompileContext, positive: bool) -> Fragment:
     table = ctx.table(ctx.event_table, "event")
     rows, params = event_filter_sql(node, ctx)
     account = "p.account_id" if ctx.account_id is None else "%s"
@@ -463,7 +471,7 @@ def _event_sql(node: dict[str, Any], ctx: CompileContext) -> Fragment:
             [*params, enough, enough])
 
 
-def _audience_sql(node: dict[str, Any], ctx: CompileContext) -> Fragment:
+def _audience_sql(node: dict[str, Any], ctx: CompileContext, positive: bool) -> Fragment:
     table = ctx.table(ctx.membership_table, "membership")
     column = ctx.table(ctx.membership_column, "membership column")
     sql = f"EXISTS (SELECT 1 FROM {table} m WHERE m.profile_id = p.id AND m.{column} = %s)"  # noqa: S608
@@ -472,7 +480,7 @@ def _audience_sql(node: dict[str, Any], ctx: CompileContext) -> Fragment:
     return sql, [ctx.audience_key(node["audience"])]
 
 
-def _consent_sql(node: dict[str, Any], ctx: CompileContext) -> Fragment:
+def _consent_sql(node: dict[str, Any], ctx: CompileContext, positive: bool) -> Fragment:
     table = ctx.table(ctx.consent_table, "consent")
     granted = ""
     if ctx.consent_granted_column is not None:
@@ -481,23 +489,25 @@ def _consent_sql(node: dict[str, Any], ctx: CompileContext) -> Fragment:
             f"{granted})", [node["consent"]])
 
 
-_NODE_SQL: dict[str, Callable[[dict[str, Any], CompileContext], Fragment]] = {
+_NODE_SQL: dict[str, Callable[[dict[str, Any], CompileContext, bool], Fragment]] = {
     "and": _group_sql, "or": _group_sql, "not": _not_sql, "field": _field_sql,
     "attribute": _attribute_sql, "event": _event_sql, "audience": _audience_sql,
     "consent": _consent_sql,
 }
 
 
-def _node_sql(node: dict[str, Any], ctx: CompileContext) -> Fragment:
-    return _NODE_SQL[node_kind(node) or ""](node, ctx)
+def _node_sql(node: dict[str, Any], ctx: CompileContext, positive: bool) -> Fragment:
+    return _NODE_SQL[node_kind(node) or ""](node, ctx, positive)
 
 
 def compile_sql(rule: dict[str, Any], ctx: CompileContext) -> Fragment:
     """A WHERE fragment over ``profiles_profile p`` and its parameters. The caller scopes it
-    (``p.account_id = %s AND p.merged_into_id IS NULL``). Raises RuleError for a rule that
-    does not validate against ``ctx.schema``."""
+    (``p.account_id = %s AND p.merged_into_id IS NULL``). It is true or, where the profile
+    does not match, false or NULL: use it where NULL counts as false (WHERE, FILTER, CASE
+    WHEN), never under NOT. Raises RuleError for a rule that does not validate against
+    ``ctx.schema``."""
     validate_rule(rule, ctx.schema, now=ctx.now)
-    return _node_sql(rule, ctx)
+    return _node_sql(rule, ctx, True)
 
 
 # ------------------------------------------------------------------------------ predicate

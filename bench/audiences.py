@@ -24,7 +24,8 @@ Then it measures, best and median of ``--rounds``:
    (``membership.compute_audiences``: the pass with its membership diff, changes, sizes),
    first from empty membership and then again with nothing changed;
 2. ten field audiences: one hand-written pass (``count(*) FILTER`` per rule), the compiled
-   one-pass count (the LATERAL VALUES list ``compute_pass`` uses), the product's computation;
+   one-pass count (``membership.select_members``, what ``compute_pass`` selects), the
+   product's computation in one pass (its default), and again each in its own statement;
 3. the behavioural rule over the events: hand-written set SQL, compiled count, computation;
 4. real time: compiling the 50 audiences (``realtime.account_state``), the predicate part per
    profile (``realtime.evaluate_profiles`` over loaded data, every audience evaluated), and the
@@ -358,22 +359,15 @@ def clear_memberships(account_id: int) -> None:
 SCOPE = "p.account_id = %(account)s AND p.merged_into_id IS NULL"
 
 
-def compiled_pass_count(account: Any, rules: list[tuple[int, dict[str, Any]]], now: datetime
+def compiled_pass_count(account: Any, audiences: list[Any], now: datetime
                         ) -> tuple[str, list[Any]]:
-    """The compiled one-pass selection of compute_pass (its ``new`` CTE), counted."""
-    from audiences.compiler import compile_sql
-    from audiences.membership import compile_context, rule_schema
+    """The compiled one-pass selection of compute_pass (``membership.select_members``),
+    counted per audience."""
+    from audiences.membership import compile_context, rule_schema, select_members
 
     ctx = compile_context(account.pk, rule_schema(account.pk), now)
-    columns, params = [], []
-    for pk, rule in rules:
-        sql, ps = compile_sql(rule, ctx)
-        columns.append(f"(%s::bigint, COALESCE(({sql}), false))")
-        params += [pk, *ps]
-    sql = ("SELECT v.a, count(*) FROM profiles_profile p "  # noqa: S608
-           f"CROSS JOIN LATERAL (VALUES {', '.join(columns)}) AS v(a, hit) "
-           "WHERE p.account_id = %s AND p.merged_into_id IS NULL AND v.hit GROUP BY v.a")
-    return sql, [*params, account.pk]
+    sql, params = select_members(audiences, ctx)
+    return f"SELECT s.audience_id, count(*) FROM ({sql}) s GROUP BY 1", params  # noqa: S608
 
 
 def compiled_count(account: Any, rule: dict[str, Any], now: datetime) -> tuple[str, list[Any]]:
@@ -388,8 +382,9 @@ def compiled_count(account: Any, rule: dict[str, Any], now: datetime) -> tuple[s
 
 def compare(title: str, account: Any, audiences: list[Any], hand: tuple[str, dict[str, Any]],
             compiled: tuple[str, list[Any]], target: float, rounds: int, now: datetime,
-            expected: Callable[[Any], list[int]]) -> dict[str, Any]:
-    """Hand-written SQL, the compiled SQL, and the product's computation of the audiences."""
+            expected: Callable[[Any], list[int]], one_pass: bool = True) -> dict[str, Any]:
+    """Hand-written SQL, the compiled SQL, and the product's computation of the audiences
+    (``one_pass=False``: each audience in its own statement)."""
     from audiences.membership import compute_audiences
 
     ids = [a.pk for a in audiences]
@@ -401,7 +396,7 @@ def compare(title: str, account: Any, audiences: list[Any], hand: tuple[str, dic
     assert hand_counts == compiled_counts, (title, hand_counts, compiled_counts)
 
     def compute() -> Any:
-        return compute_audiences(account.pk, ids, now=now)
+        return compute_audiences(account.pk, ids, now=now, one_pass=one_pass)
 
     first = timed(compute, rounds, before=lambda: clear_memberships(account.pk))
     sizes = [r.size for r in sorted(first.result, key=lambda r: ids.index(r.audience_id))]
@@ -434,8 +429,12 @@ def bench_batch(account: Any, made: dict[str, Any], rounds: int, now: datetime,
     if "ten" not in skip:
         compare("ten field audiences (compiled: one pass)", account, ten,
                 (f"SELECT {filters} FROM profiles_profile p WHERE {SCOPE}", binds),  # noqa: S608
-                compiled_pass_count(account, [(a.pk, a.rule) for a in ten], now), 3.0, rounds,
+                compiled_pass_count(account, ten, now), 3.0, rounds,
                 now, lambda rows: list(rows[0]))
+        compare("ten field audiences, each in its own statement (one_pass=False)", account, ten,
+                (f"SELECT {filters} FROM profiles_profile p WHERE {SCOPE}", binds),  # noqa: S608
+                compiled_pass_count(account, ten, now), 3.0, rounds, now,
+                lambda rows: list(rows[0]), one_pass=False)
     slug, rule = BEHAVIOURAL
     if "behavioural" not in skip:
         compare("behavioural (added_to_cart in 7 days and no purchase in 7 days)", account,
