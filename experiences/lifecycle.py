@@ -539,7 +539,18 @@ def _locked(exp: Experience) -> Experience:
 
 
 def _refresh_caller(caller: Experience, fresh: Experience) -> Experience:
-    caller.__dict__.update({k: v for k, v in fresh.__dict__.items() if k != "_state"})
+    """The caller's object becomes the fresh row: its field values, and no related object
+    cached from before the change (``__dict__`` bypasses the descriptors that would drop a
+    cached ``winner`` when ``winner_id`` changes, and prefetched variants, goals, phases or
+    target audiences would be the old ones). Related data is read again on first use."""
+    if caller is fresh:
+        return caller
+    caller.__dict__.update({k: v for k, v in fresh.__dict__.items()
+                            if k not in ("_state", "_prefetched_objects_cache")})
+    caller.__dict__.pop("_prefetched_objects_cache", None)
+    caller._state.fields_cache = {}
+    caller._state.adding = False
+    caller._state.db = fresh._state.db
     return caller
 
 

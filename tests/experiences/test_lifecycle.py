@@ -360,3 +360,44 @@ def test_a_goal_in_use_cannot_be_deleted_and_its_edit_bumps_experiences(account:
     with pytest.raises(lifecycle.ExperienceError) as refused:
         lifecycle.delete_goal(booked)
     assert refused.value.code == "goal_in_use"
+
+
+# --- the caller's object after a change -----------------------------------------------------
+
+
+def test_the_callers_prefetched_variants_and_audiences_follow_an_update(account: Account
+                                                                        ) -> None:
+    audience(account, "cuisine")
+    audience(account, "travel")
+    made = ab_test(account, target="audiences", target_audiences=["cuisine"])
+    exp = Experience.objects.prefetch_related("variants", "target_audiences").get(pk=made.pk)
+    assert [v.key for v in exp.variants.all()] == ["control", "bold"]
+    assert [a.slug for a in exp.target_audiences.all()] == ["cuisine"]
+    returned = lifecycle.update_experience(
+        exp, target_audiences=["travel"],
+        variants=[{"key": "control", "base": True}, {"key": "calm", "value": "Relax"}])
+    assert returned is exp
+    assert [v.key for v in exp.variants.all()] == ["control", "calm"]
+    assert [a.slug for a in exp.target_audiences.all()] == ["travel"]
+
+
+def test_the_callers_prefetched_phases_follow_activation_and_a_new_split(account: Account
+                                                                         ) -> None:
+    made = ab_test(account)
+    exp = Experience.objects.prefetch_related("phases").get(pk=made.pk)
+    assert list(exp.phases.all()) == []
+    lifecycle.activate(exp)
+    assert [p.number for p in exp.phases.all()] == [1]
+    lifecycle.update_split(exp, weights={"control": 0.2, "bold": 0.8})
+    assert [(p.number, p.ended_at is None) for p in exp.phases.order_by("number")] == [
+        (1, False), (2, True)]
+    assert sorted(p.number for p in exp.phases.all()) == [1, 2] and exp.phase == 2
+
+
+def test_the_callers_cached_winner_follows_completion(account: Account) -> None:
+    exp = lifecycle.activate(ab_test(account))
+    exp = Experience.objects.select_related("winner").get(pk=exp.pk)
+    assert exp.winner is None
+    lifecycle.complete(exp, winner_key="bold")
+    assert exp.winner is not None and exp.winner.key == "bold"
+    assert exp.status == "completed"
