@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+from django.utils import timezone
 
 from audiences.compiler import (
     CompileContext,
@@ -47,11 +49,14 @@ from audiences.models import Audience
 from audiences.rules import RuleError, RuleSchema, node_kind, walk_nodes
 from profiles.calculated import attribute_types
 from profiles.identity import db_cursor
+from profiles.merge import FieldTypeError, MergeError, coerce, to_json
+from profiles.schema import live_schema
 
 if TYPE_CHECKING:
     from profiles.pipeline import Batch
 
-__all__ = ["AudienceState", "Change", "account_state", "evaluate", "evaluate_profiles"]
+__all__ = ["AudienceState", "Change", "account_state", "evaluate", "evaluate_profiles",
+           "live_field_values", "live_memberships"]
 
 EventKey = tuple[str, str, "datetime | None"]  # name, where key, since
 
@@ -83,11 +88,13 @@ class AudienceState:
     attributes: frozenset[str] = frozenset()
     event_nodes: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
 
-    def predicates(self, ctx: CompileContext) -> dict[int, Predicate]:
-        """id -> predicate for ``ctx.now`` (time-relative rules compiled now)."""
+    def predicates(self, ctx: CompileContext, only: Collection[int] | None = None
+                   ) -> dict[int, Predicate]:
+        """id -> predicate for ``ctx.now`` (time-relative rules compiled now), of every
+        audience or of the ids in ``only``."""
         out = {}
         for a in self.audiences:
-            if a.broken:
+            if a.broken or (only is not None and a.id not in only):
                 continue
             if a.predicate is not None:
                 out[a.id] = a.predicate
@@ -406,3 +413,89 @@ def _needed_event_nodes(state: AudienceState, changed: Mapping[int, set[str] | N
             wanted.add(audience.id)
             reached.add(f"audience:{audience.slug}")
     return [n for a in state.audiences if a.id in wanted for n in state.event_nodes[a.id]]
+
+
+# ------------------------------------------------------------------------------ live values
+
+
+def live_field_values(field_types: Mapping[str, str], values: Mapping[str, Any]
+                      ) -> dict[str, Any]:
+    """The values a site sent with a decision that are fields of the schema, typed as the
+    field and stored as the pipeline stores them (``coerce``, then ``to_json``). A name that
+    is not a field, and a value that does not fit its field's type or is no value (null, "",
+    an empty list), are left out."""
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        field_type = field_types.get(name)
+        if field_type is None:
+            continue
+        try:
+            typed = coerce(field_type, value)
+            if typed is not None:
+                out[name] = to_json(typed)
+        except (FieldTypeError, MergeError):
+            continue
+    return out
+
+
+def _reading(state: AudienceState, touched: set[str], slugs: Collection[str]
+             ) -> list[CompiledAudience]:
+    """The audiences of ``slugs`` whose rule reads one of ``touched``, directly or through an
+    included audience, and those included audiences that do: in dependency order."""
+    reads: set[str] = set()
+    for a in state.audiences:  # dependency order: includes come first
+        if a.depends_on & touched or any(
+                d.startswith("audience:") and d[9:] in reads for d in a.depends_on):
+            reads.add(a.slug)
+    by_slug = {a.slug: a for a in state.audiences}
+    needed: set[str] = set()
+    stack = [slug for slug in slugs if slug in reads]
+    while stack:
+        slug = stack.pop()
+        if slug in needed:
+            continue
+        needed.add(slug)
+        stack.extend(d[9:] for d in by_slug[slug].depends_on
+                     if d.startswith("audience:") and d[9:] in reads)
+    return [a for a in state.audiences if a.slug in needed]
+
+
+def live_memberships(account_id: int, profile_id: int | None, values: Mapping[str, Any],
+                     slugs: Collection[str], now: datetime | None = None) -> dict[str, bool]:
+    """Whether a visitor is in each audience of ``slugs`` for one decision made with live
+    values (``values``: name -> value, as a site sends them with the request).
+
+    The values that are fields of the live schema (``live_field_values``) overlay the
+    profile's stored field values (none for a visitor without a profile), and each audience
+    whose rule reads one of those fields, directly or through an included audience, is
+    evaluated with the cached compiled predicate (``account_state``), its includes first.
+    The answer names only those audiences: the others keep their stored membership.
+    Nothing is written. Costs nothing past the schema lookup when no value is a field, and
+    nothing past the cached state when no audience of ``slugs`` reads one."""
+    compiled = live_schema(account_id)
+    if compiled is None or not values:
+        return {}
+    types = {n: f.type for n, f in compiled.fields.items()}
+    overlay = live_field_values(types, values)
+    if not overlay:
+        return {}
+    now = now or timezone.now()
+    state = account_state(account_id, types, compiled.version_id, now)
+    touched = {f"field:{name}" for name in overlay}
+    chosen = _reading(state, touched, slugs)
+    if not chosen:
+        return {}
+    ctx = compile_context(account_id, state.schema, now, {a.slug: a.id for a in state.audiences})
+    predicates = state.predicates(ctx, only={a.id for a in chosen})
+    pid = profile_id if profile_id is not None else 0
+    if profile_id is None:
+        loaded = Loaded({}, defaultdict(set), defaultdict(set), defaultdict(dict), {})
+    else:
+        nodes = [n for a in chosen for n in state.event_nodes[a.id]]
+        loaded = _load(account_id, [pid], state, nodes, ctx)
+    loaded.field_values[pid] = {**loaded.field_values.get(pid, {}), **overlay}
+    evaluate_profiles(state, predicates, [pid], {pid: touched}, loaded)
+    members = loaded.memberships[pid]
+    wanted = set(slugs)
+    return {a.slug: a.slug in members for a in chosen
+            if a.slug in wanted and a.id in predicates}
