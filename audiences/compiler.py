@@ -515,8 +515,11 @@ def compile_sql(rule: dict[str, Any], ctx: CompileContext) -> Fragment:
 Predicate = Callable[[ProfileView], bool]
 
 
-def _condition_py(kind_name: str, op_name: str, value: Any, now: datetime) -> Test:
-    """A test over the raw JSON value (None when missing)."""
+def value_test(kind_name: str, op_name: str, value: Any, now: datetime) -> Test:
+    """A test of one raw JSON value (None when missing) read as ``kind_name``, with operator
+    ``op_name`` and the rule's ``value`` (dates resolved against ``now``): what a field,
+    attribute or event property condition checks, for callers that hold the value itself
+    (``audiences.explain`` counting an event's matching properties)."""
     op = OPERATORS[op_name]
     kind = KINDS[kind_name]
     test = _operator_fn(PY_OPERATORS, op.negates or op.name, kind_name)(kind, value, now)
@@ -545,14 +548,14 @@ def _not_py(node: dict[str, Any], ctx: CompileContext) -> Predicate:
 
 def _field_py(node: dict[str, Any], ctx: CompileContext) -> Predicate:
     name = node["field"]
-    test = _condition_py(KIND_OF_TYPE[ctx.schema.fields[name]], node["op"], node.get("value"),
+    test = value_test(KIND_OF_TYPE[ctx.schema.fields[name]], node["op"], node.get("value"),
                          ctx.now)
     return lambda view: test(view.field_values.get(name))
 
 
 def _attribute_py(node: dict[str, Any], ctx: CompileContext) -> Predicate:
     name = node["attribute"]
-    test = _condition_py(KIND_OF_TYPE[ctx.schema.attributes[name]], node["op"],
+    test = value_test(KIND_OF_TYPE[ctx.schema.attributes[name]], node["op"],
                          node.get("value"), ctx.now)
     return lambda view: test(view.attributes.get(name))
 
@@ -567,7 +570,7 @@ def _event_py(node: dict[str, Any], ctx: CompileContext) -> Predicate:
     name = node["event"]
     since = event_since(node, ctx.now)
     enough = node.get("min_count") or 1
-    tests = [(cond["property"], _condition_py(KIND_OF_PROPERTY_TYPE[property_type(cond)],
+    tests = [(cond["property"], value_test(KIND_OF_PROPERTY_TYPE[property_type(cond)],
                                               cond["op"], cond.get("value"), ctx.now))
              for cond in node.get("where") or []]
 

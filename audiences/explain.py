@@ -22,8 +22,9 @@ from audiences.compiler import (
     CompileContext,
     EventView,
     ProfileView,
-    _condition_py,
     compile_predicate,
+    event_since,
+    value_test,
 )
 from audiences.filterql import to_text
 from audiences.models import AudienceMembership
@@ -140,9 +141,9 @@ def _attribute_value(node: dict[str, Any], ctx: CompileContext, view: ProfileVie
 
 def _event_value(node: dict[str, Any], ctx: CompileContext, view: ProfileView, show: Show
                  ) -> tuple[str, Any, bool]:
-    since = ctx.now - timedelta(days=node["within_days"]) if node.get("within_days") else None
-    tests = [(c["property"], _condition_py(KIND_OF_PROPERTY_TYPE[property_type(c)], c["op"],
-                                           c.get("value"), ctx.now))
+    since = event_since(node, ctx.now)
+    tests = [(c["property"], value_test(KIND_OF_PROPERTY_TYPE[property_type(c)], c["op"],
+                                        c.get("value"), ctx.now))
              for c in node.get("where") or []]
 
     def where(properties: Mapping[str, Any]) -> bool:

@@ -155,3 +155,28 @@ def test_profile_view_of_a_stored_profile(account) -> None:
     assert windowed.memberships == {"buyers"}
     assert windowed.consents == {"email"}
     assert windowed.field_values == {"taxonomy": "cuisine"}
+
+
+def test_value_test_checks_one_raw_value_as_a_condition_does() -> None:
+    from audiences.compiler import value_test
+
+    gold = value_test("text", "=", "Gold", NOW)
+    assert gold("gold") and gold("GOLD") and not gold("silver")
+    assert not gold(None) and not gold(3)  # no value, or a value of another type
+    not_gold = value_test("text", "!=", "Gold", NOW)
+    assert not_gold(None) and not_gold("silver") and not not_gold("Gold")
+    over = value_test("numeric", ">", 10, NOW)
+    assert over(12) and not over(10) and not over("12")
+
+
+def test_explain_uses_only_the_compilers_public_names() -> None:
+    import ast
+    import inspect
+
+    from audiences import explain as module
+
+    tree = ast.parse(inspect.getsource(module))
+    imported = [alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                and node.module == "audiences.compiler" for alias in node.names]
+    assert "value_test" in imported
+    assert [name for name in imported if name.startswith("_")] == []
