@@ -146,6 +146,9 @@ class ExperienceConfig:
     segments: tuple[VariantConfig, ...]  # segmented: variants with an audience, by priority
     goals: tuple[GoalConfig, ...]  # the primary goal first
     version: int
+    # the API-accessible, unarchived audiences its targeting reads (target audiences, segment
+    # audiences): the ones live attributes are evaluated against (experiences.decide)
+    api_audiences: frozenset[str]
     _by_ref: Mapping[str, VariantConfig] = field(repr=False, compare=False)
 
     @property
@@ -374,8 +377,12 @@ def _experience(exp: Experience, variants: list[Variant], goals: tuple[GoalConfi
         (v for v in built if v.audience and not v.is_base),
         key=lambda v: (v.priority, built.index(v)),
     ))
-    target_audiences = tuple(a.slug for a in exp.target_audiences.all()) \
-        if exp.target == Experience.Target.AUDIENCES else ()
+    targets = list(exp.target_audiences.all()) \
+        if exp.target == Experience.Target.AUDIENCES else []
+    target_audiences = tuple(a.slug for a in targets)
+    readable = [a for a in targets if a.api_accessible and not a.archived]
+    readable += [v.audience for v in variants if v.audience_id and not v.is_base
+                 and v.audience.api_accessible and not v.audience.archived]
     return ExperienceConfig(
         id=exp.pk, key=exp.key, uid=exp.uid, name=exp.name, type=exp.type,
         distribution=exp.distribution, status=exp.status, value_type=exp.value_type,
@@ -383,5 +390,6 @@ def _experience(exp: Experience, variants: list[Variant], goals: tuple[GoalConfi
         target=exp.target, target_audiences=target_audiences, seed=exp.seed or exp.uid,
         hash_version=exp.hash_version, phase=exp.phase, variants=built,
         weights=tuple(shares), base=base, winner=winner, segments=segments, goals=goals,
-        version=exp.version, _by_ref=MappingProxyType(by_ref),
+        version=exp.version, api_audiences=frozenset(a.slug for a in readable),
+        _by_ref=MappingProxyType(by_ref),
     )

@@ -41,15 +41,28 @@ Rules, in order (the reason is OpenFeature's; ``detail`` says which rule):
    (``TARGETING_MATCH``, ``audience:<slug>``), else the base (``STATIC``, ``no_segment``);
    nothing is stored: the next event that changes the visitor's audiences changes the answer.
 
-Live ``attributes`` are validated by the views (a flat JSON object) and accepted, but they do
-not target: audiences are computed by the pipeline from events, so an attribute that should
-change decisions is sent as an event (or a profile update) and counts from the next decision.
+Live ``attributes`` (validated by the views: a JSON object) target this decision, as
+GrowthBook's, OpenFeature's and Contentstack's context attributes do: the attributes whose
+names are fields of the live schema, typed as the field (a value that does not fit is
+ignored, as is a name that is no field), overlay the visitor's stored field values (none for
+a visitor without a profile), and the API-accessible audiences the asked-about experiences
+target (A/B target audiences, unless a sticky assignment decides first; segment audiences)
+whose rules read one of them, directly or through an included audience, are evaluated with
+the real-time compiled predicates (``audiences.realtime.live_memberships``). Audiences whose
+rules read no given attribute keep the stored membership. The answer's ``audiences`` are the
+ones this decision used. Nothing is written: the profile and its memberships change only
+when the attribute is sent as an event (or a profile update) and processed.
+
+A request without attributes costs nothing more; one with attributes, when some experience
+asked about targets an audience, one query for the live schema, and when an attribute is a
+field that such an audience reads, the cached compiled audiences' check and the visitor's
+stored values (a few indexed queries).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psycopg
@@ -58,6 +71,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
 from audiences.models import Audience, AudienceMembership
+from audiences.realtime import live_memberships
 from experiences.bucketing import assign
 from experiences.config import (
     SERVE_SEGMENTS,
@@ -318,6 +332,26 @@ def _decide_one(exp: ExperienceConfig, uid: str, visitor: _Visitor,
     return _not_live(exp)
 
 
+def _with_live_attributes(account_id: int, experiences: Iterable[ExperienceConfig],
+                          visitor: _Visitor, attributes: Mapping[str, Any] | None) -> _Visitor:
+    """The visitor with the audiences this decision's live attributes place them in or out
+    of (see the module's docstring); the same visitor when they change nothing."""
+    if not attributes or visitor.consent_withheld:
+        return visitor
+    wanted: set[str] = set()
+    for exp in experiences:
+        if exp.serve == SERVE_SEGMENTS or (exp.serve == SERVE_SPLIT
+                                           and _sticky(exp, visitor) is None):
+            wanted |= exp.api_audiences
+    if not wanted:
+        return visitor
+    found = live_memberships(account_id, visitor.profile_id, attributes, wanted)
+    if not found:
+        return visitor
+    inside = {slug for slug, member in found.items() if member}
+    return replace(visitor, audiences=(visitor.audiences - set(found)) | inside)
+
+
 def _chosen(config: AccountConfig, keys: Iterable[str] | None
             ) -> tuple[list[ExperienceConfig], list[str]]:
     if keys is None:
@@ -344,6 +378,8 @@ def decide_with_config(
     """``decide`` over a snapshot already in hand (the views read it once for the ETag)."""
     experiences, missing = _chosen(config, keys)
     found = _load_visitor(config.account_id, visitor, identifiers)
+    if attributes:
+        found = _with_live_attributes(config.account_id, experiences, found, attributes)
     new: list[tuple[int, int, int]] = []
     decisions = [_decide_one(exp, visitor, found, new) for exp in experiences]
     if new:
@@ -363,7 +399,7 @@ def decide(
 ) -> VisitorDecision:
     """The visitor's decision for each experience asked about (``keys``: experience keys or
     short uids; None: all of the account's non-draft experiences), storing new assignments.
-    Keys with no experience are listed in ``missing``. ``attributes`` are accepted and do not
-    target (see the module's docstring)."""
+    Keys with no experience are listed in ``missing``. ``attributes`` target this decision
+    only (see the module's docstring)."""
     return decide_with_config(active_config(account_id), visitor, identifiers=identifiers,
                               attributes=attributes, keys=keys)
