@@ -20,9 +20,9 @@ from audiences import membership
 from audiences.filterql import FilterSyntaxError, parse_filter, to_text
 from audiences.models import Audience
 from audiences.rules import RuleError, TextProblem
+from cdp_site.models import Account, AuditEvent
 
 if TYPE_CHECKING:
-    from cdp_site.models import Account
     from cdp_site.tenancy import Actor
 
 # Slugs the API routes use for other things.
@@ -104,7 +104,7 @@ def create_audience(account: Account, actor: Actor | None, *, name: str, slug: s
                         api_accessible=api_accessible, rule=parsed, created_by=_user(actor),
                         created_at=now, updated_at=now)
     audience.save()
-    _audit(actor, "audience.created", audience, {"slug": slug, "rule": parsed})
+    _audit(actor, AuditEvent.Action.AUDIENCE_CREATED, audience, {"slug": slug, "rule": parsed})
     if compute:
         membership.start_compute(audience)
     return audience
@@ -162,7 +162,7 @@ def update_audience(audience: Audience, actor: Actor | None, *, rule: Any = None
         return audience
     audience.updated_at = timezone.now()
     audience.save()
-    _audit(actor, "audience.updated", audience, diff)
+    _audit(actor, AuditEvent.Action.AUDIENCE_UPDATED, audience, diff)
     if rule_changed and compute:
         membership.start_compute(audience)
     return audience
@@ -175,5 +175,5 @@ def delete_audience(audience: Audience, actor: Actor | None) -> None:
     if used:
         raise AudienceError("audience_in_use", f"{', '.join(used)} use(s) this audience; "
                             "change them first.", 409, {"used_by": used})
-    _audit(actor, "audience.deleted", audience, {"slug": audience.slug})
+    _audit(actor, AuditEvent.Action.AUDIENCE_DELETED, audience, {"slug": audience.slug})
     audience.delete()

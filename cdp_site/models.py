@@ -203,7 +203,9 @@ class WriteKey(SecretKeyModel):
 
 
 class AuditEvent(AccountScopedModel):
-    """Who did what to access and settings, and when. Written only by service functions."""
+    """Who did what to access, settings, profiles and audiences, and when. Written only by
+    service functions; every action they write is a choice here (tests/audiences/test_audit.py
+    walks them)."""
 
     class Action(models.TextChoices):
         TOKEN_CREATED = "token.created"
@@ -216,6 +218,9 @@ class AuditEvent(AccountScopedModel):
         ROLES_CHANGED = "membership.roles_changed"
         ACCOUNT_SETTINGS_CHANGED = "account.settings_changed"
         PROFILE_DELETED = "profile.deleted"
+        AUDIENCE_CREATED = "audience.created"
+        AUDIENCE_UPDATED = "audience.updated"
+        AUDIENCE_DELETED = "audience.deleted"
 
     action = models.CharField(max_length=64, choices=Action.choices)
     actor_user = models.ForeignKey(
