@@ -570,16 +570,16 @@ class ChangeWatch(threading.Thread):
     """Polls the change log every 20 ms on its own connection: when each real-time change
     (by the raw event that caused it) was first visible, committed."""
 
-    def __init__(self, url: str, account_id: int) -> None:
+    def __init__(self, url: str, account_id: int, after: int) -> None:
         super().__init__(daemon=True)
-        self.url, self.account_id = url, account_id
+        self.url, self.account_id, self.after = url, account_id, after
         self.seen: dict[int, float] = {}
         self.stop = threading.Event()
 
     def run(self) -> None:
         import psycopg
 
-        last = 0
+        last = self.after  # changes of earlier runs (--reuse) are not this run's
         with psycopg.connect(self.url, autocommit=True) as conn:
             while not self.stop.is_set():
                 rows = conn.execute(
@@ -608,7 +608,11 @@ def bench_latency(account: Any, url: str, rate: int, seconds: float, workers: in
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
              for _ in range(workers)]
     steps: dict[str, float] = {}
-    watch = ChangeWatch(url, account.pk)
+    with connection.cursor() as cur:
+        cur.execute("SELECT coalesce(max(id), 0) FROM audiences_membershipchange")
+        after = cur.fetchone()[0]
+    connection.close()
+    watch = ChangeWatch(url, account.pk, after)
     watch.start()
     rng = random.Random(11)
     run = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
@@ -663,7 +667,8 @@ def bench_latency(account: Any, url: str, rate: int, seconds: float, workers: in
             SELECT c.raw_event_id, extract(epoch FROM c.at - r.received_at),
                    extract(epoch FROM r.received_at), c.kind
             FROM audiences_membershipchange c JOIN profiles_rawevent r ON r.id = c.raw_event_id
-            WHERE c.account_id = %s AND c.cause = 'realtime'""", [account.pk])
+            WHERE c.account_id = %s AND c.cause = 'realtime' AND c.id > %s""",
+                    [account.pk, after])
         rows = cur.fetchall()
     by_at = [float(lat) for _, lat, _, _ in rows]
     received = {raw: float(rec) for raw, _, rec, _ in rows}
