@@ -25,7 +25,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audiences.compiler import CompileContext, compile_sql
-from audiences.models import Audience, AudienceMembership, AudienceSize
+from audiences.models import Audience, AudienceMembership, AudienceSize, MembershipChange
 from audiences.rules import RuleError, RuleSchema, validate_rule
 from profiles.calculated import attribute_types
 from profiles.models import Profile
@@ -51,6 +51,7 @@ __all__ = [
     "estimate_size",
     "member_count",
     "profile_audiences",
+    "profiles_deleted",
     "recompute_time_relative",
     "record_sizes",
     "rule_schema",
@@ -432,6 +433,41 @@ def compute_account(account_id: int, *, cause: str = "compute", now: datetime | 
         audiences = audiences.filter(slug__in=list(slugs))
     return compute_audiences(account_id, audiences.values_list("pk", flat=True), cause=cause,
                              now=now, with_dependents=slugs is not None)
+
+
+# ------------------------------------------------------------------------------ deletion
+
+_PROFILES_DELETED = """
+WITH gone AS (
+    DELETE FROM audiences_audiencemembership
+    WHERE profile_id = ANY(%(profiles)s::bigint[]) AND account_id + 0 = %(account)s
+    RETURNING audience_id, profile_id
+), recorded AS (
+    INSERT INTO audiences_membershipchange (account_id, audience_id, profile_id, kind, cause,
+                                            at, raw_event_id)
+    SELECT %(account)s, audience_id, profile_id, 'exit', %(cause)s, %(now)s, NULL::bigint
+    FROM gone
+), counts AS (
+    SELECT audience_id, count(*) AS n FROM gone GROUP BY audience_id
+), sized AS (
+    UPDATE audiences_audience a SET size = a.size - c.n FROM counts c
+    WHERE a.id = c.audience_id AND a.size IS NOT NULL
+)
+SELECT count(*) FROM gone
+"""
+
+
+def profiles_deleted(account_id: int, profile_ids: list[int], now: datetime) -> int:
+    """A GDPR delete's hook (settings.STRATA_PROFILE_DELETED_HOOKS), in its transaction: the
+    profiles' memberships go (the table has no database foreign key to cascade), each becomes
+    an exit (cause ``delete``; ids only, nothing that identifies the person) and the audiences'
+    sizes drop. How many memberships went."""
+    if not profile_ids:
+        return 0
+    with connection.cursor() as cur:
+        cur.execute(_PROFILES_DELETED, {"profiles": list(profile_ids), "account": account_id,
+                                        "cause": MembershipChange.Cause.DELETE, "now": now})
+        return int(cur.fetchone()[0])
 
 
 # ------------------------------------------------------------------------------ schedule

@@ -251,6 +251,9 @@ STRATA_BULK_MAX_DECOMPRESSED_BYTES = int(
 )
 # Called with each new account once it is committed (cdp_site.accounts.account_created).
 STRATA_ACCOUNT_CREATED_HOOKS = ["profiles.partitions.on_account_created"]
+# Called in a GDPR delete's transaction with (account_id, profile ids, now) before the profiles
+# go (profiles.gdpr); a hook that raises fails the deletion.
+STRATA_PROFILE_DELETED_HOOKS = ["audiences.membership.profiles_deleted"]
 # Functions (account) -> dict whose keys GET /api/v1/dashboard/ adds to its answer.
 STRATA_DASHBOARD_HOOKS = ["profiles.dashboard.api_figures"]
 

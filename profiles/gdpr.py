@@ -9,6 +9,12 @@ What a delete removes, in one transaction:
 - the identifier value from other profiles' identity log entries that name one of these
   profiles (a conflict logged on someone else keeps its reason, not this person's value).
 
+Apps downstream of profiles remove what they keep per profile through
+``settings.STRATA_PROFILE_DELETED_HOOKS``: dotted paths of functions ``(account_id, profile_ids,
+now)`` called in the deletion's transaction, before the profiles go (audiences removes the
+memberships, records an exit per audience and moves sizes). A hook that fails fails the
+deletion, and nothing is deleted.
+
 What it records: an audit log entry ``profile.deleted`` with who, when, the profile ids and
 how many rows went, and nothing that identifies the person (no identifier values).
 
@@ -24,7 +30,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.db import connection, transaction
+from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from cdp_site import audit
 from profiles.models import EventWarning, Identifier, IdentityLog, Profile, ProfileEvent
@@ -87,6 +96,9 @@ def delete_profile(actor: Actor, profile: Profile, *, looked_up_by: str = "") ->
         IdentityLog.objects.for_account(account).filter(other_id__in=family).exclude(
             profile_id__in=family).update(value="")
         result.profile_events, _ = events.delete()
+        now = timezone.now()
+        for path in getattr(settings, "STRATA_PROFILE_DELETED_HOOKS", []):
+            import_string(path)(account.pk, family, now)
         Profile.objects.for_account(account).filter(pk__in=family).delete()
         audit.record(account, actor, ACTION, profile, changes={
             **{k: v for k, v in result.as_dict().items() if k != "profile_id"},
