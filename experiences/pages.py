@@ -97,11 +97,16 @@ def pct(value: float | None, digits: int = 1, *, signed: bool = False) -> str:
     return f"{sign}{value * 100:.{digits}f} %"
 
 
+NBSP = "\u00a0"
+
+
 def interval_text(bounds: list[float] | None) -> str:
     if not bounds:
         return DASH
     low, high = bounds
-    return f"{pct(low, signed=True)} to {pct(high, signed=True)}"
+    # each bound keeps its sign, digits and % together: a narrow column breaks after "to"
+    return (f"{pct(low, signed=True).replace(' ', NBSP)} to "
+            f"{pct(high, signed=True).replace(' ', NBSP)}")
 
 
 def p_value_text(value: float | None) -> str:

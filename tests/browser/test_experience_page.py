@@ -1,8 +1,10 @@
 """The experience pages in a real browser: a marketer opens Experiences from the nav, reads the
 list, opens an A/B test with two weeks of results (table against control, suggested winner,
 the three charts drawn from hourly snapshots), pauses and resumes it, completes it with the
-suggested winner; a bandit's page draws its weights history; a segmented experience shows its
-variants by audience. An observer reads the same page without any action.
+suggested winner; a bandit's page draws its weights history (a stacked area: equal shares
+stay visible); a segmented experience shows its variants by audience. Neither the page nor the
+results table (three variants, every column) scrolls sideways in a 1280 px window. An observer
+reads the same page without any action.
 
 Screenshots of every step land in test-artifacts/screenshots/.
 """
@@ -27,6 +29,17 @@ pytestmark = [
 ]
 
 DAYS = 15
+FITS = """() => { const wrap = document.querySelector('[data-testid=results-table]')
+  .closest('.table-wrap');
+  return [document.body.scrollWidth, document.body.clientWidth, wrap.scrollWidth,
+          wrap.clientWidth]; }"""
+
+
+def assert_fits(page) -> None:
+    """Neither the page nor the results table scrolls sideways in a 1280 px window."""
+    body_scroll, body_width, table_scroll, table_width = page.evaluate(FITS)
+    assert body_scroll <= body_width, (body_scroll, body_width)
+    assert table_scroll <= table_width, (table_scroll, table_width)
 
 
 def two_weeks_of_results(exp: Experience, rates: dict[str, float], per_day: int) -> None:
@@ -104,6 +117,7 @@ def test_a_marketer_reads_results_and_completes_an_experience(browser):
     points = page.evaluate("document.getElementById('rate-chart').chart.data.datasets"
                            ".map(d => d.data.length)")
     assert points == [DAYS, DAYS]
+    assert_fits(page)
     browser.shot("ab-test")
 
     page.get_by_test_id("action-pause").click()
@@ -127,6 +141,12 @@ def test_a_marketer_reads_results_and_completes_an_experience(browser):
     split = page.evaluate("document.getElementById('split-chart').chart.data.datasets"
                           ".map(d => [d.label, d.data.length])")
     assert split == [["book-now", 10], ["reserve", 10], ["check-dates", 10]]
+    # a stacked area: the equal first split shows three bands, not one line over two others
+    stacked = page.evaluate("(() => { const c = document.getElementById('split-chart').chart;"
+                            " return [c.options.scales.y.stacked,"
+                            " c.data.datasets.map(d => d.fill)]; })()")
+    assert stacked == [True, ["origin", "-1", "-1"]]
+    assert_fits(page)
     expect(page.get_by_test_id("split-chart")).to_contain_text("8 reweightings")
     expect(page.get_by_test_id("srm-warning")).to_have_count(0)
     browser.shot("bandit")
@@ -134,6 +154,7 @@ def test_a_marketer_reads_results_and_completes_an_experience(browser):
     browser.goto("/experiences/cuisine-banner/")
     expect(page.get_by_test_id("variants")).to_contain_text("New Italian recipes")
     expect(page.get_by_test_id("variants")).to_contain_text("Cuisine")
+    assert_fits(page)
     browser.shot("segmented")
 
     page.context.clear_cookies()

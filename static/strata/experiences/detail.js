@@ -1,5 +1,8 @@
-/* An experience's page: the three charts over time (one line per variant) from the
-   "experience-charts" JSON (experiences.results.history). Chart.js, no framework. */
+/* An experience's page: the three charts over time from the "experience-charts" JSON
+   (experiences.results.history). Chart.js, no framework. Conversion rate and chance to be
+   best are one line per variant; the traffic split (data-stacked) is a stacked area, one band
+   per variant, so every variant shows even when the shares are equal (equal lines would lie
+   on top of each other and hide all but the last). */
 (function () {
   "use strict";
 
@@ -24,14 +27,19 @@
     if (!made.times || !made.times.length) return;
     var xs = made.times.map(function (iso) { return new Date(iso).getTime(); });
     var span = xs[xs.length - 1] - xs[0];
+    var stacked = Boolean(canvas.dataset.stacked);
     var datasets = Object.keys(made.lines).map(function (key, i) {
+      var color = COLORS[i % COLORS.length];
       return {
         label: key,
-        data: made.lines[key].map(function (y, j) { return {x: xs[j], y: y}; }),
-        borderColor: COLORS[i % COLORS.length],
-        backgroundColor: COLORS[i % COLORS.length],
-        borderWidth: 2,
-        pointRadius: xs.length < 30 ? 2.5 : 0,
+        data: made.lines[key].map(function (y, j) {
+          return {x: xs[j], y: stacked && (y === null || y === undefined) ? 0 : y};
+        }),
+        borderColor: color,
+        backgroundColor: stacked ? color + "99" : color,  // 60 % opaque bands
+        borderWidth: stacked ? 1 : 2,
+        fill: stacked ? (i === 0 ? "origin" : "-1") : false,
+        pointRadius: stacked ? 0 : (xs.length < 30 ? 2.5 : 0),
         stepped: canvas.dataset.stepped ? "before" : false,
         spanGaps: true,
         tension: canvas.dataset.stepped ? 0 : 0.2,
@@ -48,6 +56,7 @@
         interaction: {mode: "nearest", axis: "x", intersect: false},
         plugins: {
           legend: {display: true, position: "bottom", labels: {boxWidth: 10, boxHeight: 10}},
+          filler: {propagate: false},
           tooltip: {callbacks: {
             title: function (items) { return stamp.format(new Date(items[0].parsed.x)) + " UTC"; },
             label: function (item) { return " " + item.dataset.label + ": " + percent(item.parsed.y, 2); },
@@ -59,7 +68,8 @@
                       callback: function (v) {
                         return (span > 2 * 86400000 ? day : stamp).format(new Date(v));
                       }}},
-          y: {beginAtZero: true, max: canvas.dataset.max ? Number(canvas.dataset.max) : undefined,
+          y: {beginAtZero: true, stacked: stacked,
+              max: canvas.dataset.max ? Number(canvas.dataset.max) : undefined,
               grid: {color: "#eef1f5"}, border: {display: false},
               ticks: {color: "#6b7280", callback: function (v) { return percent(v, v < 0.1 && v > 0 ? 1 : 0); }}},
         },
