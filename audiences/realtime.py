@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from profiles.pipeline import Batch
 
 __all__ = ["AudienceState", "Change", "account_state", "evaluate", "evaluate_profiles",
-           "live_field_values", "live_memberships"]
+           "live_field_values", "live_memberships", "reevaluate"]
 
 EventKey = tuple[str, str, "datetime | None"]  # name, where key, since
 
@@ -382,6 +382,38 @@ def evaluate(batch: Batch) -> None:
     write_changes(batch.account_id, [
         Change(a, p, "entry" if now_in else "exit", "merge" if p in survivors else "realtime",
                raw.get(p)) for a, p, now_in in flips], batch.now)
+
+
+def reevaluate(account_id: int, profile_ids: Collection[int], audience_ids: Collection[int],
+               now: datetime, cause: str) -> dict[int, int]:
+    """Evaluate these profiles (those that still exist and survive) against these audiences
+    on their current data and membership, as the pipeline step would, and write what flips
+    (entries and exits with ``cause``). Audience id -> how its size moved. A full
+    computation calls it for the profiles a batch changed while it ran
+    (``audiences.membership.compute_pass``)."""
+    compiled = live_schema(account_id)
+    if compiled is None or not profile_ids or not audience_ids:
+        return {}
+    state = account_state(account_id, {n: f.type for n, f in compiled.fields.items()},
+                          compiled.version_id, now)
+    with db_cursor() as cur:
+        cur.execute("SELECT id FROM profiles_profile WHERE id = ANY(%s) "
+                    "AND account_id + 0 = %s AND merged_into_id IS NULL ORDER BY id",
+                    [sorted(profile_ids), account_id])
+        todo = [row[0] for row in cur.fetchall()]
+    if not todo:
+        return {}
+    ctx = compile_context(account_id, state.schema, now, {a.slug: a.id for a in state.audiences})
+    predicates = state.predicates(ctx, only=set(audience_ids))
+    nodes = [n for a in state.audiences if a.id in predicates for n in state.event_nodes[a.id]]
+    loaded = _load(account_id, todo, state, nodes, ctx)
+    flips = evaluate_profiles(state, predicates, todo, {pid: None for pid in todo}, loaded)
+    write_changes(account_id, [Change(a, p, "entry" if now_in else "exit", cause, None)
+                               for a, p, now_in in flips], now)
+    moved: dict[int, int] = defaultdict(int)
+    for a, _, now_in in flips:
+        moved[a] += 1 if now_in else -1
+    return dict(moved)
 
 
 def _record_only(account_id: int, changes: list[Change], now: datetime) -> None:
