@@ -3,7 +3,7 @@ size over time, and what other apps ask (a profile's audiences, an estimate, the
 is checked against).
 
 A computation runs one audience's compiled rule over the account's surviving profiles into a
-temporary table (a plain SELECT, so it may run in parallel), then diffs it against the stored
+table of its own (a plain SELECT, so it may run in parallel), then diffs it against the stored
 membership in one statement: rows that left are deleted (``DELETE … RETURNING``), rows that
 came are inserted (``INSERT … SELECT … RETURNING``), and each of those becomes a
 ``MembershipChange`` (entry / exit) in the same statement. Several audiences compute in
@@ -201,13 +201,13 @@ def _with_dependents(account_id: int, wanted: set[int]) -> list[Audience]:
 
 # ------------------------------------------------------------------------------ computing
 
-# A computation is two statements in one transaction. The first selects the members into a
-# temporary table: a plain SELECT (CREATE TABLE AS), so PostgreSQL may read the profiles with
-# parallel workers, which a statement that also writes never gets. One audience keeps its rule a
-# WHERE condition; several (one pass) give each profile the array of the audiences it matches,
+# A computation is two statements in one transaction. The first selects the members into an unlogged
+# table of the transaction: a plain SELECT (CREATE TABLE AS), so PostgreSQL may read the profiles
+# with parallel workers, which a statement that also writes never gets. One audience keeps its rule
+# a WHERE condition; several (one pass) give each profile the array of the audiences it matches,
 # unnested (a ProjectSet: no per-profile rescan of a VALUES list). The second diffs old and new
-# members with one hashed full join (two hashed EXCEPTs cost three times as much on 1.46 M
-# rows): only the differences touch the membership table, and each becomes a MembershipChange.
+# members with one hashed full join (two hashed EXCEPTs cost three times as much on 1.46 M rows):
+# only the differences touch the membership table, and each becomes a MembershipChange.
 _NEW_TABLE = "strata_new_members"
 _SELECT_ONE = """
 SELECT %s::bigint AS audience_id, p.id AS profile_id FROM profiles_profile p
@@ -359,24 +359,28 @@ def compute_pass(audiences: list[Audience], *, cause: str = "compute",
         cur.execute("SET LOCAL jit = off")
         for pk in sorted(ids):
             cur.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_key(account_id, pk)])
-        # Inside an outer transaction (a caller's atomic block) ON COMMIT has not dropped the
-        # previous computation's table yet.
-        cur.execute(f"DROP TABLE IF EXISTS {_NEW_TABLE}")
+        # The new members go to an unlogged table of this transaction, named by the backend
+        # (no other transaction can use the name meanwhile): its creation is rolled back with
+        # the transaction, and unlike a temporary table (local buffers, 8 MB by default, then
+        # disk) it is written through shared buffers and readable by parallel workers: ten
+        # audiences' 1.46 M rows selected in 1.9 s against 2.4 s. Dropped when done.
+        cur.execute("SELECT pg_backend_pid()")
+        table = f"{_NEW_TABLE}_{int(cur.fetchone()[0])}"
+        cur.execute(f"DROP TABLE IF EXISTS {table}")
         # The marker: what the selection is sure to see (its own snapshot comes later).
         cur.execute("SELECT pg_current_snapshot()::text")
         marker = cur.fetchone()[0]
-        cur.execute(f"CREATE TEMPORARY TABLE {_NEW_TABLE} ON COMMIT DROP AS {select_sql}",
-                    select_params)
+        cur.execute(f"CREATE UNLOGGED TABLE {table} AS {select_sql}", select_params)
         for hook in AFTER_SELECT:  # tests only: code to run between the two statements
             hook()
-        cur.execute(_DIFF.format(table=_NEW_TABLE), [marker, marker, *diff_params])
+        cur.execute(_DIFF.format(table=table), [marker, marker, *diff_params])
         recheck: list[int] = []
         for tag, key, n in cur.fetchall():
             if tag == "recheck":
                 recheck.append(key)
             else:
                 counts[(tag, key)] = int(n)
-        cur.execute(f"DROP TABLE {_NEW_TABLE}")
+        cur.execute(f"DROP TABLE {table}")
         moved = _recheck(account_id, recheck, ids, now, cause)
         seconds = time.monotonic() - started
         results = [ComputeResult(
