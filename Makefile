@@ -27,7 +27,7 @@ run: install
 test: install chromium node-deps
 	$(PY) -m ruff check .
 	$(PY) manage.py makemigrations --check --dry-run
-	DEBUG=0 SECRET_KEY=check-deploy-only-never-a-real-key-$$RANDOM-$$RANDOM-$$RANDOM-$$RANDOM-xyz \
+	DEBUG=0 SECRET_KEY=check-deploy-only-never-a-real-secret-key-for-ci-$$RANDOM-$$RANDOM-$$RANDOM-$$RANDOM-xyz \
 	  ALLOWED_HOSTS=strata.example.com STRATA_TOKEN_PEPPER=check-deploy-pepper \
 	  $(PY) manage.py check --deploy --fail-level WARNING
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
