@@ -299,11 +299,13 @@ _ADD = """
 INSERT INTO audiences_audiencemembership (account_id, audience_id, profile_id, since)
 SELECT %s, u.a, u.p, %s FROM unnest(%s::bigint[], %s::bigint[]) AS u(a, p)
 ON CONFLICT (audience_id, profile_id) DO NOTHING
+RETURNING audience_id, profile_id
 """
 _REMOVE = """
 DELETE FROM audiences_audiencemembership m
 USING unnest(%s::bigint[], %s::bigint[]) AS u(a, p)
 WHERE m.audience_id = u.a AND m.profile_id = u.p
+RETURNING m.audience_id, m.profile_id
 """
 _RECORD = """
 INSERT INTO audiences_membershipchange (account_id, audience_id, profile_id, kind, cause, at,
@@ -324,27 +326,42 @@ RETURNING audience_id, profile_id
 """
 
 
-def write_changes(account_id: int, changes: list[Change], now: datetime) -> None:
-    """Memberships added and removed, the changes recorded, sizes moved: a few statements."""
+def _applied(cur: Any, statement: str, params: list[Any], wanted: list[Change]) -> list[Change]:
+    """Run an _ADD or _REMOVE and keep the wanted changes whose row it really inserted or
+    deleted."""
+    if not wanted:
+        return []
+    cur.execute(statement, params)
+    done = {(a, p) for a, p in cur.fetchall()}
+    return [c for c in wanted if (c.audience_id, c.profile_id) in done]
+
+
+def write_changes(account_id: int, changes: list[Change], now: datetime) -> list[Change]:
+    """Memberships added and removed, the changes recorded, sizes moved: a few statements.
+    Only what really changed is recorded: an entry whose row a concurrent computation (or
+    another batch) inserted first, or an exit whose row is already gone, is no change.
+    Returns the changes written."""
     if not changes:
-        return
+        return []
     entries = [c for c in changes if c.kind == "entry"]
     exits = [c for c in changes if c.kind == "exit"]
-    delta: dict[int, int] = defaultdict(int)
-    for c in changes:
-        delta[c.audience_id] += 1 if c.kind == "entry" else -1
     with db_cursor() as cur:
-        if entries:
-            cur.execute(_ADD, [account_id, now, [c.audience_id for c in entries],
-                               [c.profile_id for c in entries]])
-        if exits:
-            cur.execute(_REMOVE, [[c.audience_id for c in exits], [c.profile_id for c in exits]])
+        changes = _applied(cur, _ADD, [account_id, now, [c.audience_id for c in entries],
+                                       [c.profile_id for c in entries]], entries)
+        changes += _applied(cur, _REMOVE, [[c.audience_id for c in exits],
+                                           [c.profile_id for c in exits]], exits)
+        if not changes:
+            return []
+        delta: dict[int, int] = defaultdict(int)
+        for c in changes:
+            delta[c.audience_id] += 1 if c.kind == "entry" else -1
         cur.execute(_RECORD, [account_id, now, [c.audience_id for c in changes],
                               [c.profile_id for c in changes], [c.kind for c in changes],
                               [c.cause for c in changes], [c.raw_event_id for c in changes]])
         ids = sorted(d for d, n in delta.items() if n)
         if ids:
             cur.execute(_RESIZE, [ids, [delta[i] for i in ids]])
+    return changes
 
 
 def _merged_away_exits(batch: Batch) -> list[Change]:
@@ -408,11 +425,11 @@ def reevaluate(account_id: int, profile_ids: Collection[int], audience_ids: Coll
     nodes = [n for a in state.audiences if a.id in predicates for n in state.event_nodes[a.id]]
     loaded = _load(account_id, todo, state, nodes, ctx)
     flips = evaluate_profiles(state, predicates, todo, {pid: None for pid in todo}, loaded)
-    write_changes(account_id, [Change(a, p, "entry" if now_in else "exit", cause, None)
-                               for a, p, now_in in flips], now)
+    written = write_changes(account_id, [Change(a, p, "entry" if now_in else "exit", cause,
+                                                None) for a, p, now_in in flips], now)
     moved: dict[int, int] = defaultdict(int)
-    for a, _, now_in in flips:
-        moved[a] += 1 if now_in else -1
+    for c in written:
+        moved[c.audience_id] += 1 if c.kind == "entry" else -1
     return dict(moved)
 
 

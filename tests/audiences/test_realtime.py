@@ -160,3 +160,33 @@ def test_edited_rules_are_used_at_once(live: Account) -> None:
     process(live, page("v9", "beaches"))
     assert profile_of(live, "_uid", "v9").pk in members(cuisine)
 
+
+
+def test_only_real_changes_are_recorded(live: Account) -> None:
+    """An entry whose membership row is already there (a computation or another batch
+    inserted it first) and an exit whose row is already gone write no change and move no
+    size."""
+    from audiences.realtime import Change, write_changes
+
+    cuisine = audience(live, "cuisine", text='FILTER taxonomy = "cuisine"')
+    process(live, page("v1", "Cuisine"))
+    visitor = profile_of(live, "_uid", "v1")
+    before = changes(cuisine)
+    size = Audience.objects.get(pk=cuisine.pk).size
+    now = datetime.now(UTC)
+    written = write_changes(live.pk, [Change(cuisine.pk, visitor.pk, "entry", "realtime", None)],
+                            now)
+    assert written == []
+    assert changes(cuisine) == before
+    assert Audience.objects.get(pk=cuisine.pk).size == size
+    AudienceMembership.objects.filter(audience=cuisine).delete()
+    written = write_changes(live.pk, [Change(cuisine.pk, visitor.pk, "exit", "realtime", None)],
+                            now)
+    assert written == []
+    assert changes(cuisine) == before
+    # and a real one is recorded once
+    written = write_changes(live.pk, [Change(cuisine.pk, visitor.pk, "entry", "realtime", None)],
+                            now)
+    assert [(c.profile_id, c.kind) for c in written] == [(visitor.pk, "entry")]
+    assert changes(cuisine) == [*before, (visitor.pk, "entry", "realtime")]
+    assert Audience.objects.get(pk=cuisine.pk).size == size + 1
