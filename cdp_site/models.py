@@ -203,9 +203,9 @@ class WriteKey(SecretKeyModel):
 
 
 class AuditEvent(AccountScopedModel):
-    """Who did what to access, settings, profiles and audiences, and when. Written only by
-    service functions; every action they write is a choice here (tests/audiences/test_audit.py
-    walks them)."""
+    """Who did what to access, settings, profiles, audiences, experiences, goals, calculated
+    attributes and the schema, and when. Written only by service functions; every action they
+    write is a choice here (tests/audiences/test_audit.py walks them)."""
 
     class Action(models.TextChoices):
         TOKEN_CREATED = "token.created"
@@ -221,6 +221,22 @@ class AuditEvent(AccountScopedModel):
         AUDIENCE_CREATED = "audience.created"
         AUDIENCE_UPDATED = "audience.updated"
         AUDIENCE_DELETED = "audience.deleted"
+        EXPERIENCE_CREATED = "experience.created"
+        EXPERIENCE_UPDATED = "experience.updated"
+        EXPERIENCE_ACTIVATED = "experience.activated"
+        EXPERIENCE_PAUSED = "experience.paused"
+        EXPERIENCE_RESUMED = "experience.resumed"
+        EXPERIENCE_COMPLETED = "experience.completed"
+        EXPERIENCE_DELETED = "experience.deleted"
+        GOAL_CREATED = "goal.created"
+        GOAL_UPDATED = "goal.updated"
+        GOAL_DELETED = "goal.deleted"
+        CALCULATED_ATTRIBUTE_CREATED = "calculated_attribute.created"
+        CALCULATED_ATTRIBUTE_UPDATED = "calculated_attribute.updated"
+        CALCULATED_ATTRIBUTE_DELETED = "calculated_attribute.deleted"
+        SCHEMA_PUBLISHED = "schema.published"
+        SCHEMA_REVERTED = "schema.reverted"
+        SCHEMA_REBUILD_STARTED = "schema.rebuild_started"
 
     action = models.CharField(max_length=64, choices=Action.choices)
     actor_user = models.ForeignKey(

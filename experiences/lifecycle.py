@@ -29,10 +29,14 @@ from django.utils import timezone
 
 from audiences.models import Audience
 from audiences.rules import RuleError, RuleSchema, validate_rule
+from cdp_site import audit
+from cdp_site.models import AuditEvent
 from experiences import config
 from experiences.models import Assignment, Experience, ExperienceGoal, Goal, Phase, Variant
 
 if TYPE_CHECKING:
+    from django.db import models
+
     from cdp_site.models import Account
     from cdp_site.tenancy import Actor
 
@@ -525,12 +529,59 @@ def create_experience(account: Account, actor: Actor | None = None, **changes: A
         raise ExperienceError("busy", "Could not pick a short uid; try again.", status=409)
     _changed(exp)
     exp.save(update_fields=["version", "updated_at"])
+    _audit(actor, AuditEvent.Action.EXPERIENCE_CREATED, exp,
+           {"uid": exp.uid, "status": exp.status, **_draft_summary(draft)})
     return exp
 
 
 def _user(actor: Actor | None) -> Any:
     return actor.user if actor is not None and actor.user is not None and actor.user.pk \
         else None
+
+
+# --------------------------------------------------------------------------- the audit log
+
+
+def _audit(actor: Actor | None, action: str, target: models.Model,
+           changes: dict[str, Any]) -> None:
+    """One audit entry for a change made by someone (no actor, e.g. a scheduled task: none).
+    Written inside the change's transaction, so a refused change leaves no entry."""
+    if actor is None:
+        return
+    audit.record(actor.account, actor, action, target, changes=changes)
+
+
+def _variant_summary(variant: VariantDraft) -> dict[str, Any]:
+    return {"key": variant.key, "name": variant.name, "value": variant.value,
+            "content": variant.content, "base": bool(variant.is_base),
+            "weight": variant.weight, "audience": variant.audience,
+            "priority": variant.priority or 0}
+
+
+def _draft_summary(draft: Draft) -> dict[str, Any]:
+    return {**draft.fields, "variants": [_variant_summary(v) for v in draft.variants],
+            "goals": [[key, primary] for key, primary in draft.goals],
+            "target_audiences": sorted(draft.target_audiences)}
+
+
+def draft_diff(before: Draft, after: Draft) -> dict[str, list[Any]]:
+    """``{what: [old, new]}`` for each field, the variants, goals and target audiences that
+    differ between two drafts (experience configuration only: no profile data)."""
+    found: dict[str, list[Any]] = {
+        name: [before.fields[name], after.fields[name]] for name in EXPERIENCE_FIELDS
+        if before.fields[name] != after.fields[name]}
+    old_variants = [_variant_summary(v) for v in before.variants]
+    new_variants = [_variant_summary(v) for v in after.variants]
+    if old_variants != new_variants:
+        found["variants"] = [old_variants, new_variants]
+    old_goals = [[key, primary] for key, primary in before.goals]
+    new_goals = [[key, primary] for key, primary in after.goals]
+    if old_goals != new_goals:
+        found["goals"] = [old_goals, new_goals]
+    if sorted(before.target_audiences) != sorted(after.target_audiences):
+        found["target_audiences"] = [sorted(before.target_audiences),
+                                     sorted(after.target_audiences)]
+    return found
 
 
 def _locked(exp: Experience) -> Experience:
@@ -573,10 +624,15 @@ def update_experience(exp: Experience, actor: Actor | None = None, **changes: An
     if draft.fields["key"] != before.fields["key"]:
         _check_key_free(current.account_id, draft.fields["key"], exclude=current.pk)
     _write(current, draft, lookups, changes)
+    diff = draft_diff(before, draft)
     if live and draft.split() != before.split():
-        _start_phase(current, reason or _phase_reason(before, draft))
+        phase = _start_phase(current, reason or _phase_reason(before, draft))
+        diff["phase"] = [phase.number - 1, phase.number]
+        diff["phase_reason"] = [None, phase.reason]
     _changed(current)
     current.save()
+    if diff:  # an edit that changed nothing is not an event
+        _audit(actor, AuditEvent.Action.EXPERIENCE_UPDATED, current, diff)
     return _refresh_caller(exp, current)
 
 
@@ -674,6 +730,8 @@ def delete_experience(exp: Experience, actor: Actor | None = None) -> None:
         raise TransitionError("experience_active", "An active experience cannot be deleted; "
                               "pause or complete it first.")
     account_id = current.account_id
+    _audit(actor, AuditEvent.Action.EXPERIENCE_DELETED, current,
+           {"key": current.key, "status": current.status, "phase": current.phase})
     current.delete()
     config.invalidate(account_id)
     transaction.on_commit(lambda: config.invalidate(account_id))
@@ -696,8 +754,9 @@ TRANSITIONS: dict[str, Transition] = {
 }
 
 
-def _transition(exp: Experience, action: str) -> Experience:
-    """The locked row, once the status machine allows ``action`` from its status."""
+def _transition(exp: Experience, action: str) -> tuple[Experience, str]:
+    """The locked row, once the status machine allows ``action`` from its status, and that
+    status (the row has the new one)."""
     current = _locked(exp)
     transition = TRANSITIONS[action]
     if current.status not in transition.sources:
@@ -705,43 +764,50 @@ def _transition(exp: Experience, action: str) -> Experience:
                                    if current.status in t.sources)) or "nothing"
         raise TransitionError("invalid_transition", f"Cannot {action} an experience that is "
                               f"{current.status} (it can: {allowed}).")
+    before = current.status
     current.status = transition.target
-    return current
+    return current, before
 
 
 @transaction.atomic
 def activate(exp: Experience, actor: Actor | None = None) -> Experience:
     """Check that the draft can run, then start phase 1 (raises ActivationError listing every
     problem)."""
-    current = _transition(exp, "activate")
+    current, before = _transition(exp, "activate")
     problems = activation_problems(current)
     if problems:
         raise ActivationError(problems)
     current.activated_at = timezone.now()
-    _start_phase(current, "activated")
+    phase = _start_phase(current, "activated")
     _changed(current)
     current.save()
+    _audit(actor, AuditEvent.Action.EXPERIENCE_ACTIVATED, current,
+           {"status": [before, current.status], "phase": [0, phase.number]})
     return _refresh_caller(exp, current)
 
 
 @transaction.atomic
 def pause(exp: Experience, actor: Actor | None = None) -> Experience:
     """Everyone gets the base variant until it resumes; assignments and the phase are kept."""
-    current = _transition(exp, "pause")
+    current, before = _transition(exp, "pause")
     _changed(current)
     current.save()
+    _audit(actor, AuditEvent.Action.EXPERIENCE_PAUSED, current,
+           {"status": [before, current.status]})
     return _refresh_caller(exp, current)
 
 
 @transaction.atomic
 def resume(exp: Experience, actor: Actor | None = None) -> Experience:
     """Back to the split (the same phase, unless the split changed while paused)."""
-    current = _transition(exp, "resume")
+    current, before = _transition(exp, "resume")
     problems = activation_problems(current)  # audiences may have changed meanwhile
     if problems:
         raise ActivationError(problems)
     _changed(current)
     current.save()
+    _audit(actor, AuditEvent.Action.EXPERIENCE_RESUMED, current,
+           {"status": [before, current.status]})
     return _refresh_caller(exp, current)
 
 
@@ -750,7 +816,7 @@ def complete(exp: Experience, actor: Actor | None = None, winner_key: str | None
              ) -> Experience:
     """End the experience; with a winner (key or uid) everyone gets it from now on, else the
     base variant. The current phase ends."""
-    current = _transition(exp, "complete")
+    current, before = _transition(exp, "complete")
     winner = None
     if winner_key:
         winner = Variant.objects.filter(experience=current, key=winner_key).first() \
@@ -764,6 +830,9 @@ def complete(exp: Experience, actor: Actor | None = None, winner_key: str | None
     Phase.objects.filter(experience=current, ended_at__isnull=True).update(ended_at=now)
     _changed(current)
     current.save()
+    _audit(actor, AuditEvent.Action.EXPERIENCE_COMPLETED, current,
+           {"status": [before, current.status],
+            "winner": winner.key if winner is not None else None})
     return _refresh_caller(exp, current)
 
 
@@ -814,8 +883,11 @@ def create_goal(account: Account, actor: Actor | None = None, **values: Any) -> 
     if Goal.objects.filter(account=account, key=values["key"]).exists():
         raise ExperienceError("duplicate_key", f"There is already a goal {values['key']!r}.",
                               status=409)
-    return Goal.objects.create(account=account,
+    goal = Goal.objects.create(account=account,
                                **{k: v for k, v in values.items() if k in GOAL_FIELDS})
+    _audit(actor, AuditEvent.Action.GOAL_CREATED, goal,
+           {name: getattr(goal, name) for name in GOAL_FIELDS})
+    return goal
 
 
 @transaction.atomic
@@ -829,11 +901,15 @@ def update_goal(goal: Goal, actor: Actor | None = None, **values: Any) -> Goal:
             account_id=goal.account_id, key=merged["key"]).exists():
         raise ExperienceError("duplicate_key", f"There is already a goal {merged['key']!r}.",
                               status=409)
+    diff = {name: [getattr(goal, name), value] for name, value in merged.items()
+            if getattr(goal, name) != value}
     for name, value in merged.items():
         setattr(goal, name, value)
     goal.updated_at = timezone.now()
     goal.save()
     _touch_goal_experiences(goal)
+    if diff:
+        _audit(actor, AuditEvent.Action.GOAL_UPDATED, goal, diff)
     return goal
 
 
@@ -845,4 +921,5 @@ def delete_goal(goal: Goal, actor: Actor | None = None) -> None:
         raise ExperienceError("goal_in_use", f"Goal {goal.key!r} is measured by "
                               f"{', '.join(sorted(used))}; remove it from them first.",
                               status=409)
+    _audit(actor, AuditEvent.Action.GOAL_DELETED, goal, {"key": goal.key, "event": goal.event})
     goal.delete()
