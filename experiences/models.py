@@ -13,7 +13,7 @@ from django.db import models
 from django.utils import timezone
 
 from audiences.models import Audience
-from cdp_site.models import AccountScopedModel
+from cdp_site.models import Account, AccountScopedModel
 
 
 class Goal(AccountScopedModel):
@@ -181,12 +181,20 @@ class Assignment(AccountScopedModel):
     """The variant a visitor got: sticky across weight changes, bandit reweighting and profile
     merges (looked up by visitor key, then by profile)."""
 
+    # Written on every first visit by concurrent decisions: no foreign key checks in the
+    # database (each took FOR KEY SHARE on the same experience and variant rows, one MultiXact
+    # per concurrent request) and no index the unique constraint or the visitor index already
+    # leads with. Deletes cascade through the ORM (experience, variant, account deletion).
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+",
+                                db_constraint=False, db_index=False)
     id = models.BigAutoField(primary_key=True)
     experience = models.ForeignKey(Experience, on_delete=models.CASCADE,
-                                   related_name="assignments")
+                                   related_name="assignments", db_constraint=False,
+                                   db_index=False)
     visitor = models.CharField(max_length=300, help_text="The targeting key (uid).")
     profile_id = models.BigIntegerField(null=True, blank=True)
-    variant = models.ForeignKey(Variant, on_delete=models.CASCADE, related_name="assignments")
+    variant = models.ForeignKey(Variant, on_delete=models.CASCADE, related_name="assignments",
+                                db_constraint=False)
     phase = models.PositiveIntegerField()
     reason = models.CharField(max_length=32, blank=True)
     assigned_at = models.DateTimeField(default=timezone.now)
