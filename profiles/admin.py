@@ -48,7 +48,8 @@ class SchemaAdmin(AccountScopedAdmin):
                  **kwargs: Any) -> type[forms.ModelForm]:
         form = super().get_form(request, obj, change=change, **kwargs)
         actor = request_actor(request)
-        return type(form.__name__, (form,), {"account": actor.account if actor else None})
+        return type(form.__name__, (form,), {"account": actor.account if actor else None,
+                                             "actor": actor})
 
     def save_form(self, request: HttpRequest, form: forms.ModelForm, change: bool) -> Any:
         return form.saved  # saved by the service when the form was cleaned
@@ -326,8 +327,8 @@ class SchemaVersionAdmin(AccountScopedAdmin):
             return
         target = queryset.get()
         try:
-            version = schema.revert(self.actor(request).account, target.number,
-                                    user=request.user)
+            actor = self.actor(request)
+            version = schema.revert(actor.account, target.number, actor=actor)
         except SchemaValidationError as exc:
             self.message_user(request, exc.problems[0].message, messages.WARNING)
             return
@@ -350,7 +351,7 @@ class SchemaVersionAdmin(AccountScopedAdmin):
         account = self.actor(request).account
         if request.method == "POST":
             try:
-                version = schema.publish(account, user=request.user,
+                version = schema.publish(account, actor=self.actor(request),
                                          note=request.POST.get("note", "").strip()[:500])
             except SchemaValidationError as exc:
                 for problem in exc.problems[:10]:
@@ -384,6 +385,7 @@ class CalculatedAttributeForm(forms.ModelForm):
     error (under the attribute it names) and nothing is saved."""
 
     account: ClassVar[Any] = None
+    actor: ClassVar[Any] = None
     saved: Any = None
 
     class Meta:
@@ -400,7 +402,7 @@ class CalculatedAttributeForm(forms.ModelForm):
             self.saved = calculated.save_attribute(
                 self.account, {k: data.get(k) for k in CALCULATED_FORM_FIELDS},
                 instance=CalculatedAttribute.objects.get(pk=self.instance.pk)
-                if self.instance.pk else None)
+                if self.instance.pk else None, actor=self.actor)
         except calculated.AttributeDefinitionError as exc:
             self.add_error(exc.attr if exc.attr in self.fields else None, exc.message)
         return data
@@ -426,4 +428,4 @@ class CalculatedAttributeAdmin(SchemaAdmin):
     def delete_model(self, request: HttpRequest, obj: CalculatedAttribute) -> None:
         from profiles import calculated
 
-        calculated.delete_attribute(obj)
+        calculated.delete_attribute(obj, self.actor(request))

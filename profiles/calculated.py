@@ -46,6 +46,7 @@ from profiles.models import AttributeValue, CalculatedAttribute, Field, Profile
 
 if TYPE_CHECKING:
     from cdp_site.models import Account
+    from cdp_site.tenancy import Actor
     from profiles.pipeline import Batch, PipelineEvent
 
 log = logging.getLogger(__name__)
@@ -656,13 +657,31 @@ def _check_definition(data: dict[str, Any]) -> dict[str, Any]:
             "property": prop, "where": where}
 
 
+AUDITED = ("name", "description", "active", *DEFINITION_KEYS)
+
+
+def _audit(actor: Actor | None, action: str, attr: CalculatedAttribute,
+           changes: dict[str, Any]) -> None:
+    """An audit entry for a change someone made (no actor, e.g. the demo seed: none)."""
+    if actor is None:
+        return
+    from cdp_site import audit
+
+    audit.record(attr.account, actor, action, attr, changes=changes)
+
+
 @transaction.atomic
 def save_attribute(account: Account, data: dict[str, Any], *,
-                   instance: CalculatedAttribute | None = None, user: Any = None
-                   ) -> CalculatedAttribute:
+                   instance: CalculatedAttribute | None = None, user: Any = None,
+                   actor: Actor | None = None) -> CalculatedAttribute:
     """Create (``instance`` None) or change a calculated attribute from ``data`` (a partial
     change keeps what it leaves out). A new definition, a changed one, or one made active
-    again is backfilled in the background. Raises AttributeDefinitionError."""
+    again is backfilled in the background. Raises AttributeDefinitionError. With an
+    ``actor`` (its user is the creator) the change is written to the audit log."""
+    from cdp_site.models import AuditEvent
+
+    if user is None and actor is not None:
+        user = actor.user
     unknown = set(data) - set(EDITABLE)
     if unknown:
         raise AttributeDefinitionError("unknown_key", f"Unknown key(s): {sorted(unknown)}; "
@@ -684,12 +703,17 @@ def save_attribute(account: Account, data: dict[str, Any], *,
             account=account, name=name, description=description, active=active,
             created_by=user if getattr(user, "pk", None) else None, created_at=now,
             updated_at=now, **definition)
+        _audit(actor, AuditEvent.Action.CALCULATED_ATTRIBUTE_CREATED, instance,
+               {key: getattr(instance, key) for key in AUDITED})
         if active:
             start_backfill(instance)
         return instance
     redo = any(definition[k] != getattr(instance, k) for k in DEFINITION_KEYS) \
         or (active and not instance.active)
     renamed = name != instance.name
+    after = {"name": name, "description": description, "active": active, **definition}
+    diff = {key: [getattr(instance, key), after[key]] for key in AUDITED
+            if getattr(instance, key) != after[key]}
     for key, value in {"name": name, "description": description, "active": active,
                        **definition}.items():
         setattr(instance, key, value)
@@ -700,14 +724,20 @@ def save_attribute(account: Account, data: dict[str, Any], *,
     instance.save()
     if renamed:
         AttributeValue.objects.filter(attribute=instance).update(name=name)
+    if diff:  # a save that changed nothing is not an event
+        _audit(actor, AuditEvent.Action.CALCULATED_ATTRIBUTE_UPDATED, instance, diff)
     if redo and active:
         start_backfill(instance)
     return instance
 
 
-def delete_attribute(attr: CalculatedAttribute) -> None:
+def delete_attribute(attr: CalculatedAttribute, actor: Actor | None = None) -> None:
     """The attribute and its values (set-based)."""
+    from cdp_site.models import AuditEvent
+
     with transaction.atomic():
+        _audit(actor, AuditEvent.Action.CALCULATED_ATTRIBUTE_DELETED, attr,
+               {"name": attr.name, "aggregate": attr.aggregate, "event": attr.event})
         values = AttributeValue.objects.filter(attribute=attr)
         values._raw_delete(values.db)
         attr.delete()

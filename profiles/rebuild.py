@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
     from cdp_site.models import Account
+    from cdp_site.tenancy import Actor
 
 __all__ = ["RebuildStatus", "account_paused", "rebuild_status", "retry_failed_events",
            "start_rebuild"]
@@ -73,9 +74,16 @@ ON CONFLICT (raw_event_id) DO NOTHING
 """
 
 
-def start_rebuild(account: Account, *, user: Any = None) -> ProfileRebuild:
+def start_rebuild(account: Account, *, user: Any = None, actor: Actor | None = None
+                  ) -> ProfileRebuild:
     """Delete the account's profiles and queue all its raw events again (see the module
-    docstring). Returns the rebuild, whose progress ``rebuild_status`` reports."""
+    docstring). Returns the rebuild, whose progress ``rebuild_status`` reports. With an
+    ``actor`` (its user is the requester) the audit log gets ``schema.rebuild_started``."""
+    from cdp_site import audit
+    from cdp_site.models import AuditEvent
+
+    if user is None and actor is not None:
+        user = actor.user
     with account_paused(account.pk):
         with connection.cursor() as cursor:
             cursor.execute("SELECT coalesce(max(id), 0) FROM profiles_rawevent "
@@ -87,10 +95,16 @@ def start_rebuild(account: Account, *, user: Any = None) -> ProfileRebuild:
         with connection.cursor() as cursor:
             cursor.execute(_REQUEUE_ALL, [account.pk, last_id])
         total = PendingEvent.objects.filter(account=account, raw_event_id__lte=last_id).count()
-        return ProfileRebuild.objects.create(
+        started = ProfileRebuild.objects.create(
             account=account, schema_version=live_version(account),
             requested_by=user if getattr(user, "pk", None) else None,
             last_raw_event_id=last_id, events_total=total)
+        if actor is not None:
+            audit.record(account, actor, AuditEvent.Action.SCHEMA_REBUILD_STARTED, started,
+                         changes={"schema_version": getattr(started.schema_version, "number",
+                                                            None),
+                                  "events_total": total})
+        return started
 
 
 @dataclass

@@ -29,6 +29,7 @@ from profiles.models import Field, Mapping, RawEvent, RouteRule, SchemaVersion
 
 if TYPE_CHECKING:
     from cdp_site.models import Account
+    from cdp_site.tenancy import Actor
 
 __all__ = [
     "CompiledSchema",
@@ -497,12 +498,54 @@ def delete_route_rule(account: Account, item: RouteRule) -> None:
 # --------------------------------------------------------------------------- versions
 
 
+def _route_label(r: dict[str, Any]) -> str:
+    name = f"{r['name']}: " if r.get("name") else ""
+    return f"{name}{r['input_stream']} → {r['output_stream']} if {r['expression']}"
+
+
+LABELS = {"fields": lambda f: f["name"], "mappings": _describe_mapping,
+          "route_rules": _route_label}
+
+
+def audit_diff(diff: dict[str, Any]) -> dict[str, Any]:
+    """A published diff in the audit log's words: per kind, what was added and removed (by
+    name or description) and each changed entry's ``{attribute: [old, new]}``. Schema
+    definitions only, never profile data."""
+    found: dict[str, Any] = {}
+    for kind, label in LABELS.items():
+        part = diff[kind]
+        summary = {
+            "added": [label(i) for i in part["added"]],
+            "removed": [label(i) for i in part["removed"]],
+            "changed": {label(c["before"]): c["changes"] for c in part["changed"]},
+        }
+        summary = {k: v for k, v in summary.items() if v}
+        if summary:
+            found[kind] = summary
+    return found
+
+
+def _audit(actor: Actor | None, action: str, target: SchemaVersion,
+           changes: dict[str, Any]) -> None:
+    """An audit entry for a change someone made (no actor, e.g. a seed command: none)."""
+    if actor is None:
+        return
+    from cdp_site import audit
+
+    audit.record(actor.account, actor, action, target, changes=changes)
+
+
 @transaction.atomic
 def publish(account: Account, *, user: Any = None, note: str = "",
-            reverted_from: int | None = None) -> SchemaVersion:
+            reverted_from: int | None = None, actor: Actor | None = None) -> SchemaVersion:
     """The valid draft as the next immutable version, which processing uses from then on.
     Refused (SchemaValidationError, nothing changes) when the draft has problems or does not
-    differ from the live version."""
+    differ from the live version. With an ``actor`` (its user is the publisher) the audit
+    log gets ``schema.published`` (``schema.reverted`` with ``reverted_from``) and the diff."""
+    from cdp_site.models import AuditEvent
+
+    if user is None and actor is not None:
+        user = actor.user
     # One publisher at a time per account: the version numbers stay gapless.
     from cdp_site.models import Account as AccountModel
 
@@ -512,7 +555,8 @@ def publish(account: Account, *, user: Any = None, note: str = "",
         raise SchemaValidationError(problems)
     snapshot = draft_snapshot(account)
     live = live_version(account)
-    if live is not None and not diff_snapshots(live.snapshot, snapshot)["has_changes"]:
+    diff = diff_snapshots(live.snapshot if live is not None else None, snapshot)
+    if live is not None and not diff["has_changes"]:
         raise SchemaValidationError([Problem(
             "no_changes", f"The draft is the same as the live version {live.number}.")])
     number = (SchemaVersion.objects.for_account(account).aggregate(n=Max("number"))["n"]
@@ -522,6 +566,15 @@ def publish(account: Account, *, user: Any = None, note: str = "",
         reverted_from=reverted_from, published_by=user if getattr(user, "pk", None) else None,
     )
     recompute_key_usage(account, snapshot)  # the explorer's "used by mappings" (revert too)
+    changes: dict[str, Any] = {"version": [live.number if live else None, number],
+                               **audit_diff(diff)}
+    if note:
+        changes["note"] = note[:500]
+    if reverted_from is None:
+        _audit(actor, AuditEvent.Action.SCHEMA_PUBLISHED, version, changes)
+    else:
+        changes["reverted_to"] = reverted_from
+        _audit(actor, AuditEvent.Action.SCHEMA_REVERTED, version, changes)
     return version
 
 
@@ -556,18 +609,24 @@ def load_draft(account: Account, snapshot: dict[str, Any]) -> None:
 
 
 @transaction.atomic
-def revert(account: Account, number: int, *, user: Any = None, publish_now: bool = True
-           ) -> SchemaVersion | None:
+def revert(account: Account, number: int, *, user: Any = None, publish_now: bool = True,
+           actor: Actor | None = None) -> SchemaVersion | None:
     """Go back to version ``number``: the draft becomes that version's schema and, with
     ``publish_now`` (the default), it is published as a new version (``reverted_from`` set),
     so processing uses it from then on. Versions are never rewritten. Returns the new version
-    (None when only the draft was restored)."""
+    (None when only the draft was restored). With an ``actor``, one ``schema.reverted``
+    audit entry: on the new version, or on version ``number`` when only the draft was
+    restored."""
+    from cdp_site.models import AuditEvent
+
     target = SchemaVersion.objects.for_account(account).get(number=number)
     load_draft(account, target.snapshot)
     if not publish_now:
+        _audit(actor, AuditEvent.Action.SCHEMA_REVERTED, target,
+               {"draft": [None, f"v{number}"], "published": False})
         return None
     return publish(account, user=user, note=f"Revert to version {number}",
-                   reverted_from=number)
+                   reverted_from=number, actor=actor)
 
 
 # --------------------------------------------------------------------------- compiled schema

@@ -229,7 +229,7 @@ def publish(request: HttpRequest) -> HttpResponse:
                        "finished.")
         return HttpResponseRedirect(reverse("schema:overview"))
     try:
-        version = schema.publish(actor.account, user=request.user,
+        version = schema.publish(actor.account, actor=actor,
                                  note=request.POST.get("note", "").strip()[:500])
     except SchemaValidationError as exc:
         if [p.code for p in exc.problems] == ["no_changes"]:
@@ -241,7 +241,7 @@ def publish(request: HttpRequest) -> HttpResponse:
                            " and publish again.")
         return HttpResponseRedirect(reverse("schema:overview"))
     if with_rebuild:
-        rebuild.start_rebuild(actor.account, user=request.user)
+        rebuild.start_rebuild(actor.account, actor=actor)
         messages.success(request, f"Published version {version.number}; profiles are being "
                          "rebuilt with it from the raw store.")
     else:
@@ -281,7 +281,7 @@ def rebuild_panel(request: HttpRequest) -> HttpResponse:
     elif _rebuild_running(actor.account):
         messages.info(request, "A rebuild is already under way.")
     else:
-        rebuild.start_rebuild(actor.account, user=request.user)
+        rebuild.start_rebuild(actor.account, actor=actor)
         messages.success(request, "Profiles are being rebuilt from the raw store with the live "
                          "version.")
     return HttpResponseRedirect(reverse("schema:overview") + "#rebuild")
@@ -571,7 +571,7 @@ def version_revert(request: HttpRequest, number: int) -> HttpResponse:
     if not SchemaVersion.objects.for_account(actor.account).filter(number=number).exists():
         return _not_found(request, "No such version")
     try:
-        version = schema.revert(actor.account, number, user=request.user)
+        version = schema.revert(actor.account, number, actor=actor)
     except SchemaValidationError as exc:
         messages.info(request, exc.problems[0].message if exc.problems else str(exc))
         return HttpResponseRedirect(reverse("schema:versions"))

@@ -56,7 +56,7 @@ class CalculatedAttributeViewSet(AccountScopedViewSet, mixins.ListModelMixin,
         """Define an attribute; its values are computed from stored events in the
         background (``status`` pending, then backfilling, then ready)."""
         attr = calculated.save_attribute(self.actor.account, self._data(request),
-                                         user=self.actor.user)
+                                         actor=self.actor)
         return self._answer(attr, status.HTTP_201_CREATED)
 
     @extend_schema(request=s.CalculatedAttributeWriteSerializer,
@@ -64,7 +64,7 @@ class CalculatedAttributeViewSet(AccountScopedViewSet, mixins.ListModelMixin,
     def update(self, request: Request, name: str | None = None) -> Response:
         """Change it (a changed definition is computed again in the background)."""
         attr = calculated.save_attribute(self.actor.account, self._data(request),
-                                         instance=self.get_object())
+                                         instance=self.get_object(), actor=self.actor)
         return self._answer(attr)
 
     @extend_schema(request=s.CalculatedAttributeWriteSerializer,
@@ -75,5 +75,5 @@ class CalculatedAttributeViewSet(AccountScopedViewSet, mixins.ListModelMixin,
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, name: str | None = None) -> Response:
         """Delete the attribute and its values."""
-        calculated.delete_attribute(self.get_object())
+        calculated.delete_attribute(self.get_object(), self.actor)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -275,14 +275,14 @@ class PublishView(SchemaRefusals, AccountAPIView):
         if serializer.validated_data["rebuild"]:
             refuse_rebuild_while_running(account)
         try:
-            version = schema.publish(account, user=self.actor.user,
+            version = schema.publish(account, actor=self.actor,
                                      note=serializer.validated_data["note"])
         except SchemaValidationError as exc:
             return refused_publish(exc)
         body = s.SchemaVersionDetailSerializer(version,
                                                context={"live_number": version.number}).data
         if serializer.validated_data["rebuild"]:
-            rebuild.start_rebuild(account, user=self.actor.user)
+            rebuild.start_rebuild(account, actor=self.actor)
             body = {**body, "rebuild": s.rebuild_data(rebuild.rebuild_status(account))}
         return Response(body, status=status.HTTP_201_CREATED)
 
@@ -327,7 +327,7 @@ class RebuildView(AccountAPIView):
             raise APIError("no_live_schema", "Nothing is published yet: publish a schema "
                            "version before rebuilding profiles with it.")
         refuse_rebuild_while_running(account)
-        rebuild.start_rebuild(account, user=self.actor.user)
+        rebuild.start_rebuild(account, actor=self.actor)
         return Response(s.RebuildAnswerSerializer(
             {"rebuild": s.rebuild_data(rebuild.rebuild_status(account))}).data,
             status=status.HTTP_202_ACCEPTED)
@@ -371,10 +371,10 @@ class SchemaVersionViewSet(SchemaRefusals, AccountScopedViewSet, mixins.ListMode
         serializer.is_valid(raise_exception=True)
         account = self.actor.account
         if not serializer.validated_data["publish"]:
-            schema.revert(account, target.number, user=self.actor.user, publish_now=False)
+            schema.revert(account, target.number, actor=self.actor, publish_now=False)
             return Response(s.DraftRestoredSerializer(
                 {"draft_restored_from": target.number, "diff": diff_data(account)}).data)
-        version = schema.revert(account, target.number, user=self.actor.user)
+        version = schema.revert(account, target.number, actor=self.actor)
         assert version is not None
         return Response(s.SchemaVersionDetailSerializer(
             version, context={"live_number": version.number}).data,
