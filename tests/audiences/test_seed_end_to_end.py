@@ -87,3 +87,41 @@ def test_the_demo_seed_creates_them(tmp_path: Path) -> None:
     cuisine = by_slug(demo)["cuisine"]
     assert cuisine.rule == {"field": "taxonomy", "op": "=", "value": "cuisine"}
     assert cuisine.api_accessible
+
+
+def test_the_demo_traffic_fills_every_seed_audience(db: None) -> None:
+    """`make run`'s demo events (seed_demo_events) put people in each seed audience: cuisine
+    readers (anonymous ones too), Gold members, parasailing fans and cart abandoners, in real
+    time as the pipeline processes them, and a full computation afterwards agrees."""
+    from django.core.management import call_command
+
+    from audiences.models import AudienceMembership, MembershipChange
+    from profiles.models import ProfileEvent
+    from profiles.pipeline import process_pending
+    from tests.conftest import make_account
+
+    demo = make_account("Demo Travel", slug="demo")
+    call_command("seed_demo_events", days=3, sessions_per_slot=3)  # installs the schema
+    seed_audiences(demo, compute=False)
+    membership.compute_account(demo.pk)  # nothing processed yet: all empty
+    process_pending(account_id=demo.pk)
+
+    audiences = by_slug(demo)
+    sizes = {slug: len(members(a)) for slug, a in audiences.items()}
+    assert all(sizes[slug] > 0 for slug, *_ in SEED_AUDIENCES), sizes
+    cuisine = members(audiences["cuisine"])
+    anonymous = AudienceMembership.objects.filter(
+        audience=audiences["cuisine"], profile__field_values__email__isnull=True)
+    assert anonymous.exists()
+    week = datetime.now(UTC) - timedelta(days=7)
+    for pid in members(audiences["cart_abandoners_7d"]):
+        events = ProfileEvent.objects.filter(profile_id=pid, at__gte=week)
+        assert events.filter(event="added_to_cart").exists()
+        assert not events.filter(event="purchased").exists()
+    assert MembershipChange.objects.filter(audience=audiences["cuisine"],
+                                           cause="realtime").exists()
+    # the batch computation agrees with what real time built
+    results = membership.compute_account(demo.pk)
+    assert sum(r.entries + r.exits for r in results) == 0, [
+        (r.slug, r.entries, r.exits) for r in results]
+    assert members(by_slug(demo)["cuisine"]) == cuisine

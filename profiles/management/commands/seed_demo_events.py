@@ -1,11 +1,11 @@
 """A week of realistic events for the demo account, so the stream explorer has something to show.
 
-Website traffic (page views with the content's taxonomy, searches, bookings, newsletter sign-ups,
-identifies with emails) goes to the ``web`` stream as Segment-spec batches, and a nightly CRM
-sync (customer records) to ``crm_users`` as JSON records. Both go through the real collection
-core: the paths' own parsers (``profiles.segment``, ``profiles.lytics``) and
-``profiles.collect.accept`` (tracking plans, dedupe, failed events), with received times
-spread over the past days. Then the aggregator runs once.
+Website traffic (page views with the content's taxonomy, searches, trips added to the cart and
+purchased, bookings, newsletter sign-ups, identifies with emails) goes to the ``web`` stream as
+Segment-spec batches, and a nightly CRM sync (customer records) to ``crm_users`` as JSON
+records. Both go through the real collection core: the paths' own parsers (``profiles.segment``,
+``profiles.lytics``) and ``profiles.collect.accept`` (tracking plans, dedupe, failed events),
+with received times spread over the past days. Then the aggregator runs once.
 
 First the Lytics use-case schema is installed and published in the account
 (``profiles.schema.install_lytics_schema``), so the processor ``make run`` starts builds profiles
@@ -61,6 +61,20 @@ PAGES = [
      ["travel tips"]),
     ("/checkout", "Checkout", "Booking", "Booking", []),
 ]
+# A page's taxonomy (its main subject, as a CMS tags it): what the demo's "cuisine" audience and
+# the cuisine banner experience read, as in Lytics' anonymous-behaviour use case.
+TAXONOMY = {"food & wine": "cuisine", "beaches": "beach", "culture": "culture",
+            "road trips": "road-trips", "city breaks": "city-breaks", "travel deals": "deals",
+            "travel tips": "tips"}
+
+
+def taxonomy_of(path: str, topics: list[str]) -> str:
+    """The food pages are about cuisine; the others are tagged by their first topic."""
+    if path.startswith("/destinations/") and "food & wine" in topics:
+        return "cuisine"
+    return TAXONOMY.get(topics[0], "travel") if topics else "travel"
+
+
 DESTINATIONS = ["Amalfi Coast", "Kyoto", "Lisbon", "Reykjavik", "Oaxaca", "Barcelona", "Bali"]
 REFERRERS = ["https://www.google.com/", "https://www.instagram.com/", "", "",
              "https://news.example.com/travel", "https://www.facebook.com/"]
@@ -162,7 +176,7 @@ class Demo:
                     "referrer": referrer, "search": ""}
             message = base("page")
             message["name"] = title
-            message["properties"] = {**page, "content": {
+            message["properties"] = {**page, "taxonomy": taxonomy_of(path, topics), "content": {
                 "section": section, "category": category, "topics": topics,
                 "reading_minutes": rng.choice([2, 4, 6, 8]),
             }}
@@ -194,9 +208,25 @@ class Demo:
             if rng.random() < 0.15:
                 del message["properties"]["email"]  # blocked by the tracking plan
             messages.append(message)
-        if customer is not None and rng.random() < 0.18:
+        # A trip in the cart (the seed's "cart abandoners" audience: added_to_cart in the last
+        # 7 days and no purchased); most carts are left, a booking buys what is in it.
+        cart = None
+        if rng.random() < 0.12 or (customer is not None and rng.random() < 0.25):
+            cart = {"sku": f"TRIP-{rng.choice(DESTINATIONS).upper().replace(' ', '-')}",
+                    "destination": rng.choice(DESTINATIONS), "price": rng.choice([399, 649, 1290])}
+            message = base("track")
+            message["event"] = "added_to_cart"
+            message["properties"] = dict(cart)
+            messages.append(message)
+            moment += timedelta(seconds=rng.randint(20, 300))
+        if customer is not None and (rng.random() < 0.18 or (cart and rng.random() < 0.35)):
             nights = rng.choice([3, 4, 5, 7, 10])
             revenue = round(nights * rng.uniform(90, 310), 2)
+            if cart is not None:
+                message = base("track")
+                message["event"] = "purchased"
+                message["properties"] = {**cart, "revenue": revenue}
+                messages.append(message)
             message = base("track")
             message["event"] = "Trip Booked"
             message["properties"] = {
