@@ -48,3 +48,32 @@ def test_seed_reuses_an_audience_the_audiences_seed_made(tmp_path: Path) -> None
     assert not Audience.objects.filter(account=demo, slug="cuisine").exists()
     cuisine = config.active_config(demo.pk).get("cuisine-banner")
     assert [v.audience for v in cuisine.segments] == ["cuisine-lovers"]
+
+
+def test_the_demo_traffic_sees_and_converts_on_the_experiments(tmp_path: Path) -> None:
+    """`make run`'s demo events (seed_demo, then seed_demo_events) show the A/B test and the
+    bandit to visitors: each session's variant comes from the decision API (assignment
+    stored), the tag's impressions name it, and bookings after an impression convert."""
+    from django.core.management import call_command
+
+    from experiences.models import Assignment, Conversion, DataQualityWarning, Impression
+    from profiles.pipeline import process_pending
+
+    seed_demo(credentials_file=tmp_path / "demo.json")
+    demo = Account.objects.get(slug="demo")
+    call_command("seed_demo_events", days=2, sessions_per_slot=3)
+    process_pending(account_id=demo.pk)
+
+    for key in ("homepage-hero", "book-button"):
+        experience = Experience.objects.get(account=demo, key=key)
+        impressions = Impression.objects.filter(experience=experience)
+        assert impressions.count() > 20, key
+        # every impression is of the variant the visitor was assigned
+        for impression in impressions:
+            assert Assignment.objects.filter(experience=experience,
+                                             visitor=impression.visitor,
+                                             variant=impression.variant).exists()
+        assert impressions.values("variant").distinct().count() == experience.variants.count()
+    assert Conversion.objects.filter(account=demo, experience__key="book-button").exists()
+    assert not DataQualityWarning.objects.filter(account=demo,
+                                                 code="impression_not_assigned").exists()

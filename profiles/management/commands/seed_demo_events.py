@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import random
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -115,6 +116,27 @@ NEWSLETTER_PLAN = {
 }
 
 
+# Where the demo site shows each seeded experience, and how much each variant moves bookings
+# (so the results page and the bandit have a better arm to find).
+PLACEMENTS = {"homepage-hero": ("/",), "book-button": ("/destinations/", "/deals/"),
+              "cuisine-banner": ("/destinations/", "/guides/")}
+LIFT = {("homepage-hero", "autumn-escape"): 1.3, ("book-button", "reserve"): 1.6,
+        ("book-button", "check-dates"): 0.8}
+
+
+def _experiences_on(path: str, shown: dict[str, str]) -> list[str]:
+    return [key for key, places in PLACEMENTS.items() if key in shown and any(
+        path == place or (place.endswith("/") and place != "/" and path.startswith(place))
+        for place in places)]
+
+
+def _lift(shown: dict[str, str], seen: set[str]) -> float:
+    lift = 1.0
+    for key in seen:
+        lift *= LIFT.get((key, shown[key]), 1.0)
+    return lift
+
+
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -122,8 +144,12 @@ def _iso(moment: datetime) -> str:
 class Demo:
     """Visitors, customers and what they do, from one seeded random generator."""
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random,
+                 decide: Callable[[str], dict[str, str]] | None = None) -> None:
         self.rng = rng
+        # The account's running experiences, decided per visitor (experience key -> variant
+        # key) by the real decision API core, as the site's tag would ask on a page view.
+        self.decide = decide
         self.customers = [self._customer(n) for n in range(80)]
         self.visitors = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(600)]
         self.known: dict[str, dict[str, Any]] = {}  # visitor id -> customer, once identified
@@ -161,6 +187,8 @@ class Demo:
             context["campaign"] = campaign
         messages: list[dict[str, Any]] = []
         moment = start
+        shown = self.decide(visitor) if self.decide is not None else {}
+        seen: set[str] = set()
 
         def base(kind: str) -> dict[str, Any]:
             message: dict[str, Any] = {"type": kind, "anonymousId": visitor,
@@ -182,6 +210,13 @@ class Demo:
             }}
             message["context"]["page"] = page
             messages.append(message)
+            for key in _experiences_on(path, shown):
+                if key not in seen:  # the tag sends one impression per experience and page
+                    seen.add(key)
+                    viewed = base("track")
+                    viewed["event"] = "Experiment Viewed"
+                    viewed["properties"] = {"experiment_id": key, "variation_id": shown[key]}
+                    messages.append(viewed)
             referrer = page["url"]
             moment += timedelta(seconds=rng.randint(8, 140))
         if rng.random() < 0.3:
@@ -219,7 +254,8 @@ class Demo:
             message["properties"] = dict(cart)
             messages.append(message)
             moment += timedelta(seconds=rng.randint(20, 300))
-        if customer is not None and (rng.random() < 0.18 or (cart and rng.random() < 0.35)):
+        if customer is not None and (rng.random() < 0.18 * _lift(shown, seen)
+                                     or (cart and rng.random() < 0.35)):
             nights = rng.choice([3, 4, 5, 7, 10])
             revenue = round(nights * rng.uniform(90, 310), 2)
             if cart is not None:
@@ -279,6 +315,23 @@ def _traffic_weight(moment: datetime) -> float:
     return daily * (1.25 if moment.weekday() >= 5 else 1.0)
 
 
+def _decider(account: Account) -> Callable[[str], dict[str, str]] | None:
+    """The running experiences' variant per visitor, from experiences.decide (which stores the
+    assignment, so the impressions the tag sends are of the variant the visitor was given);
+    None when the account runs none."""
+    from experiences.decide import decide
+    from experiences.models import Experience
+
+    if not Experience.objects.for_account(account).filter(status="active").exists():
+        return None
+
+    def variants(visitor: str) -> dict[str, str]:
+        return {d.experience_key: d.variant_key for d in decide(account.pk, visitor).decisions
+                if d.variant_key is not None and d.reason in ("SPLIT", "TARGETING_MATCH")}
+
+    return variants
+
+
 class Command(BaseCommand):
     help = ("Send a few days of realistic demo events (website and CRM) into the demo account "
             "through the collection core, then aggregate them. Skipped when they exist.")
@@ -306,7 +359,7 @@ class Command(BaseCommand):
             return
         web_key, crm_key = self._write_keys(target)
         self._tracking_plans(target)
-        demo = Demo(random.Random(seed))
+        demo = Demo(random.Random(seed), decide=_decider(target))
         now = datetime.now(UTC).replace(second=0, microsecond=0)
         slot = (now - timedelta(days=days)).replace(minute=0)
         totals = {"stored": 0, "failed": 0}
