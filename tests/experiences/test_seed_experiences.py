@@ -75,5 +75,10 @@ def test_the_demo_traffic_sees_and_converts_on_the_experiments(tmp_path: Path) -
                                              variant=impression.variant).exists()
         assert impressions.values("variant").distinct().count() == experience.variants.count()
     assert Conversion.objects.filter(account=demo, experience__key="book-button").exists()
+    # the segmented banner: the recipes on cuisine pages (the page's taxonomy as a live
+    # attribute), the travel deals elsewhere
+    banner = Impression.objects.filter(experience__account=demo,
+                                       experience__key="cuisine-banner")
+    assert set(banner.values_list("variant__key", flat=True)) == {"cuisine", "travel-deals"}
     assert not DataQualityWarning.objects.filter(account=demo,
                                                  code="impression_not_assigned").exists()

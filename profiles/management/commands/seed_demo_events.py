@@ -130,10 +130,10 @@ def _experiences_on(path: str, shown: dict[str, str]) -> list[str]:
         for place in places)]
 
 
-def _lift(shown: dict[str, str], seen: set[str]) -> float:
+def _lift(seen: dict[str, str]) -> float:
     lift = 1.0
-    for key in seen:
-        lift *= LIFT.get((key, shown[key]), 1.0)
+    for key, variant in seen.items():
+        lift *= LIFT.get((key, variant), 1.0)
     return lift
 
 
@@ -145,10 +145,11 @@ class Demo:
     """Visitors, customers and what they do, from one seeded random generator."""
 
     def __init__(self, rng: random.Random,
-                 decide: Callable[[str], dict[str, str]] | None = None) -> None:
+                 decide: Callable[[str, dict[str, Any]], dict[str, str]] | None = None) -> None:
         self.rng = rng
-        # The account's running experiences, decided per visitor (experience key -> variant
-        # key) by the real decision API core, as the site's tag would ask on a page view.
+        # The account's running experiences, decided per page view (experience key -> variant
+        # key) by the real decision API core, as the site's tag asks, with the page's taxonomy
+        # as a live attribute (so the cuisine banner shows on cuisine pages).
         self.decide = decide
         self.customers = [self._customer(n) for n in range(80)]
         self.visitors = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(600)]
@@ -187,8 +188,7 @@ class Demo:
             context["campaign"] = campaign
         messages: list[dict[str, Any]] = []
         moment = start
-        shown = self.decide(visitor) if self.decide is not None else {}
-        seen: set[str] = set()
+        seen: dict[str, str] = {}  # experience key -> the variant the session saw
 
         def base(kind: str) -> dict[str, Any]:
             message: dict[str, Any] = {"type": kind, "anonymousId": visitor,
@@ -210,9 +210,11 @@ class Demo:
             }}
             message["context"]["page"] = page
             messages.append(message)
+            shown = ({} if self.decide is None
+                     else self.decide(visitor, {"taxonomy": taxonomy_of(path, topics)}))
             for key in _experiences_on(path, shown):
-                if key not in seen:  # the tag sends one impression per experience and page
-                    seen.add(key)
+                if key not in seen:  # the tag sends one impression per experience and visit
+                    seen[key] = shown[key]
                     viewed = base("track")
                     viewed["event"] = "Experiment Viewed"
                     viewed["properties"] = {"experiment_id": key, "variation_id": shown[key]}
@@ -254,7 +256,7 @@ class Demo:
             message["properties"] = dict(cart)
             messages.append(message)
             moment += timedelta(seconds=rng.randint(20, 300))
-        if customer is not None and (rng.random() < 0.18 * _lift(shown, seen)
+        if customer is not None and (rng.random() < 0.18 * _lift(seen)
                                      or (cart and rng.random() < 0.35)):
             nights = rng.choice([3, 4, 5, 7, 10])
             revenue = round(nights * rng.uniform(90, 310), 2)
@@ -315,9 +317,10 @@ def _traffic_weight(moment: datetime) -> float:
     return daily * (1.25 if moment.weekday() >= 5 else 1.0)
 
 
-def _decider(account: Account) -> Callable[[str], dict[str, str]] | None:
-    """The running experiences' variant per visitor, from experiences.decide (which stores the
-    assignment, so the impressions the tag sends are of the variant the visitor was given);
+def _decider(account: Account) -> Callable[[str, dict[str, Any]], dict[str, str]] | None:
+    """The running experiences' variant for a visitor's page view, from experiences.decide
+    (which stores A/B assignments, so the impressions the tag sends are of the variant the
+    visitor was given; a segmented experience's segment or base, by the live attributes);
     None when the account runs none."""
     from experiences.decide import decide
     from experiences.models import Experience
@@ -325,9 +328,11 @@ def _decider(account: Account) -> Callable[[str], dict[str, str]] | None:
     if not Experience.objects.for_account(account).filter(status="active").exists():
         return None
 
-    def variants(visitor: str) -> dict[str, str]:
-        return {d.experience_key: d.variant_key for d in decide(account.pk, visitor).decisions
-                if d.variant_key is not None and d.reason in ("SPLIT", "TARGETING_MATCH")}
+    def variants(visitor: str, attributes: dict[str, Any]) -> dict[str, str]:
+        answer = decide(account.pk, visitor, attributes=attributes)
+        return {d.experience_key: d.variant_key for d in answer.decisions
+                if d.variant_key is not None and (d.reason in ("SPLIT", "TARGETING_MATCH")
+                                                  or d.detail == "no_segment")}
 
     return variants
 
