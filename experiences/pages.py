@@ -297,7 +297,7 @@ def experience_detail(request: HttpRequest, key: str) -> HttpResponse:
         "winner_text": winner_text(answer) if answer else "",
         "secondary": [g for g in goals if not g.primary],
         "warnings": _warnings(answer),
-        "charts": results.history(exp, phase.number, now=now) if phase else None,
+        "charts": results.history(exp, phase.number, now=now, latest=answer) if phase else None,
         "bandit": _bandit(exp, phase),
         "actions": _actions(actor, exp),
         "can_edit": actor.has("experiences.edit"),

@@ -381,9 +381,12 @@ def _split_history(exp: Experience, phase: Phase, keys: list[str],
 
 
 def history(exp: Experience, phase: int | None = None, *,
-            now: datetime | None = None) -> dict[str, Any]:
+            now: datetime | None = None, latest: Mapping[str, Any] | None = None
+            ) -> dict[str, Any]:
     """The charts over time of one phase: from its snapshots, cumulative conversion rate and
-    chance to be best per variant; from its weights, the traffic split."""
+    chance to be best per variant; from its weights, the traffic split. ``latest`` (the
+    phase's results now, as ``phase_results`` gives them) ends the lines at ``now``, so a
+    running experience's charts show where it stands before the first hourly snapshot."""
     now = now or timezone.now()
     found = _phase(exp, phase)
     if found is None:
@@ -392,6 +395,8 @@ def history(exp: Experience, phase: int | None = None, *,
     keys = [arm.variant.key for arm in phase_arms(exp, found)]
     snaps = _thin(list(ResultSnapshot.objects.filter(experience=exp, phase=found.number)
                        .order_by("at", "id").values_list("at", "results")))
+    if latest is not None and latest.get("phase") == found.number and found.ended_at is None:
+        snaps.append((now, latest))
     rate: dict[str, list[float | None]] = {key: [] for key in keys}
     best: dict[str, list[float | None]] = {key: [] for key in keys}
     for _at, results in snaps:

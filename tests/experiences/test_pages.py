@@ -145,9 +145,12 @@ def test_srm_and_data_quality_warnings_are_shown(account, hero, marketer) -> Non
 def test_charts_come_from_snapshots_and_the_split(account, hero, marketer) -> None:
     visitors(hero, "control", seen=100, converted=10)
     visitors(hero, "bold", seen=100, converted=20)
-    marketer.post("/experiences/hero-banner/snapshot/")
-    data = charts(marketer.get("/experiences/hero-banner/"))
+    data = charts(marketer.get("/experiences/hero-banner/"))  # no snapshot yet: now only
     assert data["conversion_rate"] == {"control": [0.1], "bold": [0.2]}
+    marketer.post("/experiences/hero-banner/snapshot/")
+    data = charts(marketer.get("/experiences/hero-banner/"))  # the snapshot, then now
+    assert data["conversion_rate"] == {"control": [0.1, 0.1], "bold": [0.2, 0.2]}
+    assert len(data["times"]) == 2
     assert data["split"]["series"] == {"control": [0.5, 0.5], "bold": [0.5, 0.5]}
     assert ResultSnapshot.objects.filter(experience=hero).count() == 1
 

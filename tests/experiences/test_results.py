@@ -254,6 +254,26 @@ def test_snapshots_make_the_charts_over_time(account, hero) -> None:
     assert charts["split"]["series"] == {"control": [0.5, 0.5], "bold": [0.5, 0.5]}
 
 
+def test_the_charts_end_with_the_results_now(account, hero) -> None:
+    """Before the first hourly snapshot the charts still show where the experience stands:
+    the page passes its current results, which end every line at now."""
+    now = timezone.now()
+    visitors(hero, "control", seen=100, converted=10)
+    visitors(hero, "bold", seen=100, converted=20)
+    assert results.history(hero, now=now)["times"] == []
+    latest = results.phase_results(hero, now=now)
+    charts = results.history(hero, now=now, latest=latest)
+    assert charts["times"] == [now.isoformat()]
+    assert charts["conversion_rate"] == {"control": [0.1], "bold": [0.2]}
+    assert charts["chance_to_be_best"]["bold"][0] > 0.5
+    results.snapshot(hero, now=now - timedelta(hours=1))
+    charts = results.history(hero, now=now, latest=latest)
+    assert charts["times"] == [(now - timedelta(hours=1)).isoformat(), now.isoformat()]
+    # another phase's results are not drawn on this one
+    assert results.history(hero, 1, now=now, latest={**latest, "phase": 2})["times"] == [
+        (now - timedelta(hours=1)).isoformat()]
+
+
 def test_the_split_over_time_follows_bandit_reweighting(account) -> None:
     exp = ab_test(account, key="btn")
     Experience.objects.filter(pk=exp.pk).update(distribution="bandit")
