@@ -204,7 +204,8 @@ class WriteKey(SecretKeyModel):
 
 class AuditEvent(AccountScopedModel):
     """Who did what to access, settings, profiles, audiences, experiences, goals, calculated
-    attributes and the schema, and when. Written only by service functions; every action they
+    attributes and the schema (its draft's fields, mappings and route rules, publishing,
+    reverting, rebuilding), and when. Written only by service functions; every action they
     write is a choice here (tests/audiences/test_audit.py walks them)."""
 
     class Action(models.TextChoices):
@@ -237,6 +238,15 @@ class AuditEvent(AccountScopedModel):
         SCHEMA_PUBLISHED = "schema.published"
         SCHEMA_REVERTED = "schema.reverted"
         SCHEMA_REBUILD_STARTED = "schema.rebuild_started"
+        SCHEMA_FIELD_CREATED = "schema_field.created"
+        SCHEMA_FIELD_UPDATED = "schema_field.updated"
+        SCHEMA_FIELD_DELETED = "schema_field.deleted"
+        MAPPING_CREATED = "mapping.created"
+        MAPPING_UPDATED = "mapping.updated"
+        MAPPING_DELETED = "mapping.deleted"
+        ROUTE_RULE_CREATED = "route_rule.created"
+        ROUTE_RULE_UPDATED = "route_rule.updated"
+        ROUTE_RULE_DELETED = "route_rule.deleted"
 
     action = models.CharField(max_length=64, choices=Action.choices)
     actor_user = models.ForeignKey(

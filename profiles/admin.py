@@ -72,6 +72,7 @@ class ServiceForm(forms.ModelForm):
     become the form's errors (under the attribute they name) and nothing is saved."""
 
     account: ClassVar[Any] = None
+    actor: ClassVar[Any] = None
     saved: Any = None
 
     def save_through_service(self, data: dict[str, Any]) -> Any:
@@ -104,7 +105,7 @@ class FieldForm(ServiceForm):
         attrs = {attr: data.get(attr) for attr in schema.FIELD_ATTRS}
         attrs["description"] = attrs["description"] or ""
         return schema.save_field(self.account, instance=self.instance if self.instance.pk
-                                 else None, **attrs)
+                                 else None, actor=self.actor, **attrs)
 
 
 @admin.register(Field)
@@ -153,7 +154,8 @@ class FieldAdmin(SchemaAdmin):
               f" when {m.guard}" if m.guard else "") for m in items)))
 
     def delete_model(self, request: HttpRequest, obj: Field) -> None:
-        schema.delete_field(self.actor(request).account, obj)
+        actor = self.actor(request)
+        schema.delete_field(actor.account, obj, actor)
 
 
 # --------------------------------------------------------------------------- mappings
@@ -170,7 +172,8 @@ class MappingForm(ServiceForm):
         return schema.save_mapping(
             self.account, instance=self.instance if self.instance.pk else None,
             field=data["field"], stream=(data.get("stream") or "").strip(),
-            expression=data.get("expression") or "", guard=data.get("guard") or "")
+            expression=data.get("expression") or "", guard=data.get("guard") or "",
+            actor=self.actor)
 
 
 def preview_table(rows: list[dict[str, Any]], field: Field | None) -> SafeString:
@@ -236,7 +239,8 @@ class MappingAdmin(SchemaAdmin):
         return preview_table(rows, obj.field)
 
     def delete_model(self, request: HttpRequest, obj: Mapping) -> None:
-        schema.delete_mapping(self.actor(request).account, obj)
+        actor = self.actor(request)
+        schema.delete_mapping(actor.account, obj, actor)
 
 
 # --------------------------------------------------------------------------- route rules
@@ -255,7 +259,7 @@ class RouteRuleForm(ServiceForm):
         attrs["input_stream"] = (attrs["input_stream"] or "").strip()
         attrs["output_stream"] = (attrs["output_stream"] or "").strip()
         return schema.save_route_rule(self.account, instance=self.instance if self.instance.pk
-                                      else None, **attrs)
+                                      else None, actor=self.actor, **attrs)
 
 
 @admin.register(RouteRule)
@@ -266,7 +270,8 @@ class RouteRuleAdmin(SchemaAdmin):
     search_fields = ["name", "input_stream", "output_stream", "expression"]
 
     def delete_model(self, request: HttpRequest, obj: RouteRule) -> None:
-        schema.delete_route_rule(self.actor(request).account, obj)
+        actor = self.actor(request)
+        schema.delete_route_rule(actor.account, obj, actor)
 
 
 # --------------------------------------------------------------------------- versions

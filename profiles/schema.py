@@ -28,6 +28,8 @@ from profiles.merge import FIELD_TYPES, OPERATORS, MergeOperator, coerce, get_op
 from profiles.models import Field, Mapping, RawEvent, RouteRule, SchemaVersion
 
 if TYPE_CHECKING:
+    from django.db import models
+
     from cdp_site.models import Account
     from cdp_site.tenancy import Actor
 
@@ -390,16 +392,38 @@ def diff_schema(account: Account) -> dict[str, Any]:
 # --------------------------------------------------------------------------- editing the draft
 
 
+def _changed(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """A draft edit's audit changes: ``{attribute: [old, new]}`` (empty: nothing changed, and a
+    save that changed nothing is not an event)."""
+    return {k: [before.get(k), after.get(k)] for k in after if before.get(k) != after.get(k)}
+
+
+def _mapping_entry(item: Mapping) -> dict[str, Any]:
+    return {"field": item.field.name, "stream": item.stream, "expression": item.expression,
+            "guard": item.guard}
+
+
+def _route_entry(item: RouteRule) -> dict[str, Any]:
+    return {attr: getattr(item, attr) for attr in ROUTE_ATTRS}
+
+
 @transaction.atomic
-def save_field(account: Account, *, instance: Field | None = None, **attrs: Any) -> Field:
+def save_field(account: Account, *, instance: Field | None = None, actor: Actor | None = None,
+               **attrs: Any) -> Field:
     """Create (``instance`` None) or change a draft field; refused with SchemaValidationError
-    when the field, or one of its mappings under a changed type, would be invalid."""
+    when the field, or one of its mappings under a changed type, would be invalid. With an
+    ``actor``, ``schema_field.created`` / ``.updated`` goes to the audit log."""
+    from cdp_site.models import AuditEvent
+
     unknown = set(attrs) - set(FIELD_ATTRS)
     if unknown:
         raise TypeError(f"unknown field attributes: {', '.join(sorted(unknown))}")
     item = instance or Field(account=account)
     if item.pk and item.account_id != account.pk:
         raise ValueError("the field belongs to another account")
+    # What is stored, not what a caller may already have set on the instance.
+    stored = Field.objects.filter(pk=item.pk).first() if actor and item.pk else None
+    before = field_entry(stored) if stored else None
     for attr, value in attrs.items():
         if attr in ("capacity", "keep_days", "identifier_rank", "identifier_capacity"):
             value = _int_or_none(value)
@@ -424,14 +448,22 @@ def save_field(account: Account, *, instance: Field | None = None, **attrs: Any)
         raise SchemaValidationError(problems)
     item.updated_at = timezone.now()
     item.save()
+    if before is None:
+        _audit(actor, AuditEvent.Action.SCHEMA_FIELD_CREATED, item, entry)
+    elif changes := _changed(before, entry):
+        _audit(actor, AuditEvent.Action.SCHEMA_FIELD_UPDATED, item, changes)
     return item
 
 
 @transaction.atomic
 def save_mapping(account: Account, *, field: Field | str, stream: str, expression: str,
-                 guard: str = "", instance: Mapping | None = None) -> Mapping:
+                 guard: str = "", instance: Mapping | None = None,
+                 actor: Actor | None = None) -> Mapping:
     """Create or change a draft mapping; refused when an expression does not compile (with its
-    position) or its result does not fit the field's type."""
+    position) or its result does not fit the field's type. With an ``actor``,
+    ``mapping.created`` / ``.updated`` goes to the audit log (the field by name)."""
+    from cdp_site.models import AuditEvent
+
     if isinstance(field, str):
         found = Field.objects.for_account(account).filter(name=field).first()
         if found is None:
@@ -443,6 +475,9 @@ def save_mapping(account: Account, *, field: Field | str, stream: str, expressio
     item = instance or Mapping(account=account)
     if item.pk and item.account_id != account.pk:
         raise ValueError("the mapping belongs to another account")
+    stored = (Mapping.objects.select_related("field").filter(pk=item.pk).first()
+              if actor and item.pk else None)
+    before = _mapping_entry(stored) if stored else None
     item.field, item.stream, item.expression, item.guard = field, stream, expression, guard or ""
     problems = check_mapping({"field": field.name, "stream": stream, "expression": expression,
                               "guard": item.guard}, field_entry(field),
@@ -451,18 +486,28 @@ def save_mapping(account: Account, *, field: Field | str, stream: str, expressio
         raise SchemaValidationError(problems)
     item.updated_at = timezone.now()
     item.save()
+    if before is None:
+        _audit(actor, AuditEvent.Action.MAPPING_CREATED, item, _mapping_entry(item))
+    elif changes := _changed(before, _mapping_entry(item)):
+        _audit(actor, AuditEvent.Action.MAPPING_UPDATED, item, changes)
     return item
 
 
 @transaction.atomic
 def save_route_rule(account: Account, *, input_stream: str, expression: str,
                     output_stream: str, priority: int = 0, active: bool = True, name: str = "",
-                    instance: RouteRule | None = None) -> RouteRule:
+                    instance: RouteRule | None = None, actor: Actor | None = None
+                    ) -> RouteRule:
     """Create or change a draft route rule; refused when its expression does not compile or
-    the active rules would form a loop."""
+    the active rules would form a loop. With an ``actor``, ``route_rule.created`` /
+    ``.updated`` goes to the audit log."""
+    from cdp_site.models import AuditEvent
+
     item = instance or RouteRule(account=account)
     if item.pk and item.account_id != account.pk:
         raise ValueError("the route rule belongs to another account")
+    stored = RouteRule.objects.filter(pk=item.pk).first() if actor and item.pk else None
+    before = _route_entry(stored) if stored else None
     item.input_stream, item.expression, item.output_stream = input_stream, expression, \
         output_stream
     item.priority, item.active, item.name = int(priority), bool(active), name
@@ -479,20 +524,42 @@ def save_route_rule(account: Account, *, input_stream: str, expression: str,
         raise SchemaValidationError(problems)
     item.updated_at = timezone.now()
     item.save()
+    if before is None:
+        _audit(actor, AuditEvent.Action.ROUTE_RULE_CREATED, item, entry)
+    elif changes := _changed(before, entry):
+        _audit(actor, AuditEvent.Action.ROUTE_RULE_UPDATED, item, changes)
     return item
 
 
-def delete_field(account: Account, item: Field) -> None:
-    """Remove a draft field and its mappings (published versions keep them)."""
+@transaction.atomic
+def delete_field(account: Account, item: Field, actor: Actor | None = None) -> None:
+    """Remove a draft field and its mappings (published versions keep them). With an
+    ``actor``, one ``schema_field.deleted`` entry names the mappings that went with it."""
+    from cdp_site.models import AuditEvent
+
+    if actor is not None and Field.objects.for_account(account).filter(pk=item.pk).exists():
+        mappings = [_describe_mapping(_mapping_entry(m)) for m in
+                    Mapping.objects.for_account(account).filter(field_id=item.pk)
+                    .select_related("field").order_by("stream", "id")]
+        _audit(actor, AuditEvent.Action.SCHEMA_FIELD_DELETED, item,
+               {**field_entry(item), **({"mappings": mappings} if mappings else {})})
     Field.objects.for_account(account).filter(pk=item.pk).delete()
 
 
-def delete_mapping(account: Account, item: Mapping) -> None:
-    Mapping.objects.for_account(account).filter(pk=item.pk).delete()
+@transaction.atomic
+def delete_mapping(account: Account, item: Mapping, actor: Actor | None = None) -> None:
+    from cdp_site.models import AuditEvent
+
+    if Mapping.objects.for_account(account).filter(pk=item.pk).delete()[0]:
+        _audit(actor, AuditEvent.Action.MAPPING_DELETED, item, _mapping_entry(item))
 
 
-def delete_route_rule(account: Account, item: RouteRule) -> None:
-    RouteRule.objects.for_account(account).filter(pk=item.pk).delete()
+@transaction.atomic
+def delete_route_rule(account: Account, item: RouteRule, actor: Actor | None = None) -> None:
+    from cdp_site.models import AuditEvent
+
+    if RouteRule.objects.for_account(account).filter(pk=item.pk).delete()[0]:
+        _audit(actor, AuditEvent.Action.ROUTE_RULE_DELETED, item, _route_entry(item))
 
 
 # --------------------------------------------------------------------------- versions
@@ -525,7 +592,7 @@ def audit_diff(diff: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
-def _audit(actor: Actor | None, action: str, target: SchemaVersion,
+def _audit(actor: Actor | None, action: str, target: models.Model,
            changes: dict[str, Any]) -> None:
     """An audit entry for a change someone made (no actor, e.g. a seed command: none)."""
     if actor is None:

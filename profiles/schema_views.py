@@ -320,7 +320,8 @@ def field_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         form = FieldForm(request.POST)
         if form.is_valid():
             try:
-                saved = schema.save_field(account, instance=field, **form.cleaned_data)
+                saved = schema.save_field(account, instance=field, actor=actor,
+                                          **form.cleaned_data)
             except SchemaValidationError as exc:
                 add_problems(form, exc.problems)
                 status = 400
@@ -352,10 +353,11 @@ def schema_operator_help() -> list[dict[str, Any]]:
 @require_POST
 @strata_page("schema.delete")
 def field_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    field = Field.objects.for_account(_actor(request).account).filter(pk=pk).first()
+    actor = _actor(request)
+    field = Field.objects.for_account(actor.account).filter(pk=pk).first()
     if field is None:
         return _not_found(request, "No such field")
-    schema.delete_field(_actor(request).account, field)
+    schema.delete_field(actor.account, field, actor)
     messages.success(request, f"Field {field.name} and its mappings removed from the draft.")
     return HttpResponseRedirect(reverse("schema:overview"))
 
@@ -384,7 +386,7 @@ def mapping_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
                 saved = schema.save_mapping(account, instance=mapping, field=data["field"],
                                             stream=data["stream"].strip(),
                                             expression=data["expression"],
-                                            guard=data["guard"])
+                                            guard=data["guard"], actor=actor)
             except SchemaValidationError as exc:
                 where = add_problems(form, exc.problems)
                 status = 400
@@ -416,11 +418,12 @@ def mapping_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
 @require_POST
 @strata_page("schema.delete")
 def mapping_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    account = _actor(request).account
+    actor = _actor(request)
+    account = actor.account
     mapping = Mapping.objects.for_account(account).select_related("field").filter(pk=pk).first()
     if mapping is None:
         return _not_found(request, "No such mapping")
-    schema.delete_mapping(account, mapping)
+    schema.delete_mapping(account, mapping, actor)
     messages.success(request, f"Mapping {mapping.field.name} ← {mapping.stream} removed from "
                      "the draft.")
     return HttpResponseRedirect(reverse("schema:overview"))
@@ -489,7 +492,7 @@ def rule_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
             data["input_stream"] = data["input_stream"].strip()
             data["output_stream"] = data["output_stream"].strip()
             try:
-                schema.save_route_rule(account, instance=rule, **data)
+                schema.save_route_rule(account, instance=rule, actor=actor, **data)
             except SchemaValidationError as exc:
                 where = add_problems(form, exc.problems)
                 status = 400
@@ -513,11 +516,12 @@ def rule_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
 @require_POST
 @strata_page("schema.delete")
 def rule_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    account = _actor(request).account
+    actor = _actor(request)
+    account = actor.account
     rule = RouteRule.objects.for_account(account).filter(pk=pk).first()
     if rule is None:
         return _not_found(request, "No such route rule")
-    schema.delete_route_rule(account, rule)
+    schema.delete_route_rule(account, rule, actor)
     messages.success(request, "Route rule removed from the draft.")
     return HttpResponseRedirect(reverse("schema:overview") + "#route-rules")
 

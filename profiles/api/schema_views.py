@@ -91,7 +91,8 @@ class FieldViewSet(SchemaRefusals, AccountScopedViewSet, mixins.ListModelMixin,
     def create(self, request: Request) -> Response:
         serializer = s.FieldWriteSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        field = schema.save_field(self.actor.account, **serializer.validated_data)
+        field = schema.save_field(self.actor.account, actor=self.actor,
+                                  **serializer.validated_data)
         return self._answer(field, status.HTTP_201_CREATED)
 
     @extend_schema(request=s.FieldWriteSerializer, responses={200: s.FieldSerializer, **REFUSED})
@@ -103,7 +104,7 @@ class FieldViewSet(SchemaRefusals, AccountScopedViewSet, mixins.ListModelMixin,
         attrs = dict(serializer.validated_data)
         if not partial:
             attrs = {**s.FIELD_DEFAULTS, **attrs}
-        schema.save_field(self.actor.account, instance=field, **attrs)
+        schema.save_field(self.actor.account, instance=field, actor=self.actor, **attrs)
         return self._answer(field)
 
     @extend_schema(request=s.FieldWriteSerializer, responses={200: s.FieldSerializer, **REFUSED})
@@ -113,7 +114,7 @@ class FieldViewSet(SchemaRefusals, AccountScopedViewSet, mixins.ListModelMixin,
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, pk: str | None = None) -> Response:
         """Remove the field and its mappings from the draft (published versions keep them)."""
-        schema.delete_field(self.actor.account, self.get_object())
+        schema.delete_field(self.actor.account, self.get_object(), self.actor)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -150,7 +151,7 @@ class MappingViewSet(SchemaRefusals, AccountScopedViewSet, mixins.ListModelMixin
         account = self.actor.account
         mapping = schema.save_mapping(
             account, field=field_ref(account, data["field"]), stream=data["stream"],
-            expression=data["expression"], guard=data.get("guard", ""))
+            expression=data["expression"], guard=data.get("guard", ""), actor=self.actor)
         return self._answer(mapping, status.HTTP_201_CREATED)
 
     @extend_schema(request=s.MappingWriteSerializer,
@@ -167,7 +168,7 @@ class MappingViewSet(SchemaRefusals, AccountScopedViewSet, mixins.ListModelMixin
             account, instance=mapping, field=field,
             stream=data.get("stream", mapping.stream),
             expression=data.get("expression", mapping.expression),
-            guard=data.get("guard", mapping.guard if partial else ""))
+            guard=data.get("guard", mapping.guard if partial else ""), actor=self.actor)
         return self._answer(mapping)
 
     @extend_schema(request=s.MappingWriteSerializer,
@@ -177,7 +178,7 @@ class MappingViewSet(SchemaRefusals, AccountScopedViewSet, mixins.ListModelMixin
 
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, pk: str | None = None) -> Response:
-        schema.delete_mapping(self.actor.account, self.get_object())
+        schema.delete_mapping(self.actor.account, self.get_object(), self.actor)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -201,7 +202,7 @@ class RouteRuleViewSet(SchemaRefusals, AccountScopedViewSet, mixins.ListModelMix
     def create(self, request: Request) -> Response:
         serializer = s.RouteRuleWriteSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        rule = schema.save_route_rule(self.actor.account,
+        rule = schema.save_route_rule(self.actor.account, actor=self.actor,
                                       **{**s.ROUTE_DEFAULTS, **serializer.validated_data})
         return Response(s.RouteRuleSerializer(rule).data, status=status.HTTP_201_CREATED)
 
@@ -214,7 +215,7 @@ class RouteRuleViewSet(SchemaRefusals, AccountScopedViewSet, mixins.ListModelMix
         serializer.is_valid(raise_exception=True)
         current = {attr: getattr(rule, attr) for attr in schema.ROUTE_ATTRS}
         base = current if partial else {**current, **s.ROUTE_DEFAULTS}
-        schema.save_route_rule(self.actor.account, instance=rule,
+        schema.save_route_rule(self.actor.account, instance=rule, actor=self.actor,
                                **{**base, **serializer.validated_data})
         return Response(s.RouteRuleSerializer(rule).data)
 
@@ -225,7 +226,7 @@ class RouteRuleViewSet(SchemaRefusals, AccountScopedViewSet, mixins.ListModelMix
 
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, pk: str | None = None) -> Response:
-        schema.delete_route_rule(self.actor.account, self.get_object())
+        schema.delete_route_rule(self.actor.account, self.get_object(), self.actor)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -68,7 +68,10 @@ def test_every_action_the_code_writes_is_a_choice() -> None:
     assert {"audience.created", "audience.updated", "audience.deleted",
             "profile.deleted", "token.created", "experience.created", "experience.activated",
             "experience.completed", "goal.deleted", "calculated_attribute.updated",
-            "schema.published", "schema.reverted", "schema.rebuild_started"} <= set(written)
+            "schema.published", "schema.reverted", "schema.rebuild_started",
+            "schema_field.created", "schema_field.updated", "schema_field.deleted",
+            "mapping.created", "mapping.updated", "mapping.deleted", "route_rule.created",
+            "route_rule.updated", "route_rule.deleted"} <= set(written)
     choices = set(AuditEvent.Action.values)
     assert {a: w for a, w in written.items() if a not in choices} == {}
 
