@@ -20,6 +20,7 @@ from audiences import membership
 from audiences.filterql import FilterSyntaxError, parse_filter, to_text
 from audiences.models import Audience
 from audiences.rules import RuleError, TextProblem
+from cdp_site import audit
 from cdp_site.models import Account, AuditEvent
 
 if TYPE_CHECKING:
@@ -67,15 +68,6 @@ def rule_text(rule: Any) -> str | None:
         return None
 
 
-def _audit(actor: Actor | None, action: str, audience: Audience,
-           changes: dict[str, Any]) -> None:
-    if actor is None:
-        return
-    from cdp_site import audit
-
-    audit.record(audience.account, actor, action, audience, changes=changes)
-
-
 def _user(actor: Actor | None) -> Any:
     user = getattr(actor, "user", None)
     return user if user is not None and user.pk else None
@@ -104,7 +96,8 @@ def create_audience(account: Account, actor: Actor | None, *, name: str, slug: s
                         api_accessible=api_accessible, rule=parsed, created_by=_user(actor),
                         created_at=now, updated_at=now)
     audience.save()
-    _audit(actor, AuditEvent.Action.AUDIENCE_CREATED, audience, {"slug": slug, "rule": parsed})
+    audit.record_change(actor, AuditEvent.Action.AUDIENCE_CREATED, audience, {"slug": slug,
+                        "rule": parsed})
     if compute:
         membership.start_compute(audience)
     return audience
@@ -162,7 +155,7 @@ def update_audience(audience: Audience, actor: Actor | None, *, rule: Any = None
         return audience
     audience.updated_at = timezone.now()
     audience.save()
-    _audit(actor, AuditEvent.Action.AUDIENCE_UPDATED, audience, diff)
+    audit.record_change(actor, AuditEvent.Action.AUDIENCE_UPDATED, audience, diff)
     if rule_changed and compute:
         membership.start_compute(audience)
     return audience
@@ -175,5 +168,6 @@ def delete_audience(audience: Audience, actor: Actor | None) -> None:
     if used:
         raise AudienceError("audience_in_use", f"{', '.join(used)} use(s) this audience; "
                             "change them first.", 409, {"used_by": used})
-    _audit(actor, AuditEvent.Action.AUDIENCE_DELETED, audience, {"slug": audience.slug})
+    audit.record_change(actor, AuditEvent.Action.AUDIENCE_DELETED, audience,
+                        {"slug": audience.slug})
     audience.delete()

@@ -33,3 +33,13 @@ def record(
         changes=changes or {},
         ip_address=actor.ip_address,
     )
+
+
+def record_change(actor: Actor | None, action: str, target: models.Model,
+                  changes: dict[str, Any] | None = None) -> AuditEvent | None:
+    """An entry, in the target's account, for a change someone made; none without an actor
+    (a seed, a command, a scheduled task). The services call it inside the change's
+    transaction, so a refused change leaves no entry."""
+    if actor is None:
+        return None
+    return record(target.account, actor, action, target, changes=changes)

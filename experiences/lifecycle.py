@@ -35,7 +35,6 @@ from experiences import config
 from experiences.models import Assignment, Experience, ExperienceGoal, Goal, Phase, Variant
 
 if TYPE_CHECKING:
-    from django.db import models
 
     from cdp_site.models import Account
     from cdp_site.tenancy import Actor
@@ -529,8 +528,8 @@ def create_experience(account: Account, actor: Actor | None = None, **changes: A
         raise ExperienceError("busy", "Could not pick a short uid; try again.", status=409)
     _changed(exp)
     exp.save(update_fields=["version", "updated_at"])
-    _audit(actor, AuditEvent.Action.EXPERIENCE_CREATED, exp,
-           {"uid": exp.uid, "status": exp.status, **_draft_summary(draft)})
+    audit.record_change(actor, AuditEvent.Action.EXPERIENCE_CREATED, exp,
+                        {"uid": exp.uid, "status": exp.status, **_draft_summary(draft)})
     return exp
 
 
@@ -540,15 +539,6 @@ def _user(actor: Actor | None) -> Any:
 
 
 # --------------------------------------------------------------------------- the audit log
-
-
-def _audit(actor: Actor | None, action: str, target: models.Model,
-           changes: dict[str, Any]) -> None:
-    """One audit entry for a change made by someone (no actor, e.g. a scheduled task: none).
-    Written inside the change's transaction, so a refused change leaves no entry."""
-    if actor is None:
-        return
-    audit.record(actor.account, actor, action, target, changes=changes)
 
 
 def _variant_summary(variant: VariantDraft) -> dict[str, Any]:
@@ -632,7 +622,7 @@ def update_experience(exp: Experience, actor: Actor | None = None, **changes: An
     _changed(current)
     current.save()
     if diff:  # an edit that changed nothing is not an event
-        _audit(actor, AuditEvent.Action.EXPERIENCE_UPDATED, current, diff)
+        audit.record_change(actor, AuditEvent.Action.EXPERIENCE_UPDATED, current, diff)
     return _refresh_caller(exp, current)
 
 
@@ -730,8 +720,8 @@ def delete_experience(exp: Experience, actor: Actor | None = None) -> None:
         raise TransitionError("experience_active", "An active experience cannot be deleted; "
                               "pause or complete it first.")
     account_id = current.account_id
-    _audit(actor, AuditEvent.Action.EXPERIENCE_DELETED, current,
-           {"key": current.key, "status": current.status, "phase": current.phase})
+    audit.record_change(actor, AuditEvent.Action.EXPERIENCE_DELETED, current,
+                        {"key": current.key, "status": current.status, "phase": current.phase})
     current.delete()
     config.invalidate(account_id)
     transaction.on_commit(lambda: config.invalidate(account_id))
@@ -781,8 +771,8 @@ def activate(exp: Experience, actor: Actor | None = None) -> Experience:
     phase = _start_phase(current, "activated")
     _changed(current)
     current.save()
-    _audit(actor, AuditEvent.Action.EXPERIENCE_ACTIVATED, current,
-           {"status": [before, current.status], "phase": [0, phase.number]})
+    audit.record_change(actor, AuditEvent.Action.EXPERIENCE_ACTIVATED, current,
+                        {"status": [before, current.status], "phase": [0, phase.number]})
     return _refresh_caller(exp, current)
 
 
@@ -792,8 +782,8 @@ def pause(exp: Experience, actor: Actor | None = None) -> Experience:
     current, before = _transition(exp, "pause")
     _changed(current)
     current.save()
-    _audit(actor, AuditEvent.Action.EXPERIENCE_PAUSED, current,
-           {"status": [before, current.status]})
+    audit.record_change(actor, AuditEvent.Action.EXPERIENCE_PAUSED, current,
+                        {"status": [before, current.status]})
     return _refresh_caller(exp, current)
 
 
@@ -806,8 +796,8 @@ def resume(exp: Experience, actor: Actor | None = None) -> Experience:
         raise ActivationError(problems)
     _changed(current)
     current.save()
-    _audit(actor, AuditEvent.Action.EXPERIENCE_RESUMED, current,
-           {"status": [before, current.status]})
+    audit.record_change(actor, AuditEvent.Action.EXPERIENCE_RESUMED, current,
+                        {"status": [before, current.status]})
     return _refresh_caller(exp, current)
 
 
@@ -830,9 +820,9 @@ def complete(exp: Experience, actor: Actor | None = None, winner_key: str | None
     Phase.objects.filter(experience=current, ended_at__isnull=True).update(ended_at=now)
     _changed(current)
     current.save()
-    _audit(actor, AuditEvent.Action.EXPERIENCE_COMPLETED, current,
-           {"status": [before, current.status],
-            "winner": winner.key if winner is not None else None})
+    audit.record_change(actor, AuditEvent.Action.EXPERIENCE_COMPLETED, current,
+                        {"status": [before, current.status],
+                         "winner": winner.key if winner is not None else None})
     return _refresh_caller(exp, current)
 
 
@@ -885,8 +875,8 @@ def create_goal(account: Account, actor: Actor | None = None, **values: Any) -> 
                               status=409)
     goal = Goal.objects.create(account=account,
                                **{k: v for k, v in values.items() if k in GOAL_FIELDS})
-    _audit(actor, AuditEvent.Action.GOAL_CREATED, goal,
-           {name: getattr(goal, name) for name in GOAL_FIELDS})
+    audit.record_change(actor, AuditEvent.Action.GOAL_CREATED, goal,
+                        {name: getattr(goal, name) for name in GOAL_FIELDS})
     return goal
 
 
@@ -909,7 +899,7 @@ def update_goal(goal: Goal, actor: Actor | None = None, **values: Any) -> Goal:
     goal.save()
     _touch_goal_experiences(goal)
     if diff:
-        _audit(actor, AuditEvent.Action.GOAL_UPDATED, goal, diff)
+        audit.record_change(actor, AuditEvent.Action.GOAL_UPDATED, goal, diff)
     return goal
 
 
@@ -921,5 +911,6 @@ def delete_goal(goal: Goal, actor: Actor | None = None) -> None:
         raise ExperienceError("goal_in_use", f"Goal {goal.key!r} is measured by "
                               f"{', '.join(sorted(used))}; remove it from them first.",
                               status=409)
-    _audit(actor, AuditEvent.Action.GOAL_DELETED, goal, {"key": goal.key, "event": goal.event})
+    audit.record_change(actor, AuditEvent.Action.GOAL_DELETED, goal, {"key": goal.key,
+                        "event": goal.event})
     goal.delete()

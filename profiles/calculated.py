@@ -40,6 +40,8 @@ import orjson
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
+from cdp_site import audit
+from cdp_site.models import AuditEvent
 from profiles.conditions import ConditionError, Matcher, compile_where, validate_where
 from profiles.merge import canonical, stamp
 from profiles.models import AttributeValue, CalculatedAttribute, Field, Profile
@@ -660,16 +662,6 @@ def _check_definition(data: dict[str, Any]) -> dict[str, Any]:
 AUDITED = ("name", "description", "active", *DEFINITION_KEYS)
 
 
-def _audit(actor: Actor | None, action: str, attr: CalculatedAttribute,
-           changes: dict[str, Any]) -> None:
-    """An audit entry for a change someone made (no actor, e.g. the demo seed: none)."""
-    if actor is None:
-        return
-    from cdp_site import audit
-
-    audit.record(attr.account, actor, action, attr, changes=changes)
-
-
 @transaction.atomic
 def save_attribute(account: Account, data: dict[str, Any], *,
                    instance: CalculatedAttribute | None = None, user: Any = None,
@@ -678,8 +670,6 @@ def save_attribute(account: Account, data: dict[str, Any], *,
     change keeps what it leaves out). A new definition, a changed one, or one made active
     again is backfilled in the background. Raises AttributeDefinitionError. With an
     ``actor`` (its user is the creator) the change is written to the audit log."""
-    from cdp_site.models import AuditEvent
-
     if user is None and actor is not None:
         user = actor.user
     unknown = set(data) - set(EDITABLE)
@@ -703,8 +693,8 @@ def save_attribute(account: Account, data: dict[str, Any], *,
             account=account, name=name, description=description, active=active,
             created_by=user if getattr(user, "pk", None) else None, created_at=now,
             updated_at=now, **definition)
-        _audit(actor, AuditEvent.Action.CALCULATED_ATTRIBUTE_CREATED, instance,
-               {key: getattr(instance, key) for key in AUDITED})
+        audit.record_change(actor, AuditEvent.Action.CALCULATED_ATTRIBUTE_CREATED, instance,
+                            {key: getattr(instance, key) for key in AUDITED})
         if active:
             start_backfill(instance)
         return instance
@@ -725,7 +715,7 @@ def save_attribute(account: Account, data: dict[str, Any], *,
     if renamed:
         AttributeValue.objects.filter(attribute=instance).update(name=name)
     if diff:  # a save that changed nothing is not an event
-        _audit(actor, AuditEvent.Action.CALCULATED_ATTRIBUTE_UPDATED, instance, diff)
+        audit.record_change(actor, AuditEvent.Action.CALCULATED_ATTRIBUTE_UPDATED, instance, diff)
     if redo and active:
         start_backfill(instance)
     return instance
@@ -733,11 +723,9 @@ def save_attribute(account: Account, data: dict[str, Any], *,
 
 def delete_attribute(attr: CalculatedAttribute, actor: Actor | None = None) -> None:
     """The attribute and its values (set-based)."""
-    from cdp_site.models import AuditEvent
-
     with transaction.atomic():
-        _audit(actor, AuditEvent.Action.CALCULATED_ATTRIBUTE_DELETED, attr,
-               {"name": attr.name, "aggregate": attr.aggregate, "event": attr.event})
+        audit.record_change(actor, AuditEvent.Action.CALCULATED_ATTRIBUTE_DELETED, attr,
+                            {"name": attr.name, "aggregate": attr.aggregate, "event": attr.event})
         values = AttributeValue.objects.filter(attribute=attr)
         values._raw_delete(values.db)
         attr.delete()

@@ -22,14 +22,14 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from cdp_site import audit
+from cdp_site.models import AuditEvent
 from profiles.expressions import Expression, ExpressionSyntaxError, compile_expression
 from profiles.key_usage import recompute_key_usage
 from profiles.merge import FIELD_TYPES, OPERATORS, MergeOperator, coerce, get_operator
 from profiles.models import Field, Mapping, RawEvent, RouteRule, SchemaVersion
 
 if TYPE_CHECKING:
-    from django.db import models
-
     from cdp_site.models import Account
     from cdp_site.tenancy import Actor
 
@@ -413,8 +413,6 @@ def save_field(account: Account, *, instance: Field | None = None, actor: Actor 
     """Create (``instance`` None) or change a draft field; refused with SchemaValidationError
     when the field, or one of its mappings under a changed type, would be invalid. With an
     ``actor``, ``schema_field.created`` / ``.updated`` goes to the audit log."""
-    from cdp_site.models import AuditEvent
-
     unknown = set(attrs) - set(FIELD_ATTRS)
     if unknown:
         raise TypeError(f"unknown field attributes: {', '.join(sorted(unknown))}")
@@ -449,9 +447,9 @@ def save_field(account: Account, *, instance: Field | None = None, actor: Actor 
     item.updated_at = timezone.now()
     item.save()
     if before is None:
-        _audit(actor, AuditEvent.Action.SCHEMA_FIELD_CREATED, item, entry)
+        audit.record_change(actor, AuditEvent.Action.SCHEMA_FIELD_CREATED, item, entry)
     elif changes := _changed(before, entry):
-        _audit(actor, AuditEvent.Action.SCHEMA_FIELD_UPDATED, item, changes)
+        audit.record_change(actor, AuditEvent.Action.SCHEMA_FIELD_UPDATED, item, changes)
     return item
 
 
@@ -462,8 +460,6 @@ def save_mapping(account: Account, *, field: Field | str, stream: str, expressio
     """Create or change a draft mapping; refused when an expression does not compile (with its
     position) or its result does not fit the field's type. With an ``actor``,
     ``mapping.created`` / ``.updated`` goes to the audit log (the field by name)."""
-    from cdp_site.models import AuditEvent
-
     if isinstance(field, str):
         found = Field.objects.for_account(account).filter(name=field).first()
         if found is None:
@@ -487,9 +483,9 @@ def save_mapping(account: Account, *, field: Field | str, stream: str, expressio
     item.updated_at = timezone.now()
     item.save()
     if before is None:
-        _audit(actor, AuditEvent.Action.MAPPING_CREATED, item, _mapping_entry(item))
+        audit.record_change(actor, AuditEvent.Action.MAPPING_CREATED, item, _mapping_entry(item))
     elif changes := _changed(before, _mapping_entry(item)):
-        _audit(actor, AuditEvent.Action.MAPPING_UPDATED, item, changes)
+        audit.record_change(actor, AuditEvent.Action.MAPPING_UPDATED, item, changes)
     return item
 
 
@@ -501,8 +497,6 @@ def save_route_rule(account: Account, *, input_stream: str, expression: str,
     """Create or change a draft route rule; refused when its expression does not compile or
     the active rules would form a loop. With an ``actor``, ``route_rule.created`` /
     ``.updated`` goes to the audit log."""
-    from cdp_site.models import AuditEvent
-
     item = instance or RouteRule(account=account)
     if item.pk and item.account_id != account.pk:
         raise ValueError("the route rule belongs to another account")
@@ -525,9 +519,9 @@ def save_route_rule(account: Account, *, input_stream: str, expression: str,
     item.updated_at = timezone.now()
     item.save()
     if before is None:
-        _audit(actor, AuditEvent.Action.ROUTE_RULE_CREATED, item, entry)
+        audit.record_change(actor, AuditEvent.Action.ROUTE_RULE_CREATED, item, entry)
     elif changes := _changed(before, entry):
-        _audit(actor, AuditEvent.Action.ROUTE_RULE_UPDATED, item, changes)
+        audit.record_change(actor, AuditEvent.Action.ROUTE_RULE_UPDATED, item, changes)
     return item
 
 
@@ -535,31 +529,25 @@ def save_route_rule(account: Account, *, input_stream: str, expression: str,
 def delete_field(account: Account, item: Field, actor: Actor | None = None) -> None:
     """Remove a draft field and its mappings (published versions keep them). With an
     ``actor``, one ``schema_field.deleted`` entry names the mappings that went with it."""
-    from cdp_site.models import AuditEvent
-
     if actor is not None and Field.objects.for_account(account).filter(pk=item.pk).exists():
         mappings = [_describe_mapping(_mapping_entry(m)) for m in
                     Mapping.objects.for_account(account).filter(field_id=item.pk)
                     .select_related("field").order_by("stream", "id")]
-        _audit(actor, AuditEvent.Action.SCHEMA_FIELD_DELETED, item,
-               {**field_entry(item), **({"mappings": mappings} if mappings else {})})
+        audit.record_change(actor, AuditEvent.Action.SCHEMA_FIELD_DELETED, item,
+                            {**field_entry(item), **({"mappings": mappings} if mappings else {})})
     Field.objects.for_account(account).filter(pk=item.pk).delete()
 
 
 @transaction.atomic
 def delete_mapping(account: Account, item: Mapping, actor: Actor | None = None) -> None:
-    from cdp_site.models import AuditEvent
-
     if Mapping.objects.for_account(account).filter(pk=item.pk).delete()[0]:
-        _audit(actor, AuditEvent.Action.MAPPING_DELETED, item, _mapping_entry(item))
+        audit.record_change(actor, AuditEvent.Action.MAPPING_DELETED, item, _mapping_entry(item))
 
 
 @transaction.atomic
 def delete_route_rule(account: Account, item: RouteRule, actor: Actor | None = None) -> None:
-    from cdp_site.models import AuditEvent
-
     if RouteRule.objects.for_account(account).filter(pk=item.pk).delete()[0]:
-        _audit(actor, AuditEvent.Action.ROUTE_RULE_DELETED, item, _route_entry(item))
+        audit.record_change(actor, AuditEvent.Action.ROUTE_RULE_DELETED, item, _route_entry(item))
 
 
 # --------------------------------------------------------------------------- versions
@@ -592,16 +580,6 @@ def audit_diff(diff: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
-def _audit(actor: Actor | None, action: str, target: models.Model,
-           changes: dict[str, Any]) -> None:
-    """An audit entry for a change someone made (no actor, e.g. a seed command: none)."""
-    if actor is None:
-        return
-    from cdp_site import audit
-
-    audit.record(actor.account, actor, action, target, changes=changes)
-
-
 @transaction.atomic
 def publish(account: Account, *, user: Any = None, note: str = "",
             reverted_from: int | None = None, actor: Actor | None = None) -> SchemaVersion:
@@ -609,8 +587,6 @@ def publish(account: Account, *, user: Any = None, note: str = "",
     Refused (SchemaValidationError, nothing changes) when the draft has problems or does not
     differ from the live version. With an ``actor`` (its user is the publisher) the audit
     log gets ``schema.published`` (``schema.reverted`` with ``reverted_from``) and the diff."""
-    from cdp_site.models import AuditEvent
-
     if user is None and actor is not None:
         user = actor.user
     # One publisher at a time per account: the version numbers stay gapless.
@@ -638,10 +614,10 @@ def publish(account: Account, *, user: Any = None, note: str = "",
     if note:
         changes["note"] = note[:500]
     if reverted_from is None:
-        _audit(actor, AuditEvent.Action.SCHEMA_PUBLISHED, version, changes)
+        audit.record_change(actor, AuditEvent.Action.SCHEMA_PUBLISHED, version, changes)
     else:
         changes["reverted_to"] = reverted_from
-        _audit(actor, AuditEvent.Action.SCHEMA_REVERTED, version, changes)
+        audit.record_change(actor, AuditEvent.Action.SCHEMA_REVERTED, version, changes)
     return version
 
 
@@ -684,13 +660,11 @@ def revert(account: Account, number: int, *, user: Any = None, publish_now: bool
     (None when only the draft was restored). With an ``actor``, one ``schema.reverted``
     audit entry: on the new version, or on version ``number`` when only the draft was
     restored."""
-    from cdp_site.models import AuditEvent
-
     target = SchemaVersion.objects.for_account(account).get(number=number)
     load_draft(account, target.snapshot)
     if not publish_now:
-        _audit(actor, AuditEvent.Action.SCHEMA_REVERTED, target,
-               {"draft": [None, f"v{number}"], "published": False})
+        audit.record_change(actor, AuditEvent.Action.SCHEMA_REVERTED, target,
+                            {"draft": [None, f"v{number}"], "published": False})
         return None
     return publish(account, user=user, note=f"Revert to version {number}",
                    reverted_from=number, actor=actor)

@@ -20,16 +20,18 @@ SKIP = {".venv", "tests", "migrations", "node_modules", "bench", "var"}
 
 
 def _action_argument(call: ast.Call) -> ast.expr | None:
-    """The action passed to audit.record(account, actor, action, ...), _audit(actor, action,
-    ...), AuditEvent(action=...) or AuditEvent.objects.create(action=...)."""
+    """The action passed to audit.record(account, actor, action, ...),
+    audit.record_change(actor, action, ...), AuditEvent(action=...) or
+    AuditEvent.objects.create(action=...)."""
     func = call.func
     name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
     owner = func.value if isinstance(func, ast.Attribute) else None
     if name == "record" and isinstance(owner, ast.Name) and owner.id == "audit":
         return call.args[2] if len(call.args) > 2 else next(
             (k.value for k in call.keywords if k.arg == "action"), None)
-    if name == "_audit":
-        return call.args[1] if len(call.args) > 1 else None
+    if name == "record_change" and isinstance(owner, ast.Name) and owner.id == "audit":
+        return call.args[1] if len(call.args) > 1 else next(
+            (k.value for k in call.keywords if k.arg == "action"), None)
     if name == "AuditEvent" or (name == "create" and ast.unparse(func).startswith(
             "AuditEvent.objects")):
         return next((k.value for k in call.keywords if k.arg == "action"), None)
