@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test install chromium node-deps lint stop bench clean
+.PHONY: run test test-embedded install chromium node-deps lint stop bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ test: install chromium node-deps
 	  ALLOWED_HOSTS=strata.example.com STRATA_TOKEN_PEPPER=check-deploy-pepper \
 	  $(PY) manage.py check --deploy --fail-level WARNING
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+## The tests that connect to the database on their own or start processes, on the embedded
+## server whatever DATABASE_URL says: what `make test` on a fresh clone runs them against.
+## .ci/run calls it after `make test`.
+test-embedded: install chromium node-deps
+	env -u DATABASE_URL $(PY) -m pytest -n 2 --dist loadgroup -m "own_connection or slow" $(PYTEST_ARGS)
 
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { \

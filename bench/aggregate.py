@@ -26,6 +26,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import drop_database, scratch_database, server_url  # noqa: E402
+from cdp_site.dburl import database_name  # noqa: E402
+
 EVENT_NAMES = ["Product Viewed", "Product Added", "Order Completed", "Signed Up", "Searched"]
 PATHS = [f"/p/{n}" for n in range(400)]
 AGENTS = [
@@ -73,29 +76,6 @@ def make_message(rng: random.Random, index: int, at: datetime) -> dict[str, Any]
     return base
 
 
-def scratch_database(base_url: str) -> str:
-    import psycopg
-    from psycopg import sql
-
-    name = base_url.rsplit("/", 1)[1].split("?")[0] + "_bench_aggregate"
-    admin = base_url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-        conn.execute(drop.format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return base_url.rsplit("/", 1)[0] + "/" + name
-
-
-def drop_database(url: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-        conn.execute(drop.format(sql.Identifier(name)))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
@@ -108,12 +88,8 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     args = parser.parse_args()
 
-    base_url = os.environ.get("DATABASE_URL")
-    if not base_url:
-        from cdp_site.embedded_db import start_embedded_server
-
-        base_url = start_embedded_server(ROOT / "var" / "pgdata")
-    url = scratch_database(base_url)
+    base_url = server_url()
+    url = scratch_database(base_url, database_name(base_url) + "_bench_aggregate")
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cdp_site.settings")
     import django

@@ -60,6 +60,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import fresh_database  # noqa: E402
+from cdp_site.dburl import database_name  # noqa: E402
+
 DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/strata_audbench"
 ACCOUNT_SLUG = "bench-audiences"
 SEED = 0.42
@@ -695,17 +698,6 @@ def pending(account_id: int) -> int:
 
 # ---- main --------------------------------------------------------------------------------------
 
-def fresh_database(url: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profiles", type=int, default=1_000_000)
@@ -745,7 +737,7 @@ def main() -> None:
         f"{args.rounds} rounds; {load()}")
     call_command("migrate", verbosity=0)
     with connection.cursor() as cur:  # for the connections opened from now on
-        name = url.rsplit("/", 1)[1]
+        name = database_name(url)
         cur.execute(f'ALTER DATABASE "{name}" SET jit = off' if args.jit == "off"
                     else f'ALTER DATABASE "{name}" RESET jit')
     connection.close()

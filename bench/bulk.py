@@ -41,6 +41,9 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import drop_database, scratch_database, server_url  # noqa: E402
+from cdp_site.dburl import database_name  # noqa: E402
+
 EVENTS = ["Product Viewed", "Product Added", "Order Completed", "Signed Up", "Searched"]
 PEPPER = "bench-bulk-pepper"
 
@@ -81,28 +84,6 @@ def write_rows(path: Path, rows: int, seed: int) -> int:
             out.write(json.dumps(make_row(rng, index, at), separators=(",", ":")).encode())
             out.write(b"\n")
     return path.stat().st_size
-
-
-def scratch_database(base_url: str) -> str:
-    import psycopg
-    from psycopg import sql
-
-    name = base_url.rsplit("/", 1)[1].split("?")[0] + "_bench_bulk"
-    with psycopg.connect(base_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return base_url.rsplit("/", 1)[0] + "/" + name
-
-
-def drop_database(url: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(name)))
 
 
 @dataclass
@@ -194,12 +175,8 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     args = parser.parse_args()
 
-    base_url = os.environ.get("DATABASE_URL")
-    if not base_url:
-        from cdp_site.embedded_db import start_embedded_server
-
-        base_url = start_embedded_server(ROOT / "var" / "pgdata")
-    url = scratch_database(base_url)
+    base_url = server_url()
+    url = scratch_database(base_url, database_name(base_url) + "_bench_bulk")
     os.environ["DATABASE_URL"] = url
     os.environ["STRATA_TOKEN_PEPPER"] = PEPPER
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cdp_site.settings")

@@ -62,6 +62,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import drop_database, fresh_database  # noqa: E402
+from cdp_site.dburl import database_name  # noqa: E402
+
 DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/strata_bench_collect"
 PEPPER = "bench-collect-pepper"
 MARK = "@@MID@@"  # where a template's messageId goes
@@ -495,27 +498,6 @@ def stop_server(process: subprocess.Popen[bytes] | None) -> None:
 
 # ---- the database ------------------------------------------------------------------------
 
-def fresh_database(url: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    name = url.rsplit("/", 1)[1].split("?")[0]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def drop_database(url: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    name = url.rsplit("/", 1)[1].split("?")[0]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(name)))
-
-
 COPY_COLUMNS = ("account_id, stream, message_id, type, event, user_id, anonymous_id, "
                 "received_at, sent_at, event_at, source, write_key_id, message, warnings")
 
@@ -642,7 +624,7 @@ class Bench:
 
     @property
     def database(self) -> str:
-        return self.url.rsplit("/", 1)[1].split("?")[0]
+        return database_name(self.url)
 
     def measure(self, config: ServerConfig, port: int, pids: tuple[int, int]) -> None:
         """Warm up, then rounds of: COPY, batched, bare view, single events; print the best."""

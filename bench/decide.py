@@ -67,6 +67,7 @@ from bench.collect import (  # noqa: E402
     stop_server,
     wait_for_server,
 )
+from cdp_site.dburl import database_name  # noqa: E402
 
 DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/strata_bench_decide"
 AUDIENCES = ["cuisine", "travel", "sports", "tech", "vip"]
@@ -247,7 +248,7 @@ def main() -> None:
     headers = f"Authorization: Basic {auth}\r\n"
     decide_body = templates(b'{"uid":"' + MARK + b'"}')
     ofrep_body = templates(b'{"context":{"targetingKey":"' + MARK + b'"}}')
-    database = url.rsplit("/", 1)[1].split("?")[0]
+    database = database_name(url)
     budget = args.visitors  # known visitors: v<p>-<seq>, seq < visitors / processes
 
     def load(port: int, path: str, bodies: list[tuple[bytes, ...]], prefix: str,

@@ -36,6 +36,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import drop_database, scratch_database  # noqa: E402
+from cdp_site.dburl import database_name, with_database  # noqa: E402
+
 TAXONOMY = ["news", "sports", "travel", "food", "tech", "fashion", "finance", "health",
             "music", "movies", "outdoors", "home"]
 TIERS = ["bronze", "silver", "gold", "platinum"]
@@ -85,28 +88,6 @@ def make_events(rng: random.Random, count: int, start: datetime
             stream = "crm_users"
         out.append((stream, message, at))
     return out
-
-
-def scratch_database(base_url: str, name: str) -> str:
-    import psycopg
-    from psycopg import sql
-
-    admin = base_url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return base_url.rsplit("/", 1)[0] + "/" + name
-
-
-def drop_database(url: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(name)))
 
 
 _PROCESSED = """
@@ -215,7 +196,7 @@ def drain(account_id: int, total: int, workers: int, batch: int, url: str) -> Dr
                               env=env, cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL, text=True)
              for _ in range(workers)]
-    watch = CpuWatch([p.pid for p in procs], url.rsplit("/", 1)[1])
+    watch = CpuWatch([p.pid for p in procs], database_name(url))
     marks: dict[str, tuple[float, int]] = {}
     loads = [os.getloadavg()[0]]
     steps: dict[str, float] = {}
@@ -371,7 +352,7 @@ def main() -> None:
 
     base_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/strata")
     if args.reuse:
-        url = base_url.rsplit("/", 1)[0] + "/" + args.db_name
+        url = with_database(base_url, args.db_name)
     else:
         url = scratch_database(base_url, args.db_name)
     os.environ["DATABASE_URL"] = url

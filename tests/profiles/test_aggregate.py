@@ -8,10 +8,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
 import pytest
 from django.core.management import call_command
-from django.db import connection, connections
+from django.db import connections
 from django.db.models import Sum
 
 from cdp_site.models import Account
@@ -26,6 +25,7 @@ from profiles.aggregate import (
 )
 from profiles.collect import Failure, record_failures
 from profiles.models import RawKey, StreamHourlyCount, ViolationCount
+from tests import dbenv
 from tests.conftest import make_account
 from tests.profiles.raw_events import ago, run_aggregator, store, track
 
@@ -324,16 +324,13 @@ def test_reading_ahead_counts_every_event_once(committed_account: Account) -> No
     assert abs(estimate_distinct(sku.sketch) - 2_100) / 2_100 < 0.15
 
 
+@pytest.mark.own_connection
 @committing
 def test_rows_of_a_transaction_still_open_are_not_skipped(committed_account: Account) -> None:
     store(committed_account, [track()])
     run_aggregator()
     assert total(committed_account) == 1
-    settings = connection.settings_dict
-    late = psycopg.connect(
-        host=settings["HOST"], port=settings["PORT"] or 5432, user=settings["USER"],
-        password=settings["PASSWORD"] or None, dbname=settings["NAME"],
-    )
+    late = dbenv.connect()
     try:
         late.execute(  # a lower id, held by a transaction that commits after later rows
             "INSERT INTO profiles_rawevent (account_id, stream, message_id, received_at, "

@@ -6,7 +6,6 @@ to the queue."""
 
 from __future__ import annotations
 
-import os
 import random
 import subprocess
 import sys
@@ -18,12 +17,13 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.db import close_old_connections, connection, connections
+from django.db import close_old_connections, connections
 
 from cdp_site.models import Account
 from profiles import pipeline
 from profiles.models import PendingEvent, Profile, ProfileEvent
 from profiles.pipeline import process_pending
+from tests import dbenv
 from tests.conftest import make_account
 from tests.profiles.processing import identity_schema, live_profiles, people, run, send
 
@@ -190,6 +190,7 @@ def test_a_batch_that_fails_returns_its_events_to_the_queue(accounts, monkeypatc
     assert len(live_profiles(account)) == 2
 
 
+@pytest.mark.own_connection
 @committing
 def test_worker_processes_give_the_profiles_one_worker_gives(accounts) -> None:
     """Two `manage.py process_events` processes against the same database."""
@@ -198,9 +199,7 @@ def test_worker_processes_give_the_profiles_one_worker_gives(accounts) -> None:
     store_all(one, requests)
     store_all(many, requests)
     run(one)
-    db = connection.settings_dict
-    url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "cdp_site.settings"}
+    env = dbenv.subprocess_env()
     workers = [subprocess.Popen(
         [sys.executable, "manage.py", "process_events", "--batch", str(size), "--account",
          str(many.pk)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
