@@ -25,7 +25,7 @@ from audiences.rules import (
     RuleSchema,
 )
 from profiles.models import AttributeValue, CalculatedAttribute, ProfileEvent
-from profiles.profile_selectors import field_catalog
+from profiles.selectors import field_catalog
 
 if TYPE_CHECKING:
     from cdp_site.models import Account

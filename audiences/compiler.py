@@ -10,7 +10,7 @@ predicate over one profile in memory for real time. They agree exactly (the prop
 - text compares case-insensitively (both sides lowered with PostgreSQL's per-character
   ``lower``, mirrored by ``fold_case``), ordered by code point (COLLATE "C");
 - numbers compare as exact decimals (JSON numbers are numeric in jsonb; Python uses Decimal);
-- dates are stored as fixed-width UTC stamps (profiles.merge.stamp), so rule dates (resolved
+- dates are stored as fixed-width UTC stamps (profiles.schema.merge.stamp), so rule dates (resolved
   against ``ctx.now`` once, at compile time) become stamps and compare as text;
 - field, attribute and property names, and every value, are bound parameters; table and
   column names come from the CompileContext (our code), checked against an identifier pattern.
@@ -36,7 +36,7 @@ from audiences.rules import (
     resolve_date,
     validate_rule,
 )
-from profiles.merge import stamp
+from profiles.schema.merge import stamp
 
 Params = list[Any]
 Fragment = tuple[str, Params]

@@ -207,7 +207,7 @@ def _event_nodes(rule: Any) -> list[dict[str, Any]]:
 
 def _attributes(profile: Profile) -> dict[str, Any]:
     try:
-        from profiles.calculated import profile_attributes
+        from profiles.calculated.attributes import profile_attributes
     except ImportError:  # the calculated attributes module has not landed: stored values
         return dict(AttributeValue.objects.filter(account_id=profile.account_id,
                                                   profile=profile).values_list("name", "value"))

@@ -18,7 +18,7 @@ from typing import Any
 
 from audiences.models import Audience, AudienceMembership
 from profiles.masking import PiiPolicy
-from profiles.profile_selectors import field_catalog
+from profiles.selectors import field_catalog
 
 FIXED_COLUMNS = ["profile_id", "member_since", "first_seen", "last_seen"]
 CHUNK = 2000

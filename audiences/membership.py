@@ -44,9 +44,9 @@ from django.utils import timezone
 from audiences.compiler import CompileContext, compile_sql
 from audiences.models import Audience, AudienceMembership, AudienceSize, MembershipChange
 from audiences.rules import RuleError, RuleSchema, validate_rule
-from profiles.calculated import attribute_types
+from profiles.calculated.attributes import attribute_types
 from profiles.models import Profile
-from profiles.schema import live_schema
+from profiles.schema.drafts import live_schema
 
 if TYPE_CHECKING:
     from cdp_site.models import Account

@@ -73,7 +73,8 @@ class AudienceMembership(AccountScopedModel):
     unique (audience, profile) serves lookups by audience) and no foreign key checks in the
     database: a check per row locked every member's profile row (``FOR KEY SHARE``), which
     made a first computation several times slower. Deletes still cascade (the ORM, and
-    profiles.rebuild through the relation); only audiences.membership and audiences.realtime
+    profiles.processing.rebuild through the relation); only audiences.membership and
+    audiences.realtime
     write rows, with ids they just read."""
 
     id = models.BigAutoField(primary_key=True)

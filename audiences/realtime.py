@@ -47,13 +47,13 @@ from audiences.compiler import (
 from audiences.membership import audience_order, compile_context
 from audiences.models import Audience
 from audiences.rules import RuleError, RuleSchema, node_kind, walk_nodes
-from profiles.calculated import attribute_types
-from profiles.identity import db_cursor
-from profiles.merge import FieldTypeError, MergeError, coerce, to_json
-from profiles.schema import live_schema
+from profiles.calculated.attributes import attribute_types
+from profiles.processing.identity import db_cursor
+from profiles.schema.drafts import live_schema
+from profiles.schema.merge import FieldTypeError, MergeError, coerce, to_json
 
 if TYPE_CHECKING:
-    from profiles.pipeline import Batch
+    from profiles.processing.pipeline import Batch
 
 __all__ = ["AudienceState", "Change", "account_state", "evaluate", "evaluate_profiles",
            "live_field_values", "live_memberships", "reevaluate"]

@@ -118,7 +118,7 @@ class RuleSchema:
     @classmethod
     def from_compiled(cls, compiled: Any, attributes: Mapping[str, str] | None = None
                       ) -> RuleSchema:
-        """From ``profiles.schema.live_schema(account)`` (None: no published schema)."""
+        """From ``profiles.schema.drafts.live_schema(account)`` (None: no published schema)."""
         fields = {} if compiled is None else {n: f.type for n, f in compiled.fields.items()}
         return cls(fields, dict(attributes or {}))
 

@@ -1,4 +1,4 @@
-"""Benchmark of the stream aggregator (profiles.aggregate): events folded per second.
+"""Benchmark of the stream aggregator (profiles.explorer.aggregate): events folded per second.
 
 Creates a scratch database beside the configured one (``<name>_bench_aggregate``; the
 configured database is not touched), migrates it, writes N Segment-like messages with COPY
@@ -99,7 +99,11 @@ def main() -> None:
     from django.db import connection
     from django.db.models import Sum
 
-    from profiles.aggregate import aggregate_streams, shutdown_workers, summarize_in_parallel
+    from profiles.explorer.aggregate import (
+        aggregate_streams,
+        shutdown_workers,
+        summarize_in_parallel,
+    )
     from profiles.models import RawKey, StreamHourlyCount
     from tests.conftest import make_account
 

@@ -172,7 +172,7 @@ def _without_indexes(cur: Any, table: str, fill: Callable[[], None]) -> None:
 
 def setup_account(now: datetime) -> Any:
     from cdp_site.models import Account
-    from profiles import schema
+    from profiles.schema import drafts as schema
 
     account = Account.objects.create(name="Bench Audiences", slug=ACCOUNT_SLUG)
     schema.install_lytics_schema(account, publish_now=False)
@@ -446,7 +446,7 @@ def bench_batch(account: Any, made: dict[str, Any], rounds: int, now: datetime,
 
 
 def stamp_of(at: datetime) -> str:
-    from profiles.merge import stamp
+    from profiles.schema.merge import stamp
 
     return stamp(at)
 
@@ -485,8 +485,8 @@ def bench_realtime(account: Any, first_id: int, profiles: int, now: datetime, sa
 
     from audiences import realtime
     from audiences.membership import compile_context
-    from profiles.pipeline import Batch
-    from profiles.schema import live_schema
+    from profiles.processing.pipeline import Batch
+    from profiles.schema.drafts import live_schema
 
     schema = live_schema(account.pk)
     fields = {n: fl.type for n, fl in schema.fields.items()}
@@ -602,7 +602,7 @@ def bench_latency(account: Any, url: str, rate: int, seconds: float, workers: in
 
     from django.db import connection
 
-    from profiles.collect import IncomingEvent, store_events
+    from profiles.collection.store import IncomingEvent, store_events
 
     env = {**os.environ, **WORKER_ENV, "DATABASE_URL": url,
            "DJANGO_SETTINGS_MODULE": "cdp_site.settings"}

@@ -9,7 +9,7 @@ database is not touched), migrates it and writes N Segment-like NDJSON rows to a
 2. ``POST /collect/bulk/web`` streaming the file to gunicorn in production settings (DEBUG=0,
    one sync worker) with a Data Manager's token: parsed, checked, deduplicated, COPY through
    the staging table into the partitioned raw store;
-3. the same file through ``profiles.bulk.import_events`` in this process (what
+3. the same file through ``profiles.collection.bulk.import_events`` in this process (what
    ``manage.py import_events`` runs), into a second account.
 
 Usage:
@@ -187,9 +187,9 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import connection
 
-    from profiles import bulk
+    from profiles.collection import bulk
+    from profiles.collection.partitions import ensure_partitions
     from profiles.models import RawEvent
-    from profiles.partitions import ensure_partitions
     from tests.conftest import make_account, make_token
 
     server = None

@@ -714,7 +714,7 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import connection
 
-    from profiles.partitions import ensure_partitions
+    from profiles.collection.partitions import ensure_partitions
     from tests.conftest import make_account, make_write_key
 
     call_command("migrate", verbosity=0)

@@ -1,4 +1,4 @@
-"""Benchmark of the expression language (profiles.expressions): evaluations per second.
+"""Benchmark of the expression language (profiles.schema.expressions): evaluations per second.
 
 Compiles a few typical mappings, guards and route rules once, then times ``evaluate`` on
 a fixed event (the best of several runs, so a busy machine shows its quiet moments).
@@ -22,7 +22,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from profiles.expressions import compile_expression  # noqa: E402
+from profiles.schema.expressions import compile_expression  # noqa: E402
 
 EVENT: dict[str, Any] = {
     "taxonomy": "cuisine",

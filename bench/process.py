@@ -1,4 +1,5 @@
-"""Benchmark of processing (profiles.pipeline): raw events -> mapped -> identity -> profiles.
+"""Benchmark of processing (profiles.processing.pipeline): raw events -> mapped -> identity ->
+profiles.
 
 Creates a scratch database beside the configured one (``strata_bench_process``; the configured
 database is not touched), migrates it, installs the Lytics use-case schema, generates N events
@@ -243,7 +244,7 @@ def load(account: Any, count: int, seed: int) -> None:
 
     from django.db import connection
 
-    from profiles.collect import IncomingEvent, store_events
+    from profiles.collection.store import IncomingEvent, store_events
 
     rng = random.Random(seed)
     start = datetime.now(UTC) - timedelta(hours=7)
@@ -316,7 +317,7 @@ def rebuild(account: Any, count: int, workers: int, batch: int, url: str, profil
             ) -> None:
     from django.db import connection
 
-    from profiles.rebuild import start_rebuild
+    from profiles.processing.rebuild import start_rebuild
 
     connection.close()
     began = time.perf_counter()
@@ -365,7 +366,7 @@ def main() -> None:
 
     from cdp_site.models import Account
     from profiles.models import FailedEvent, RawEvent
-    from profiles.schema import install_lytics_schema
+    from profiles.schema.drafts import install_lytics_schema
 
     try:
         call_command("migrate", verbosity=0)

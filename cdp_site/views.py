@@ -1,15 +1,31 @@
-"""Site pages: the account switcher and the error pages (the home page is cdp_site.pages.home)."""
+"""Site pages: the home page, the account switcher and the error pages."""
 
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from cdp_site.api.errors import not_found_view, server_error_view
-from cdp_site.tenancy import switch_account
+from cdp_site.shell import NAV
+from cdp_site.tenancy import session_actor, switch_account
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    """``/``: the first product page the member's roles open (the Dashboard, which every role
+    may view), else the admin console; visitors sign in first and come back here."""
+    if not request.user.is_authenticated:
+        return redirect_to_login("/", reverse("admin:login"))
+    actor = session_actor(request)
+    if actor is not None:
+        for item in NAV:
+            if actor.has(item.permission):
+                return HttpResponseRedirect(reverse(item.url_name))
+    return HttpResponseRedirect(reverse("admin:index"))
 
 
 @login_required

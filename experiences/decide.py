@@ -4,7 +4,7 @@
 ``VisitorDecision``: the visitor's profile, their API-accessible audiences, and one ``Decision``
 per experience asked about (every experience of the account's configuration when ``keys`` is
 None). It is the one function behind ``POST /api/v1/decide`` and OFREP
-(``experiences.decision_views``).
+(``experiences.decisions.views``).
 
 Cost: the configuration comes from the in-process snapshot (``experiences.config``), and the
 visitor from **one** indexed query (``VISITOR_SQL``) that returns together:

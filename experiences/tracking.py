@@ -48,7 +48,7 @@ from profiles.models import Identifier, ProfileRebuild
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from profiles.pipeline import Batch, PipelineEvent
+    from profiles.processing.pipeline import Batch, PipelineEvent
 
 __all__ = [
     "CONVERSION_WINDOW",

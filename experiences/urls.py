@@ -1,12 +1,24 @@
-"""Every URL of the experiences app; cdp_site.urls includes this at the root."""
+"""Every URL of the experiences app; cdp_site.urls includes this at the root.
+
+The pages (under /experiences/, namespace ``experiences``): the list, an experience's page with
+its results, its actions and an on-demand results snapshot. The decision APIs are
+experiences.decisions.urls; the management API is under /api/v1/ (experiences.api.urls)."""
 
 from __future__ import annotations
 
 from django.urls import include, path
 
+from experiences import views
+
+page_patterns = [
+    path("", views.experience_list, name="list"),
+    path("<str:key>/", views.experience_detail, name="detail"),
+    path("<str:key>/snapshot/", views.experience_snapshot, name="snapshot"),
+    path("<str:key>/<slug:action>/", views.experience_action, name="action"),
+]
+
 urlpatterns = [
-    path("", include("experiences.decision_urls")),  # /api/v1/decide, /ofrep/v1/…
-    path("personalize/", include("experiences.personalize_urls")),  # Personalize Edge API
-    path("experiences/", include("experiences.page_urls")),
+    path("", include("experiences.decisions.urls")),  # /api/v1/decide, /ofrep/…, /personalize/…
+    path("experiences/", include((page_patterns, "experiences"))),
     path("api/v1/", include("experiences.api.urls")),
 ]

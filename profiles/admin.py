@@ -1,7 +1,7 @@
 """Admin for the schema: fields, mappings and route rules of the draft, published versions.
 
 Scoped to the current account and permitted by the role matrix (feature ``schema``) through
-cdp_site's AccountScopedAdmin. Every write goes through ``profiles.schema``: a form's clean()
+cdp_site's AccountScopedAdmin. Every write goes through ``profiles.schema.drafts``: a form's clean()
 hands its values to the service, whose refusal (with an expression's line and column) becomes
 the form's errors, so the admin saves exactly what the API and the pages would. A mapping's
 change page previews what it would produce for the stream's latest raw events; versions are
@@ -24,10 +24,10 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from cdp_site.admin import AccountScopedAdmin, ago, request_actor
-from profiles import schema
-from profiles.api.schema_serializers import count_changes
 from profiles.models import CalculatedAttribute, Field, Mapping, RouteRule, SchemaVersion
-from profiles.schema import SchemaValidationError
+from profiles.schema import drafts as schema
+from profiles.schema.api.serializers import count_changes
+from profiles.schema.drafts import SchemaValidationError
 
 ADMIN_PREVIEW_EVENTS = 10
 
@@ -386,7 +386,7 @@ CALCULATED_FORM_FIELDS = ["name", "description", "aggregate", "event", "property
 
 
 class CalculatedAttributeForm(forms.ModelForm):
-    """Saves through profiles.calculated.save_attribute; its refusal becomes the form's
+    """Saves through profiles.calculated.attributes.save_attribute; its refusal becomes the form's
     error (under the attribute it names) and nothing is saved."""
 
     account: ClassVar[Any] = None
@@ -398,7 +398,7 @@ class CalculatedAttributeForm(forms.ModelForm):
         fields = CALCULATED_FORM_FIELDS
 
     def clean(self) -> dict[str, Any]:
-        from profiles import calculated
+        from profiles.calculated import attributes as calculated
 
         data = super().clean()
         if self.errors or self.account is None:
@@ -431,6 +431,6 @@ class CalculatedAttributeAdmin(SchemaAdmin):
         return ago(obj.computed_at) if obj.computed_at else "—"
 
     def delete_model(self, request: HttpRequest, obj: CalculatedAttribute) -> None:
-        from profiles import calculated
+        from profiles.calculated import attributes as calculated
 
         calculated.delete_attribute(obj, self.actor(request))

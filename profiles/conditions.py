@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from profiles.merge import stamp
+from profiles.schema.merge import stamp
 
 MAX_LIST = 1000
 PROPERTY_TYPES = ("string", "number", "bool", "date")

@@ -4,10 +4,11 @@ identifiers, profile events, the identity log and the processing queue.
 
 The raw store (`RawEvent`) is a PostgreSQL table partitioned by month of ``received_at`` and,
 within each month, by account, so a per-account retention drops whole partitions
-(``profiles.partitions``). Django does not manage that table: migration 0002 creates it.
+(``profiles.collection.partitions``). Django does not manage that table: migration 0002 creates it.
 
-Rows of the processing models are written by services only (``profiles.schema``,
-``profiles.pipeline``, ``profiles.identity``), mostly with bulk SQL: nothing hides in save().
+Rows of the processing models are written by services only (``profiles.schema.drafts``,
+``profiles.processing.pipeline``, ``profiles.processing.identity``), mostly with bulk SQL: nothing
+hides in save().
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class Stream(AccountScopedModel):
 
 class RawEvent(models.Model):
     """One message exactly as received. Append-only; written with one INSERT per request
-    (or COPY for bulk) by ``profiles.collect``, never through ``save()``."""
+    (or COPY for bulk) by ``profiles.collection.store``, never through ``save()``."""
 
     id = models.BigAutoField(primary_key=True)  # the table's real key is (id, account, time)
     account = models.ForeignKey(Account, on_delete=models.DO_NOTHING, related_name="+",
@@ -247,7 +248,7 @@ class AggregationCursor(models.Model):
 #
 # The draft schema is the editable Field, Mapping and RouteRule rows; publishing copies them
 # into an immutable SchemaVersion snapshot (JSON), which is what processing reads
-# (``profiles.schema``). Only services in ``profiles.schema`` write these rows.
+# (``profiles.schema.drafts``). Only services in ``profiles.schema.drafts`` write these rows.
 
 FIELD_NAME_MAX = 100
 FIELD_TYPE_CHOICES = [(t, t) for t in (
@@ -496,7 +497,7 @@ class EventWarning(AccountScopedModel):
 class PendingEvent(models.Model):
     """A raw event waiting to be processed. Filled by the statement that stores raw events
     (``collect.dedupe_insert_sql``); a worker deletes the rows it claims inside its processing
-    transaction, so a crash puts them back (``profiles.pipeline``)."""
+    transaction, so a crash puts them back (``profiles.processing.pipeline``)."""
 
     raw_event_id = models.BigIntegerField(primary_key=True)
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+",
@@ -531,7 +532,8 @@ class ProcessingStat(AccountScopedModel):
 
 
 class ProfileRebuild(AccountScopedModel):
-    """Profiles recomputed from the raw store with the live schema (``profiles.rebuild``):
+    """Profiles recomputed from the raw store with the live schema
+    (``profiles.processing.rebuild``):
     every raw event up to ``last_raw_event_id`` was queued again; progress is how many of them
     are still pending."""
 
@@ -618,7 +620,7 @@ class CalculatedAttribute(AccountScopedModel):
         FAILED = "failed"
 
     # The backfill from profile events that a new or edited definition starts
-    # (profiles.calculated): its state, how far it got (0..1) and why it failed.
+    # (profiles.calculated.attributes): its state, how far it got (0..1) and why it failed.
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     progress = models.FloatField(default=0.0)
     error = models.TextField(blank=True)

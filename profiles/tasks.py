@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from profiles import aggregate, partitions, pipeline
+from profiles.collection import partitions
+from profiles.explorer import aggregate
+from profiles.processing import pipeline
 
 
 def aggregate_streams(max_seconds: float = 50.0) -> int:
@@ -38,13 +40,13 @@ def refresh_aged_values() -> int:
 
 def correct_calculated_attributes() -> int:
     """Recompute calculated attribute values whose window slid (every 15 minutes)."""
-    from profiles import calculated
+    from profiles.calculated import attributes as calculated
 
     return calculated.correct_all()
 
 
 def backfill_calculated_attribute(attribute_id: int, revision: int) -> str:
     """A new or changed calculated attribute, computed from profile events."""
-    from profiles import calculated
+    from profiles.calculated import attributes as calculated
 
     return calculated.backfill(attribute_id, revision)

@@ -22,7 +22,7 @@ from audiences.models import Audience, AudienceMembership
 from audiences.rules import RuleError, TextProblem
 from cdp_site.api.errors import APIError
 from cdp_site.api.viewsets import AccountScopedViewSet
-from profiles.api.profile_views import PageWithoutCount
+from profiles.api.views import PageWithoutCount
 from profiles.masking import policy_for_actor
 from profiles.models import Profile
 

@@ -44,7 +44,7 @@ class DashboardSerializer(serializers.Serializer):
     members = serializers.IntegerField()
     active_tokens = serializers.IntegerField()
     write_keys = serializers.IntegerField()
-    # from settings.STRATA_DASHBOARD_HOOKS (profiles.dashboard.api_figures)
+    # from settings.STRATA_DASHBOARD_HOOKS (profiles.explorer.dashboard.api_figures)
     streams = serializers.IntegerField(required=False)
     events_24h = serializers.IntegerField(required=False)
     failed_events_24h = serializers.IntegerField(required=False)

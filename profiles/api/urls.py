@@ -1,47 +1,26 @@
-"""The profiles API (included under /api/v1/ by profiles.urls)."""
+"""Routes of the profile API (under /api/v1/, included by profiles.urls).
+
+Field names never start with a digit (profiles.schema.drafts.FIELD_NAME), so ``/profiles/42/events``
+is always a profile's timeline and never the identifier ``events`` of a field ``42``. The
+value of ``/profiles/{field}/{value}`` is the rest of the path, taken exactly as sent
+(percent-encoded; it may hold slashes)."""
 
 from __future__ import annotations
 
-from django.urls import include, path, re_path
-from rest_framework.routers import SimpleRouter
+from django.urls import re_path
 
-from profiles.api import calculated_views, schema_views, views
+from profiles.api import views
 
-
-class OptionalSlashRouter(SimpleRouter):
-    """Paths match with or without the trailing slash (``/streams/web/ingress?period=7d``)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.trailing_slash = "/?"
-
-
-router = OptionalSlashRouter()
-router.register("streams", views.StreamViewSet, basename="stream")
-router.register("failed-events", views.FailedEventViewSet, basename="failed-event")
-router.register("tracking-plans", views.TrackingPlanViewSet, basename="tracking-plan")
-router.register("notices", views.NoticeViewSet, basename="notice")
-router.register("calculated-attributes", calculated_views.CalculatedAttributeViewSet,
-                basename="calculated-attribute")
-
-keys = OptionalSlashRouter()
-keys.register("keys", views.RawKeyViewSet, basename="raw-key")
-
-schema = OptionalSlashRouter()  # /schema/…: the draft, versions (profiles.api.schema_views)
-schema.register("fields", schema_views.FieldViewSet, basename="schema-field")
-schema.register("mappings", schema_views.MappingViewSet, basename="schema-mapping")
-schema.register("route-rules", schema_views.RouteRuleViewSet, basename="schema-route-rule")
-schema.register("versions", schema_views.SchemaVersionViewSet, basename="schema-version")
+FIELD = r"(?P<field>[A-Za-z_][A-Za-z0-9_]{0,99})"
 
 urlpatterns = [
-    re_path(r"^schema/validate/?$", schema_views.ValidateView.as_view(), name="schema-validate"),
-    re_path(r"^schema/diff/?$", schema_views.DiffView.as_view(), name="schema-diff"),
-    re_path(r"^schema/publish/?$", schema_views.PublishView.as_view(), name="schema-publish"),
-    re_path(r"^schema/evaluate/?$", schema_views.EvaluateView.as_view(), name="schema-evaluate"),
-    re_path(r"^schema/rebuild/?$", schema_views.RebuildView.as_view(), name="schema-rebuild"),
-    path("schema/", include(schema.urls)),
-    re_path(r"^usage/?$", views.UsageView.as_view(), name="usage"),
-    path("streams/<slug:stream>/", include(keys.urls)),
-    path("", include("profiles.api.profile_urls")),  # /profiles/…: the profile API
-    path("", include(router.urls)),
+    re_path(r"^profiles/?$", views.ProfileSearchView.as_view(), name="profile-search"),
+    re_path(r"^profiles/(?P<pk>[0-9]{1,18})/?$", views.ProfileByIdView.as_view(),
+            name="profile-detail"),
+    re_path(r"^profiles/(?P<pk>[0-9]{1,18})/events/?$", views.ProfileEventsView.as_view(),
+            name="profile-events"),
+    re_path(r"^profiles/(?P<pk>[0-9]{1,18})/identity/?$", views.ProfileIdentityView.as_view(),
+            name="profile-identity"),
+    re_path(rf"^profiles/{FIELD}/(?P<value>.+)$", views.ProfileByIdentifierView.as_view(),
+            name="profile-by-identifier"),
 ]

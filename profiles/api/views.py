@@ -1,268 +1,204 @@
-"""The profiles API: streams and the stream explorer, failed events, tracking plans, account
-usage. Thin views over profiles.streams, profiles.plans and profiles.usage; scoping and
-permissions come from the base classes (feature ``schema``; usage and notices: ``admin``)."""
+"""The profile API (PROTOCOLS.md §5): read a profile by any identifier or by id, search, its
+timeline and identity explanation, GDPR delete. Thin views over profiles.selectors and
+profiles.gdpr; every value they return passes through the reader's PII policy
+(profiles.masking). Permissions: ``profiles.view``; delete ``profiles.delete``; PII unmasked
+with ``pii.view``. A profile of another account is simply not found."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from typing import Any
 
-from django.db.models import QuerySet
-from django.http import Http404
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, status
-from rest_framework.decorators import action
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
 
 from cdp_site.api.errors import APIError
-from cdp_site.api.viewsets import AccountAPIView, AccountScopedViewSet
-from profiles import plans, streams, usage
+from cdp_site.api.pagination import QuerySetNotOrdered
+from cdp_site.api.viewsets import AccountAPIView
+from profiles import gdpr
+from profiles import selectors as select
 from profiles.api import serializers as s
-from profiles.api.filters import FailedEventFilter, RawKeyFilter, StreamFilter, TrackingPlanFilter
-from profiles.models import AccountNotice, FailedEvent, RawKey, Stream, TrackingPlan
+from profiles.masking import PiiPolicy, policy_for_actor
+from profiles.models import Profile
 
-STREAM_NAME = r"[-a-zA-Z0-9_]+"
-
-
-@contextmanager
-def refusals() -> Iterator[None]:
-    """Services refuse with (code, message, status); answer in the API's error shape."""
-    try:
-        yield
-    except (streams.StreamError, plans.PlanError) as error:
-        raise APIError(error.code, error.message, error.status) from None
+IDENTITY_LIMIT = 100
+IDENTITY_MAX = 1000
 
 
-def _int_param(request: Request, name: str, default: int | None, low: int, high: int
-               ) -> int | None:
-    raw = request.query_params.get(name)
+class PageWithoutCount(LimitOffsetPagination):
+    """limit/offset pages that never count the whole set (an account may hold millions of
+    profiles, a profile millions of events): one row more than the page says whether there is
+    a next one."""
+
+    default_limit = 25
+    max_limit = 200
+    has_more = False
+
+    def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> list:
+        if not queryset.ordered:
+            raise QuerySetNotOrdered(f"Paginating an unordered queryset of "
+                                     f"{queryset.model.__name__}; add an ordering.")
+        self.request = request
+        self.limit = self.get_limit(request)
+        self.offset = self.get_offset(request)
+        rows = list(queryset[self.offset:self.offset + self.limit + 1])
+        self.has_more = len(rows) > self.limit
+        return rows[: self.limit]
+
+    def get_next_link(self) -> str | None:
+        if not self.has_more:
+            return None
+        url = self.request.build_absolute_uri()
+        url = replace_query_param(url, self.limit_query_param, self.limit)
+        return replace_query_param(url, self.offset_query_param, self.offset + self.limit)
+
+    def get_paginated_response(self, data: Any) -> Response:
+        return Response({"next": self.get_next_link(), "previous": self.get_previous_link(),
+                         "results": data})
+
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "required": ["results"],
+            "properties": {
+                "next": {"type": "string", "nullable": True, "format": "uri"},
+                "previous": {"type": "string", "nullable": True, "format": "uri"},
+                "results": schema,
+            },
+        }
+
+
+class ProfileView(AccountAPIView):
+    """Base of the profile views: the reader's PII policy and profile lookups that answer
+    404 ``not_found``."""
+
+    action_permissions = {"get": "profiles.view", "delete": "profiles.delete"}
+
+    def policy(self) -> PiiPolicy:
+        return policy_for_actor(self.actor)
+
+    def by_identifier(self, field: str, value: str) -> Profile:
+        profile = select.profile_by_identifier(self.actor.account, field, value)
+        if profile is None:
+            raise APIError("not_found", "No profile has this identifier.", 404)
+        return profile
+
+    def by_id(self, pk: int) -> Profile:
+        profile = select.profile_by_id(self.actor.account, pk)
+        if profile is None:
+            raise APIError("not_found", "No such profile.", 404)
+        return profile
+
+
+class ProfileSearchView(ProfileView):
+    pagination_class = PageWithoutCount
+
+    @extend_schema(
+        operation_id="profiles_search",
+        parameters=[
+            OpenApiParameter("q", str, description=(
+                "An identifier value: exact match on every identifier field; from "
+                f"{select.PREFIX_MIN} characters also a prefix match (with pii.view for PII "
+                "fields). Empty: the most recently seen profiles.")),
+            OpenApiParameter("field", str, description="Only this identifier field."),
+            OpenApiParameter("limit", int, default=PageWithoutCount.default_limit),
+            OpenApiParameter("offset", int, default=0),
+        ],
+        responses=s.ProfileSummarySerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        """Search profiles by any identifier value, most recently seen first."""
+        account = self.actor.account
+        policy = self.policy()
+        field = (request.query_params.get("field") or "").strip() or None
+        q = request.query_params.get("q") or ""
+        queryset = select.search_profiles(account, q, policy, field_name=field)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(queryset, request, self)
+        return paginator.get_paginated_response(select.summaries(page, policy, account))
+
+
+class ProfileByIdentifierView(ProfileView):
+    @extend_schema(operation_id="profiles_by_identifier", responses=s.ProfileSerializer)
+    def get(self, request: Request, field: str, value: str) -> Response:
+        """A profile by any identifier value (``/profiles/email/ann@example.com``)."""
+        profile = self.by_identifier(field, value)
+        return Response(select.profile_document(profile, self.policy(), self.actor.account))
+
+    @extend_schema(operation_id="profiles_delete", responses=s.DeletionSerializer)
+    def delete(self, request: Request, field: str, value: str) -> Response:
+        """GDPR delete: the profile, profiles merged into it, their identifiers, profile
+        events, identity log and raw events; recorded in the audit log (without the
+        identifier values). Future events with the same identifiers make a new profile."""
+        profile = self.by_identifier(field, value)
+        result = gdpr.delete_profile(self.actor, profile, looked_up_by=field)
+        return Response(s.DeletionSerializer(result.as_dict()).data)
+
+
+class ProfileByIdView(ProfileView):
+    @extend_schema(operation_id="profiles_by_id", responses=s.ProfileSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        """A profile by id; the id of a profile merged into another gives the survivor."""
+        profile = self.by_id(pk)
+        return Response(select.profile_document(profile, self.policy(), self.actor.account))
+
+
+class ProfileEventsView(ProfileView):
+    pagination_class = PageWithoutCount
+
+    @extend_schema(
+        operation_id="profiles_events",
+        parameters=[OpenApiParameter("limit", int, default=PageWithoutCount.default_limit),
+                    OpenApiParameter("offset", int, default=0)],
+        responses=s.ProfileEventSerializer(many=True),
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        """The profile's timeline: its events, newest first (events of profiles merged into
+        it included)."""
+        profile = self.by_id(pk)
+        policy = self.policy()
+        catalog = select.field_catalog(self.actor.account)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(select.profile_events(profile), request, self)
+        return paginator.get_paginated_response(
+            [select.event_document(event, policy, catalog) for event in page])
+
+
+class ProfileIdentityView(ProfileView):
+    @extend_schema(
+        operation_id="profiles_identity",
+        parameters=[OpenApiParameter("limit", int, default=IDENTITY_LIMIT,
+                                     description=f"Log entries, 1 to {IDENTITY_MAX}.")],
+        responses=s.IdentitySerializer,
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        """Why the profile's identifiers are linked: each identifier with the event it first
+        came in with; merges with the event that caused them, conflicts and compactions."""
+        profile = self.by_id(pk)
+        limit = _limit(request, IDENTITY_LIMIT, IDENTITY_MAX)
+        story = select.identity_story(profile, self.policy(), self.actor.account, limit=limit)
+        return Response(s.IdentitySerializer(story.as_dict()).data)
+
+
+def _limit(request: Request, default: int, high: int) -> int:
+    raw = request.query_params.get("limit")
     if raw in (None, ""):
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise APIError("invalid", f"{name} must be a whole number.") from None
-    if not low <= value <= high:
-        raise APIError("invalid", f"{name} must be between {low} and {high}.")
+        raise APIError("invalid", "limit must be a whole number.") from None
+    if not 1 <= value <= high:
+        raise APIError("invalid", f"limit must be between 1 and {high}.")
     return value
 
 
-class StreamViewSet(AccountScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
-    """The account's streams with their last message time and events in the last 24 hours;
-    per stream: the ingress series, the latest events and tracking plan violations."""
-
-    model = Stream
-    serializer_class = s.StreamSerializer
-    permission_feature = "schema"
-    filterset_class = StreamFilter
-    lookup_field = "name"
-    lookup_value_regex = STREAM_NAME
-    action_permissions = {"ingress": "view", "events": "view", "violations": "view"}
-
-    def scope_queryset(self, queryset: QuerySet) -> QuerySet:
-        return streams.with_activity(queryset).order_by("name")
-
-    @extend_schema(request=s.StreamCreateSerializer, responses={201: s.StreamSerializer})
-    def create(self, request: Request) -> Response:
-        serializer = s.StreamCreateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        with refusals():
-            stream = streams.create_stream(self.actor.account, **serializer.validated_data)
-        created = self.get_queryset().get(pk=stream.pk)
-        return Response(s.StreamSerializer(created).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(responses={204: None})
-    def destroy(self, request: Request, name: str | None = None) -> Response:
-        """Delete the stream, its raw keys and tracking plans (refused while a write key
-        sends to it); its raw events stay until retention drops them."""
-        with refusals():
-            streams.delete_stream(self.get_object())
-        return Response(status=status.HTTP_204_NO_CONTENT)
-
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("period", str, enum=list(streams.PERIODS), default="24h"),
-            OpenApiParameter("bucket", str, enum=list(streams.BUCKETS),
-                             description="default: hour for 24h, day for 7d/30d, week for 90d"),
-        ],
-        responses=s.IngressSerializer,
-    )
-    @action(detail=True, methods=["get"])
-    def ingress(self, request: Request, name: str | None = None) -> Response:
-        """Events per hour, day or week over the period (every bucket present, zeros too)."""
-        stream = self.get_object()
-        with refusals():
-            series = streams.ingress_series(
-                self.actor.account, stream.name,
-                period=request.query_params.get("period") or "24h",
-                bucket=request.query_params.get("bucket") or None,
-            )
-        return Response(s.IngressSerializer(s.ingress_data(stream.name, series)).data)
-
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("after_id", int, description="only events with a higher id"),
-            OpenApiParameter("limit", int, default=streams.LATEST_LIMIT),
-        ],
-        responses=s.LatestEventsSerializer,
-    )
-    @action(detail=True, methods=["get"])
-    def events(self, request: Request, name: str | None = None) -> Response:
-        """The stream's latest raw events, newest first, for the live view: poll with
-        ``after_id`` set to the ``last_id`` of the previous answer."""
-        stream = self.get_object()
-        after_id = _int_param(request, "after_id", None, 0, 2**63 - 1)
-        limit = _int_param(request, "limit", streams.LATEST_LIMIT, 1, streams.LATEST_MAX)
-        events = streams.latest_events(self.actor.account, stream.name, after_id=after_id,
-                                       limit=limit or streams.LATEST_LIMIT)
-        last_id = events[0].id if events else after_id
-        return Response(s.LatestEventsSerializer({"results": events, "last_id": last_id}).data)
-
-    @extend_schema(
-        parameters=[OpenApiParameter("days", int, default=30)],
-        responses=s.ViolationSummarySerializer,
-    )
-    @action(detail=True, methods=["get"])
-    def violations(self, request: Request, name: str | None = None) -> Response:
-        """Tracking plan violations (events kept with a warning) and blocked events per event
-        name over the last ``days`` days."""
-        stream = self.get_object()
-        days = _int_param(request, "days", 30, 1, 400) or 30
-        rows = streams.violation_summary(self.actor.account, stream.name, days=days)
-        return Response(s.ViolationSummarySerializer(
-            {"stream": stream.name, "days": days, "events": rows}
-        ).data)
-
-
-class RawKeyViewSet(AccountScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
-    """A stream's raw keys: search ``q``, filters used/common/hidden/type, ``ordering``; the
-    detail adds sample values; PATCH ``hidden``."""
-
-    model = RawKey
-    permission_feature = "schema"
-    filterset_class = RawKeyFilter
-
-    def scope_queryset(self, queryset: QuerySet) -> QuerySet:
-        return streams.raw_keys(self.actor.account, self.stream.name, queryset)
-
-    @property
-    def stream(self) -> Stream:
-        found = Stream.objects.for_account(self.actor.account).filter(
-            name=self.kwargs.get("stream", "")
-        ).first()
-        if found is None:
-            raise Http404
-        return found
-
-    def get_serializer_class(self) -> type:
-        if self.action == "list":
-            return s.RawKeySerializer
-        return s.RawKeyDetailSerializer
-
-    @extend_schema(request=s.RawKeyUpdateSerializer, responses=s.RawKeyDetailSerializer)
-    def partial_update(self, request: Request, stream: str, pk: str | None = None) -> Response:
-        raw_key = self.get_object()
-        serializer = s.RawKeyUpdateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        streams.set_key_hidden(raw_key, serializer.validated_data["hidden"])
-        return Response(s.RawKeyDetailSerializer(raw_key).data)
-
-
-class FailedEventViewSet(AccountScopedViewSet, mixins.ListModelMixin,
-                         mixins.RetrieveModelMixin):
-    """Messages that could not be accepted, newest first, with the reason; the detail adds
-    the (truncated) body. Filters: stream, code, source, stage, since, until."""
-
-    model = FailedEvent  # type: ignore[assignment]
-    permission_feature = "schema"
-    filterset_class = FailedEventFilter
-
-    def scope_queryset(self, queryset: QuerySet) -> QuerySet:
-        if self.action == "list":
-            queryset = queryset.defer("body")
-        return queryset.order_by("-received_at", "-id")
-
-    def get_serializer_class(self) -> type:
-        if self.action == "list":
-            return s.FailedEventSerializer
-        return s.FailedEventDetailSerializer
-
-
-class TrackingPlanViewSet(AccountScopedViewSet, mixins.ListModelMixin,
-                          mixins.RetrieveModelMixin):
-    """Tracking plans: a JSON Schema per stream and event name, ``allow`` (violations recorded
-    on the event) or ``block`` (the event becomes a failed event)."""
-
-    model = TrackingPlan
-    serializer_class = s.TrackingPlanSerializer
-    permission_feature = "schema"
-    filterset_class = TrackingPlanFilter
-
-    def scope_queryset(self, queryset: QuerySet) -> QuerySet:
-        return queryset.order_by("stream", "event", "id")
-
-    def create(self, request: Request) -> Response:
-        serializer = s.TrackingPlanSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        with refusals():
-            plan = plans.create_plan(self.actor.account, **serializer.validated_data)
-        return Response(s.TrackingPlanSerializer(plan).data, status=status.HTTP_201_CREATED)
-
-    def update(self, request: Request, pk: str | None = None, partial: bool = False
-               ) -> Response:
-        plan = self.get_object()
-        serializer = s.TrackingPlanSerializer(plan, data=request.data, partial=partial)
-        serializer.is_valid(raise_exception=True)
-        with refusals():
-            plans.update_plan(plan, **serializer.validated_data)
-        return Response(s.TrackingPlanSerializer(plan).data)
-
-    def partial_update(self, request: Request, pk: str | None = None) -> Response:
-        return self.update(request, pk, partial=True)
-
-    @extend_schema(responses={204: None})
-    def destroy(self, request: Request, pk: str | None = None) -> Response:
-        plans.delete_plan(self.get_object())
-        return Response(status=status.HTTP_204_NO_CONTENT)
-
-
-class NoticeViewSet(AccountScopedViewSet, mixins.ListModelMixin):
-    """What the account's Admins must be told (quota reached, retention dropped data).
-    ``?resolved=false`` lists the open ones."""
-
-    model = AccountNotice
-    serializer_class = s.NoticeSerializer
-    permission_feature = "admin"
-    action_permissions = {"resolve": "edit"}
-
-    def scope_queryset(self, queryset: QuerySet) -> QuerySet:
-        resolved = self.request.query_params.get("resolved")
-        if resolved in ("false", "0"):
-            queryset = queryset.filter(resolved_at__isnull=True)
-        elif resolved in ("true", "1"):
-            queryset = queryset.filter(resolved_at__isnull=False)
-        return queryset.order_by("-created_at", "-id")
-
-    @extend_schema(request=None, responses=s.NoticeSerializer)
-    @action(detail=True, methods=["post"])
-    def resolve(self, request: Request, pk: str | None = None) -> Response:
-        return Response(s.NoticeSerializer(usage.resolve_notice(self.get_object())).data)
-
-
-class UsageView(AccountAPIView):
-    """Events received per day and month, this month per stream, the quota and how much of it
-    is used, and the open notices (Admins)."""
-
-    action_permissions = {"get": "admin.view"}
-
-    @extend_schema(
-        parameters=[OpenApiParameter("months", OpenApiTypes.INT, default=3,
-                                     description=f"1 to {usage.MAX_MONTHS}")],
-        responses=s.UsageSerializer,
-    )
-    def get(self, request: Request) -> Response:
-        months = _int_param(request, "months", 3, 1, usage.MAX_MONTHS) or 3
-        report = usage.usage_report(self.actor.account, months=months)
-        return Response(s.UsageSerializer(s.usage_data(report)).data)
+__all__ = [
+    "ProfileByIdView",
+    "ProfileByIdentifierView",
+    "ProfileEventsView",
+    "ProfileIdentityView",
+    "ProfileSearchView",
+]

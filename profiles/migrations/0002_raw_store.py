@@ -1,4 +1,4 @@
-"""The raw store: partitioned by month of received_at, then by account (profiles.partitions)."""
+"""The raw store: partitioned by month of received_at, then by account (profiles.collection.partitions)."""
 
 from django.db import migrations
 
@@ -30,7 +30,7 @@ DROP = "DROP TABLE IF EXISTS profiles_rawevent CASCADE;"
 
 
 def create_partitions(apps, schema_editor):
-    from profiles.partitions import ensure_partitions
+    from profiles.collection.partitions import ensure_partitions
 
     ensure_partitions(account_ids=list(
         apps.get_model("cdp_site", "Account").objects.values_list("pk", flat=True)

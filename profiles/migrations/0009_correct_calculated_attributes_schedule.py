@@ -1,5 +1,5 @@
 """Every 15 minutes: calculated attribute values whose window slid since they were computed
-are recomputed from their state (profiles.calculated.correct_expired)."""
+are recomputed from their state (profiles.calculated.attributes.correct_expired)."""
 
 from django.db import migrations
 

@@ -9,9 +9,9 @@ from typing import Any
 
 from audiences.models import Audience, MembershipChange
 from cdp_site.models import Account
-from profiles import schema
-from profiles.identity import find_profile
 from profiles.models import Profile
+from profiles.processing.identity import find_profile
+from profiles.schema import drafts as schema
 from tests.profiles.processing import run, send
 
 EXTRA_FIELDS = [

@@ -12,7 +12,6 @@ from django.utils import timezone
 
 from audiences.models import Audience, AudienceMembership, AudienceSize
 from cdp_site.models import Account
-from profiles import schema
 from profiles.models import (
     AttributeValue,
     CalculatedAttribute,
@@ -21,6 +20,7 @@ from profiles.models import (
     ProfileConsent,
     ProfileEvent,
 )
+from profiles.schema import drafts as schema
 from tests.conftest import make_user
 
 EMAIL = "jane.cook@example.com"

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from audiences.compiler import EventView, ProfileView, compile_predicate
 from audiences.rules import KIND_OF_TYPE, OPERATORS, RuleSchema
 from cdp_site.models import Account
-from profiles.merge import stamp
+from profiles.schema.merge import stamp
 from tests.audiences.builders import (
     NOW,
     context,

@@ -10,8 +10,8 @@ import pytest
 
 from audiences import membership
 from audiences.models import Audience
-from audiences.seed import SEED_AUDIENCES, seed_audiences
 from cdp_site.models import Account
+from demo.audiences import SEED_AUDIENCES, seed_audiences
 from tests.audiences.live import changes, lytics_account, members, process, profile_of
 
 pytestmark = pytest.mark.django_db
@@ -79,7 +79,7 @@ def test_seed_audiences_from_events(account: Account) -> None:
 
 
 def test_the_demo_seed_creates_them(tmp_path: Path) -> None:
-    from cdp_site.demo import seed_demo
+    from demo.seed import seed_demo
 
     seed_demo(credentials_file=tmp_path / "demo.json")
     demo = Account.objects.get(slug="demo")
@@ -97,7 +97,7 @@ def test_the_demo_traffic_fills_every_seed_audience(db: None) -> None:
 
     from audiences.models import AudienceMembership, MembershipChange
     from profiles.models import ProfileEvent
-    from profiles.pipeline import process_pending
+    from profiles.processing.pipeline import process_pending
     from tests.conftest import make_account
 
     demo = make_account("Demo Travel", slug="demo")

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.sync_api import expect
 
-from profiles import schema
-from profiles.collect import IncomingEvent, accept
+from profiles.collection.store import IncomingEvent, accept
 from profiles.models import Field, Mapping, SchemaVersion
+from profiles.schema import drafts as schema
 from tests.browser.conftest import SCREENSHOTS
 from tests.conftest import PASSWORD, make_account, make_user
 

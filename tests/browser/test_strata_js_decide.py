@@ -19,8 +19,8 @@ import pytest
 from cdp_site.models import Account
 from experiences import config
 from experiences.models import Assignment, Conversion, Impression, Phase
-from profiles import schema
 from profiles.models import RawEvent
+from profiles.schema import drafts as schema
 from tests.browser.test_strata_js import (
     DOCS,
     SNIPPET_HOST,

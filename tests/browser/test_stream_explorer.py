@@ -14,7 +14,7 @@ import requests
 from django.core.management import call_command
 from playwright.sync_api import expect
 
-from profiles import aggregate
+from profiles.explorer import aggregate
 from profiles.models import RawKey
 from tests.browser.conftest import SCREENSHOTS
 from tests.conftest import PASSWORD, make_account, make_user

@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 
 from cdp_site.models import AccessToken, Account, AuditEvent, Membership, Permission, Role
 from cdp_site.tenancy import permissions_for_roles
-from profiles import schema
+from profiles.schema import drafts as schema
 from tests.conftest import audit_events, make_token, make_user, make_write_key, token_client
 
 # ROLES.md, "Abbreviations": abbreviation -> (role code, role name)
@@ -175,7 +175,7 @@ WALK_RULE = {"field": "tier", "op": "=", "value": "gold"}
 
 def _person(t: Targets) -> int:
     """A profile made by the pipeline, its email a PII identifier; its id."""
-    from profiles.identity import find_profile
+    from profiles.processing.identity import find_profile
     from tests.profiles.processing import identity_schema, run, send
 
     identity_schema(t.account, stream="web", extra=False)
@@ -196,7 +196,7 @@ def _unmasked_profile(c: APIClient, t: Targets) -> Any:
 
 def _calculated(t: Targets) -> str:
     """A calculated attribute (audience permissions); its name."""
-    from profiles.calculated import save_attribute
+    from profiles.calculated.attributes import save_attribute
 
     return save_attribute(t.account, {"name": "walk_views", "aggregate": "count",
                                       "event": "page", "window_days": 7}).name

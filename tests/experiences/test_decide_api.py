@@ -12,8 +12,8 @@ from django.test import Client
 from cdp_site import access
 from cdp_site.models import Account
 from experiences.models import Assignment, Experience
-from profiles import schema
-from profiles.pipeline import process_pending
+from profiles.processing.pipeline import process_pending
+from profiles.schema import drafts as schema
 from tests.conftest import make_write_key, system_actor
 from tests.experiences.decide_helpers import (
     make_audience,

@@ -1,4 +1,4 @@
-"""experiences.decision_middleware: decision requests skip the session, CSRF, auth, account
+"""experiences.decisions.middleware: decision requests skip the session, CSRF, auth, account
 and message middleware, resolved with their own URLconf, answered as through the full chain."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from django.test import Client
 from django.urls import get_resolver
 
 from cdp_site.models import Account
-from experiences.decision_middleware import DECISION_URLCONF, PREFIXES
+from experiences.decisions.middleware import DECISION_URLCONF, PREFIXES
 from tests.conftest import make_write_key
 from tests.experiences.decide_helpers import make_experience
 

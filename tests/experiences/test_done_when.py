@@ -27,11 +27,11 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from cdp_site.demo import seed_demo
 from cdp_site.models import Account
+from demo.seed import seed_demo
 from experiences import bandit_schedule, config, results
 from experiences.models import Assignment, BanditWeights, Conversion, Experience, Impression, Phase
-from profiles.pipeline import process_pending
+from profiles.processing.pipeline import process_pending
 from tests.conftest import PASSWORD, make_user, make_write_key
 
 pytestmark = pytest.mark.django_db

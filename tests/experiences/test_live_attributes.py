@@ -16,8 +16,8 @@ from django.test.utils import CaptureQueriesContext
 from audiences.models import Audience, AudienceMembership, MembershipChange
 from cdp_site.models import Account
 from experiences.models import Assignment, Experience
-from profiles import schema
 from profiles.models import Profile, RawEvent
+from profiles.schema import drafts as schema
 from tests.conftest import make_write_key
 from tests.experiences.decide_helpers import make_experience, make_visitor, set_consent
 

@@ -24,9 +24,9 @@ from experiences.models import (
     Experience,
     Impression,
 )
-from profiles import schema
-from profiles.identity import find_profile
 from profiles.models import FailedEvent, RawEvent
+from profiles.processing.identity import find_profile
+from profiles.schema import drafts as schema
 from tests.experiences.tracking_fixtures import ab_test, assigned, other_variant
 from tests.profiles.processing import live_profiles, run
 

@@ -20,8 +20,8 @@ import pytest
 from cdp_site.models import Account
 from experiences import config
 from experiences.models import Assignment, Conversion, Impression
-from profiles import schema
 from profiles.models import RawEvent
+from profiles.schema import drafts as schema
 from tests.conftest import make_account
 from tests.experiences.tracking_fixtures import ab_test
 from tests.profiles.processing import live_profiles, run

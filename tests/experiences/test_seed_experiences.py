@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from audiences.models import Audience
-from cdp_site.demo import seed_demo
 from cdp_site.models import Account
+from demo.seed import seed_demo
 from experiences import config
 from experiences.models import Experience
 
@@ -57,7 +57,7 @@ def test_the_demo_traffic_sees_and_converts_on_the_experiments(tmp_path: Path) -
     from django.core.management import call_command
 
     from experiences.models import Assignment, Conversion, DataQualityWarning, Impression
-    from profiles.pipeline import process_pending
+    from profiles.processing.pipeline import process_pending
 
     seed_demo(credentials_file=tmp_path / "demo.json")
     demo = Account.objects.get(slug="demo")

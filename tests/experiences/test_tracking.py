@@ -16,8 +16,8 @@ from audiences.models import Audience
 from cdp_site.models import Account
 from experiences import config, tracking
 from experiences.models import Conversion, DataQualityWarning, Experience, Impression
-from profiles import schema
-from profiles.rebuild import start_rebuild
+from profiles.processing.rebuild import start_rebuild
+from profiles.schema import drafts as schema
 from tests.experiences.tracking_fixtures import ab_test, assigned, other_variant, visitor_with
 from tests.profiles.processing import T0, run, send
 

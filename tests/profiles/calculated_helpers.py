@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cdp_site.models import Account
-from profiles import calculated, schema
+from profiles.calculated import attributes as calculated
 from profiles.models import AttributeValue, CalculatedAttribute
+from profiles.schema import drafts as schema
 from tests.profiles.processing import identity_schema, profile_with, run, send
 
 DAY = timedelta(days=1)

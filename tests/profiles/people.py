@@ -11,9 +11,9 @@ from typing import Any
 from django.test import Client
 
 from cdp_site.models import Account, Permission, Role
-from profiles import schema
-from profiles.identity import find_profile
 from profiles.models import Field, Profile
+from profiles.processing.identity import find_profile
+from profiles.schema import drafts as schema
 from tests.profiles.conftest import basic_auth, jstag_query, make_write_key
 from tests.profiles.processing import run
 

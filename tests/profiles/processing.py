@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cdp_site.models import Account
-from profiles import schema
-from profiles.collect import IncomingEvent, store_events
+from profiles.collection.store import IncomingEvent, store_events
 from profiles.models import Identifier, Profile
-from profiles.pipeline import process_pending
+from profiles.processing.pipeline import process_pending
+from profiles.schema import drafts as schema
 
 _counter = iter(range(1, 10**9))
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)

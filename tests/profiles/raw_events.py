@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cdp_site.models import Account
-from profiles import aggregate
-from profiles.collect import IncomingEvent, store_events
+from profiles.collection.store import IncomingEvent, store_events
+from profiles.explorer import aggregate
 
 _counter = iter(range(1, 10**9))
 

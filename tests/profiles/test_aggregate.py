@@ -14,8 +14,9 @@ from django.db import connections
 from django.db.models import Sum
 
 from cdp_site.models import Account
-from profiles import aggregate
-from profiles.aggregate import (
+from profiles.collection.store import Failure, record_failures
+from profiles.explorer import aggregate
+from profiles.explorer.aggregate import (
     estimate_distinct,
     merge_sketch,
     predict_type,
@@ -23,7 +24,6 @@ from profiles.aggregate import (
     summarize_in_parallel,
     value_hash,
 )
-from profiles.collect import Failure, record_failures
 from profiles.models import RawKey, StreamHourlyCount, ViolationCount
 from tests import dbenv
 from tests.conftest import make_account

@@ -17,8 +17,8 @@ from django.utils import timezone
 
 from cdp_site import access
 from cdp_site.models import AccessToken, Account
-from profiles import bulk
-from profiles.collect import IncomingEvent, store_events
+from profiles.collection import bulk
+from profiles.collection.store import IncomingEvent, store_events
 from profiles.models import FailedEvent, MessageId, RawEvent, Stream, TrackingPlan
 from tests.conftest import make_account, make_token, system_actor
 
@@ -397,7 +397,7 @@ def test_a_blocking_tracking_plan_sends_the_event_to_failed_events_with_its_line
 def test_over_the_monthly_quota_nothing_is_stored_and_the_answer_is_429(
     account: Account, secret: str
 ) -> None:
-    from profiles import usage
+    from profiles.collection import usage
     from profiles.models import StreamHourlyCount
 
     account.monthly_event_quota = 10

@@ -1,5 +1,5 @@
 """Calculated attributes through the real pipeline: events stored by collect, processed by
-the configured steps (profiles.calculated.compute among them), values read back."""
+the configured steps (profiles.calculated.attributes.compute among them), values read back."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from decimal import Decimal
 
 import pytest
 
-from profiles import calculated
-from profiles.merge import stamp
+from profiles.calculated import attributes as calculated
 from profiles.models import AttributeValue
+from profiles.schema.merge import stamp
 from tests.profiles.calculated_helpers import (
     DAY,
     EXAMPLES,
@@ -177,7 +177,7 @@ def test_changed_attributes_are_reported_to_later_steps(shop):
     def spy(batch):
         seen.append(batch.extra.get("changed_attributes"))
 
-    from profiles.pipeline import pipeline_steps, process_batch
+    from profiles.processing.pipeline import pipeline_steps, process_batch
 
     define(shop, name="views", aggregate="count", event="page", window_days=7)
     define(shop, name="orders", aggregate="count", event="order", window_days=7)

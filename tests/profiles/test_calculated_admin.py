@@ -1,4 +1,5 @@
-"""The admin edits calculated attributes through profiles.calculated (audience permissions)."""
+"""The admin edits calculated attributes through profiles.calculated.attributes (audience
+permissions)."""
 
 from __future__ import annotations
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from profiles import schema
 from profiles.models import AttributeValue, CalculatedAttribute
+from profiles.schema import drafts as schema
 from tests.conftest import make_token, token_client
 from tests.profiles.calculated_helpers import (
     DAY,

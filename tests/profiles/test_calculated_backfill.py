@@ -7,7 +7,7 @@ import pytest
 from django_q.conf import Conf
 from django_q.models import Schedule, Task
 
-from profiles import calculated
+from profiles.calculated import attributes as calculated
 from profiles.models import AttributeValue, CalculatedAttribute
 from tests.profiles.calculated_helpers import (
     DAY,

@@ -7,7 +7,7 @@ import re
 import pytest
 from django.test import Client
 
-from profiles import schema
+from profiles.schema import drafts as schema
 from tests.conftest import make_user
 from tests.profiles.calculated_helpers import DAY, define, now, page, run, send_at, shop_schema
 from tests.profiles.calculated_helpers import track as track_event

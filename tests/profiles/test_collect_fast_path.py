@@ -1,4 +1,4 @@
-"""profiles.collect_middleware: collection requests skip the session, CSRF, auth, account and
+"""profiles.collection.middleware: collection requests skip the session, CSRF, auth, account and
 message middleware, and are answered exactly as through the full chain."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from django.test import Client, override_settings
 from django.urls import get_resolver
 
 from cdp_site.models import Account
-from profiles.collect_middleware import COLLECTION_URLCONF, CollectionMiddleware
+from profiles.collection.middleware import COLLECTION_URLCONF, CollectionMiddleware
 from tests.profiles.conftest import basic_auth, stored
 
 pytestmark = pytest.mark.django_db

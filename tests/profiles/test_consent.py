@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from profiles import consent
 from profiles.models import ProfileConsent
-from profiles.pipeline import pipeline_steps, process_batch
+from profiles.processing import consent
+from profiles.processing.pipeline import pipeline_steps, process_batch
 from tests.conftest import make_token, token_client
 from tests.profiles.calculated_helpers import DAY, now, page, run, send_at, shop_schema
 from tests.profiles.processing import profile_with

@@ -12,8 +12,8 @@ from django.core.management import call_command
 from django.test import Client
 
 from cdp_site.models import Account
-from profiles import aggregate
-from profiles.collect import Failure, record_failures
+from profiles.collection.store import Failure, record_failures
+from profiles.explorer import aggregate
 from profiles.models import (
     AccountNotice,
     FailedEvent,
@@ -354,7 +354,7 @@ def test_seed_demo_events_sends_through_collection_once(db: Any) -> None:
 
     # the Lytics use-case schema is published first, so processing builds profiles
     from profiles.models import SchemaVersion
-    from profiles.pipeline import process_pending
+    from profiles.processing.pipeline import process_pending
 
     assert SchemaVersion.objects.for_account(demo).count() == 1
     process_pending(account_id=demo.pk)

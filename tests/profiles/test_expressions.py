@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from profiles.expressions import (
+from profiles.schema.expressions import (
     FUNCTIONS,
     MAX_DEPTH,
     MAX_EXPRESSION_LENGTH,
@@ -544,7 +544,7 @@ def test_function_type_errors_are_clear(text: str, message: str) -> None:
 
 
 def test_match_caches_compiled_patterns() -> None:
-    from profiles.expressions import compile_pattern
+    from profiles.schema.expressions import compile_pattern
 
     assert compile_pattern("^a+$") is compile_pattern("^a+$")
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from profiles.identity import find_profile, identifier_problem, surviving_profile
 from profiles.models import EventWarning, IdentityLog, Profile, ProfileEvent
+from profiles.processing.identity import find_profile, identifier_problem, surviving_profile
 from tests.profiles.processing import (
     identifiers,
     identity_schema,
@@ -136,7 +136,7 @@ def test_merge_chains_resolve_to_the_last_survivor(account):
 
 def test_an_identifier_past_its_capacity_drops_the_oldest_seen_value(account):
     from profiles.models import Field
-    from profiles.schema import publish, save_field
+    from profiles.schema.drafts import publish, save_field
 
     uid = Field.objects.get(account=account, name="_uid")
     save_field(account, instance=uid, identifier_capacity=2)

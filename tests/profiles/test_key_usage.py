@@ -10,9 +10,10 @@ import pytest
 from django.test import Client
 
 from cdp_site.models import Account
-from profiles import aggregate, schema
-from profiles.key_usage import recompute_key_usage
+from profiles.explorer import aggregate
 from profiles.models import RawKey
+from profiles.schema import drafts as schema
+from profiles.schema.key_usage import recompute_key_usage
 from tests.conftest import make_user
 from tests.profiles.raw_events import ago, run_aggregator, store, track
 

@@ -15,8 +15,8 @@ from django.test import Client
 from django.utils import timezone
 
 from cdp_site.models import Account
-from profiles import lytics
-from profiles.collect_views import PIXEL
+from profiles.collection import lytics
+from profiles.collection.views.tracking import PIXEL
 from profiles.models import FailedEvent, StreamHourlyCount
 from tests.profiles.conftest import failed, jstag_query, nothing_stored, stored
 

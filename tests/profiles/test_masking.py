@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from cdp_site.tenancy import Actor
-from profiles import schema
 from profiles.masking import (
     MASK,
     PiiPolicy,
@@ -17,6 +16,7 @@ from profiles.masking import (
     pii_fields,
     policy_for_actor,
 )
+from profiles.schema import drafts as schema
 
 
 @pytest.mark.parametrize(("value", "masked"), [

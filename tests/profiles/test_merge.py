@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from profiles.merge import (
+from profiles.schema.merge import (
     DEFAULT_CAPPED_CAPACITY,
     FIELD_TYPES,
     OPERATORS,

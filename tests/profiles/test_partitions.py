@@ -11,8 +11,7 @@ from django_q.models import Schedule
 from cdp_site import accounts
 from cdp_site.models import Account
 from profiles import tasks
-from profiles.models import AccountNotice, MessageId, RawEvent
-from profiles.partitions import (
+from profiles.collection.partitions import (
     TABLE,
     account_table,
     drop_expired_partitions,
@@ -21,6 +20,7 @@ from profiles.partitions import (
     month_table,
     retention_boundary,
 )
+from profiles.models import AccountNotice, MessageId, RawEvent
 from tests.conftest import make_account
 from tests.profiles.raw_events import store, track
 

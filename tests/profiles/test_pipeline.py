@@ -12,9 +12,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from profiles import schema
-from profiles.bulk import import_events
-from profiles.identity import find_profile
+from profiles.collection.bulk import import_events
 from profiles.models import (
     EventWarning,
     FailedEvent,
@@ -22,8 +20,10 @@ from profiles.models import (
     Profile,
     ProfileEvent,
 )
-from profiles.pipeline import Batch, processing_status
-from profiles.rebuild import rebuild_status, retry_failed_events, start_rebuild
+from profiles.processing.identity import find_profile
+from profiles.processing.pipeline import Batch, processing_status
+from profiles.processing.rebuild import rebuild_status, retry_failed_events, start_rebuild
+from profiles.schema import drafts as schema
 from tests.profiles.conftest import basic_auth, jstag_query, make_write_key
 from tests.profiles.processing import (
     T0,
@@ -283,10 +283,11 @@ def test_a_profile_deleted_under_a_batch_makes_the_batch_start_again(account, se
     import tests.profiles.test_pipeline as me
 
     me.delete_once = delete_once  # type: ignore[attr-defined]
-    settings.STRATA_PIPELINE_STEPS = ["profiles.pipeline.route", "profiles.pipeline.map_fields",
-                                      "profiles.pipeline.identify",
+    settings.STRATA_PIPELINE_STEPS = ["profiles.processing.pipeline.route",
+                                      "profiles.processing.pipeline.map_fields",
+                                      "profiles.processing.pipeline.identify",
                                       "tests.profiles.test_pipeline.delete_once",
-                                      "profiles.pipeline.merge"]
+                                      "profiles.processing.pipeline.merge"]
     send(account, {"_uid": "x", "page": "two"})
     assert run(account) == 1
     assert deleted
@@ -294,7 +295,7 @@ def test_a_profile_deleted_under_a_batch_makes_the_batch_start_again(account, se
 
 
 def test_values_past_keep_days_leave_profiles_nobody_touches(account):
-    from profiles.pipeline import refresh_aged_values
+    from profiles.processing.pipeline import refresh_aged_values
 
     identity_schema(account)
     promo = schema.save_field(account, name="promo", type="string", merge_operator="latest",
@@ -343,7 +344,7 @@ def test_a_fault_that_fails_every_event_is_raised_not_hidden(account, settings):
     settings.STRATA_PIPELINE_STEPS = [*settings.STRATA_PIPELINE_STEPS,
                                       "tests.profiles.test_pipeline.poison_step"]
     send(account, *({"_uid": f"c{i}", "poison": True} for i in range(10)))
-    from profiles.pipeline import BatchFailed
+    from profiles.processing.pipeline import BatchFailed
 
     with pytest.raises(BatchFailed):
         run(account)
@@ -352,6 +353,6 @@ def test_a_fault_that_fails_every_event_is_raised_not_hidden(account, settings):
     with pytest.raises(BatchFailed):  # and no more until something succeeds
         run(account)
     assert FailedEvent.objects.count() == 3
-    from profiles.pipeline import _SET_ASIDE_STREAK
+    from profiles.processing.pipeline import _SET_ASIDE_STREAK
 
     _SET_ASIDE_STREAK.clear()

@@ -20,9 +20,9 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 
 from cdp_site.models import Account
-from profiles import pipeline
 from profiles.models import PendingEvent, Profile, ProfileEvent
-from profiles.pipeline import process_pending
+from profiles.processing import pipeline
+from profiles.processing.pipeline import process_pending
 from tests import dbenv
 from tests.conftest import make_account
 from tests.profiles.processing import identity_schema, live_profiles, people, run, send

@@ -154,7 +154,7 @@ def test_roles_with_pii_view_see_pii_unmasked(account, role):
 
 
 def test_a_field_marked_pii_in_the_draft_is_masked_before_publishing(account):
-    from profiles import schema
+    from profiles.schema import drafts as schema
 
     known_person(account)
     tier = schema.Field.objects.for_account(account).get(name="loyalty_tier")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from profiles import schema
 from profiles.models import Field, Mapping, RouteRule, SchemaVersion
-from profiles.schema import SchemaValidationError
+from profiles.schema import drafts as schema
+from profiles.schema.drafts import SchemaValidationError
 from tests.profiles.processing import send
 
 pytestmark = pytest.mark.django_db

@@ -14,10 +14,10 @@ import pytest
 from rest_framework.test import APIClient
 
 from cdp_site.models import Account, Permission, Role
-from profiles import schema
-from profiles.collect import IncomingEvent, accept
+from profiles.collection.store import IncomingEvent, accept
 from profiles.models import Field, Mapping, Profile, RouteRule, SchemaVersion
-from profiles.pipeline import process_pending
+from profiles.processing.pipeline import process_pending
+from profiles.schema import drafts as schema
 from tests.conftest import make_token, token_client
 
 API = "/api/v1/schema"

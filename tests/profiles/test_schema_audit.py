@@ -11,9 +11,9 @@ import pytest
 from rest_framework.test import APIClient
 
 from cdp_site.models import Account, AuditEvent
-from profiles import schema
-from profiles.collect import IncomingEvent, accept
+from profiles.collection.store import IncomingEvent, accept
 from profiles.models import Field, ProfileRebuild, SchemaVersion
+from profiles.schema import drafts as schema
 from tests.conftest import make_token, make_user, session_client, token_client
 
 pytestmark = pytest.mark.django_db

@@ -13,8 +13,8 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from cdp_site.models import Account, AuditEvent
-from profiles import schema
 from profiles.models import Field, Mapping, RouteRule
+from profiles.schema import drafts as schema
 from tests.conftest import make_token, make_user, session_client, token_client
 
 pytestmark = pytest.mark.django_db

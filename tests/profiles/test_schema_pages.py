@@ -16,10 +16,10 @@ import pytest
 from django.test import Client
 
 from cdp_site.models import Account
-from profiles import schema
-from profiles.collect import IncomingEvent, accept
+from profiles.collection.store import IncomingEvent, accept
 from profiles.models import Field, Mapping, RouteRule, SchemaVersion
-from profiles.pipeline import process_pending
+from profiles.processing.pipeline import process_pending
+from profiles.schema import drafts as schema
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db

@@ -12,7 +12,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from cdp_site.models import Account
-from profiles.collect import Failure, record_failures
+from profiles.collection.store import Failure, record_failures
 from profiles.models import RawKey, Stream, TrackingPlan
 from tests.conftest import make_token, make_write_key, token_client
 from tests.profiles.raw_events import ago, run_aggregator, store, track

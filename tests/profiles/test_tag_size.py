@@ -6,7 +6,7 @@ import gzip
 
 from django.test import Client
 
-from profiles.tag_views import tag_path
+from profiles.collection.views.tag import tag_path
 
 BUDGET = 8 * 1024
 

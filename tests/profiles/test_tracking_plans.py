@@ -10,7 +10,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from cdp_site.models import Account
-from profiles.collect import IncomingEvent, accept
+from profiles.collection.store import IncomingEvent, accept
 from profiles.models import FailedEvent, RawEvent, TrackingPlan
 from tests.profiles.raw_events import ago, run_aggregator
 

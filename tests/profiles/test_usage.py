@@ -10,8 +10,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from cdp_site.models import Account
-from profiles import usage
-from profiles.collect import IncomingEvent, QuotaExceeded, accept
+from profiles.collection import usage
+from profiles.collection.store import IncomingEvent, QuotaExceeded, accept
 from profiles.models import AccountNotice, RawEvent, StreamHourlyCount
 from tests.profiles.raw_events import run_aggregator, store, track
 

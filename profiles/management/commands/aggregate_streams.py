@@ -11,7 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import DatabaseError, close_old_connections
 
-from profiles.aggregate import CHUNK_SIZE, aggregate_streams, shutdown_workers
+from profiles.explorer.aggregate import CHUNK_SIZE, aggregate_streams, shutdown_workers
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from cdp_site.models import Account
-from profiles import bulk
-from profiles.collect import QuotaExceeded
-from profiles.intake import IntakeError
+from profiles.collection import bulk
+from profiles.collection.intake import IntakeError
+from profiles.collection.store import QuotaExceeded
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator

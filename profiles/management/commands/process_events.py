@@ -1,4 +1,4 @@
-"""Process raw events into profiles: route, map, identify, merge (profiles.pipeline)."""
+"""Process raw events into profiles: route, map, identify, merge (profiles.processing.pipeline)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 
-from profiles.pipeline import DEFAULT_BATCH, STEP_SECONDS, process_pending
+from profiles.processing.pipeline import DEFAULT_BATCH, STEP_SECONDS, process_pending
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The calculated attributes API under /api/v1/calculated-attributes/."""

@@ -1,0 +1,1 @@
+"""The schema API under /api/v1/schema/."""
