@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from django.apps import apps
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
@@ -21,6 +20,7 @@ from audiences.filterql import FilterSyntaxError, parse_filter, to_text
 from audiences.models import Audience
 from audiences.rules import RuleError, TextProblem
 from cdp_site import audit
+from cdp_site.hooks import hooks
 from cdp_site.models import Account, AuditEvent
 
 if TYPE_CHECKING:
@@ -104,19 +104,13 @@ def create_audience(account: Account, actor: Actor | None, *, name: str, slug: s
 
 
 def users_of(audience: Audience) -> list[str]:
-    """What uses the audience: other audiences' rules, experiences (target or variant)."""
+    """What uses the audience: other audiences' rules, and what the apps downstream name
+    (``settings.STRATA_AUDIENCE_USERS_HOOKS``: experiences that target it or its variants)."""
     found = [f"audience {slug}" for slug in Audience.objects.filter(
         account_id=audience.account_id, depends_on__contains=[f"audience:{audience.slug}"])
         .exclude(pk=audience.pk).values_list("slug", flat=True)]
-    if apps.is_installed("experiences"):
-        experience = apps.get_model("experiences", "Experience")
-        variant = apps.get_model("experiences", "Variant")
-        keys = set(experience.objects.filter(account_id=audience.account_id,
-                                             target_audiences=audience)
-                   .values_list("key", flat=True))
-        keys |= set(variant.objects.filter(account_id=audience.account_id, audience=audience)
-                    .values_list("experience__key", flat=True))
-        found += [f"experience {key}" for key in sorted(keys)]
+    for hook in hooks("STRATA_AUDIENCE_USERS_HOOKS"):
+        found += hook(audience)
     return found
 
 

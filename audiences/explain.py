@@ -29,7 +29,8 @@ from audiences.compiler import (
 from audiences.filterql import to_text
 from audiences.models import AudienceMembership
 from audiences.rules import KIND_OF_PROPERTY_TYPE, child_path, node_kind, property_type
-from profiles.models import AttributeValue, Profile, ProfileConsent, ProfileEvent
+from profiles.calculated.attributes import profile_attributes
+from profiles.models import Profile, ProfileConsent, ProfileEvent
 
 EVENTS_COUNTED = 10_000  # an event node's count stops here ("10,000 or more")
 
@@ -206,11 +207,6 @@ def _event_nodes(rule: Any) -> list[dict[str, Any]]:
 
 
 def _attributes(profile: Profile) -> dict[str, Any]:
-    try:
-        from profiles.calculated.attributes import profile_attributes
-    except ImportError:  # the calculated attributes module has not landed: stored values
-        return dict(AttributeValue.objects.filter(account_id=profile.account_id,
-                                                  profile=profile).values_list("name", "value"))
     return dict(profile_attributes(profile.account_id, profile.pk))
 
 

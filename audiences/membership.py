@@ -42,7 +42,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audiences.compiler import CompileContext, compile_sql
+from audiences.context import account_pk, audience_order, compile_context
 from audiences.models import Audience, AudienceMembership, AudienceSize, MembershipChange
+from audiences.realtime import reevaluate
 from audiences.rules import RuleError, RuleSchema, validate_rule
 from profiles.calculated.attributes import attribute_types
 from profiles.models import Profile
@@ -57,9 +59,7 @@ __all__ = [
     "ComputeFailed",
     "ComputeResult",
     "RuleError",
-    "audience_order",
     "check_rule",
-    "compile_context",
     "compute_account",
     "compute_audience",
     "compute_audiences",
@@ -77,27 +77,19 @@ __all__ = [
     "start_compute",
 ]
 
-MEMBERSHIP_TABLE = "audiences_audiencemembership"
-CONSENT_TABLE = "profiles_profileconsent"
-ATTRIBUTE_TABLE = "profiles_attributevalue"
-
-def _account_id(account: Account | int) -> int:
-    return account if isinstance(account, int) else account.pk
-
-
 # ------------------------------------------------------------------------------ schema, checks
 
 
 def rule_schema(account: Account | int) -> RuleSchema:
     """The allowlist rules are checked against: the live schema's fields and the account's
     active calculated attributes."""
-    account_id = _account_id(account)
+    account_id = account_pk(account)
     return RuleSchema.from_compiled(live_schema(account_id), attribute_types(account_id))
 
 
 def audience_rules(account: Account | int) -> dict[str, Any]:
     """slug -> rule of every audience of the account (for include / exclude checks)."""
-    return dict(Audience.objects.filter(account_id=_account_id(account))
+    return dict(Audience.objects.filter(account_id=account_pk(account))
                 .values_list("slug", "rule"))
 
 
@@ -107,19 +99,6 @@ def check_rule(account: Account | int, rule: Any, *, slug: str | None = None,
     operators of the live schema, audiences that exist, no cycle back to ``slug``."""
     rules = audience_rules(account)
     validate_rule(rule, schema or rule_schema(account), slug=slug, resolve=rules.get, now=now)
-
-
-def compile_context(account: Account | int, schema: RuleSchema, now: datetime,
-                    slug_ids: Mapping[str, int] | None = None) -> CompileContext:
-    """The compile context of the live tables: memberships by audience id, granted consents,
-    calculated attribute values."""
-    ids = dict(slug_ids) if slug_ids is not None else dict(
-        Audience.objects.filter(account_id=_account_id(account)).values_list("slug", "pk"))
-    return CompileContext(
-        schema=schema, now=now, membership_table=MEMBERSHIP_TABLE,
-        membership_column="audience_id", audience_key=lambda slug: ids.get(slug, -1),
-        consent_table=CONSENT_TABLE, consent_granted_column="granted",
-        attribute_table=ATTRIBUTE_TABLE, account_id=_account_id(account))
 
 
 COMPUTE_WORK_MEM = "64MB"
@@ -135,7 +114,7 @@ def estimate_size(account: Account | int, rule: dict[str, Any], *,
     sql, params = compile_sql(rule, compile_context(account, schema, now))
     with connection.cursor() as cur:
         cur.execute(f"SELECT count(*) FROM profiles_profile p WHERE {_SCOPE} AND ({sql})",  # noqa: S608
-                    [_account_id(account), *params])
+                    [account_pk(account), *params])
         return int(cur.fetchone()[0])
 
 
@@ -149,28 +128,6 @@ def profile_audiences(account_id: int, profile_id: int) -> list[Audience]:
 
 
 # ------------------------------------------------------------------------------ order
-
-
-def audience_order(audiences: Iterable[Audience]) -> list[Audience]:
-    """Audiences so that each comes after those it includes or excludes (rules.py refuses
-    cycles; should one slip in, the rest keep their name order)."""
-    by_slug = {a.slug: a for a in audiences}
-    done: set[str] = set()
-    out: list[Audience] = []
-
-    def visit(audience: Audience, trail: frozenset[str]) -> None:
-        if audience.slug in done or audience.slug in trail:
-            return
-        for dep in audience.depends_on:
-            kind, _, slug = dep.partition(":")
-            if kind == "audience" and slug in by_slug:
-                visit(by_slug[slug], trail | {audience.slug})
-        done.add(audience.slug)
-        out.append(audience)
-
-    for audience in sorted(by_slug.values(), key=lambda a: (a.name, a.pk)):
-        visit(audience, frozenset())
-    return out
 
 
 def _with_dependents(account_id: int, wanted: set[int]) -> list[Audience]:
@@ -326,8 +283,6 @@ def _recheck(account_id: int, profile_ids: list[int], audience_ids: list[int], n
     their current data by the real-time code: audience id -> how its size moved."""
     if not profile_ids:
         return {}
-    from audiences.realtime import reevaluate  # realtime imports this module
-
     log.info("audiences %s: %d profiles changed during the computation, re-evaluated",
              audience_ids, len(profile_ids))
     return reevaluate(account_id, profile_ids, audience_ids, now, cause)

@@ -26,6 +26,7 @@ time-relative rules are compiled again per batch against the batch's ``now``.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping
@@ -44,7 +45,7 @@ from audiences.compiler import (
     event_since,
     event_where_key,
 )
-from audiences.membership import audience_order, compile_context
+from audiences.context import audience_order, compile_context
 from audiences.models import Audience
 from audiences.rules import RuleError, RuleSchema, node_kind, walk_nodes
 from profiles.calculated.attributes import attribute_types
@@ -160,8 +161,6 @@ class Loaded:
 
 
 def _json(value: Any) -> Any:
-    import json
-
     return json.loads(value) if isinstance(value, str) else value
 
 

@@ -366,7 +366,8 @@ def compiled_pass_count(account: Any, audiences: list[Any], now: datetime
                         ) -> tuple[str, list[Any]]:
     """The compiled one-pass selection of compute_pass (``membership.select_members``),
     counted per audience."""
-    from audiences.membership import compile_context, rule_schema, select_members
+    from audiences.context import compile_context
+    from audiences.membership import rule_schema, select_members
 
     ctx = compile_context(account.pk, rule_schema(account.pk), now)
     sql, params = select_members(audiences, ctx)
@@ -376,7 +377,8 @@ def compiled_pass_count(account: Any, audiences: list[Any], now: datetime
 def compiled_count(account: Any, rule: dict[str, Any], now: datetime) -> tuple[str, list[Any]]:
     """What estimate_size runs."""
     from audiences.compiler import compile_sql
-    from audiences.membership import compile_context, rule_schema
+    from audiences.context import compile_context
+    from audiences.membership import rule_schema
 
     sql, params = compile_sql(rule, compile_context(account.pk, rule_schema(account.pk), now))
     return ("SELECT count(*) FROM profiles_profile p WHERE p.account_id = %s "  # noqa: S608
@@ -484,7 +486,7 @@ def bench_realtime(account: Any, first_id: int, profiles: int, now: datetime, sa
     from django.db import transaction
 
     from audiences import realtime
-    from audiences.membership import compile_context
+    from audiences.context import compile_context
     from profiles.processing.pipeline import Batch
     from profiles.schema.drafts import live_schema
 
@@ -602,7 +604,8 @@ def bench_latency(account: Any, url: str, rate: int, seconds: float, workers: in
 
     from django.db import connection
 
-    from profiles.collection.store import IncomingEvent, store_events
+    from profiles.collection.messages import IncomingEvent
+    from profiles.collection.store import store_events
 
     env = {**os.environ, **WORKER_ENV, "DATABASE_URL": url,
            "DJANGO_SETTINGS_MODULE": "cdp_site.settings"}

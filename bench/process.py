@@ -244,7 +244,8 @@ def load(account: Any, count: int, seed: int) -> None:
 
     from django.db import connection
 
-    from profiles.collection.store import IncomingEvent, store_events
+    from profiles.collection.messages import IncomingEvent
+    from profiles.collection.store import store_events
 
     rng = random.Random(seed)
     start = datetime.now(UTC) - timedelta(hours=7)

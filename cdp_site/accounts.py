@@ -9,13 +9,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.utils.module_loading import import_string
 
 from cdp_site import audit
 from cdp_site.access import AccessError
+from cdp_site.hooks import hooks
 from cdp_site.models import AccessToken, Account, AuditEvent, Membership, Role
 
 if TYPE_CHECKING:
@@ -42,11 +41,12 @@ def account_created(account: Account) -> None:
     apps' daily jobs repair what a hook would have prepared."""
 
     def run_hooks() -> None:
-        for path in getattr(settings, "STRATA_ACCOUNT_CREATED_HOOKS", []):
+        for hook in hooks("STRATA_ACCOUNT_CREATED_HOOKS"):
             try:
-                import_string(path)(account)
+                hook(account)
             except Exception:
-                log.exception("account-created hook %s failed for account %s", path, account.pk)
+                log.exception("account-created hook %s failed for account %s",
+                              getattr(hook, "__qualname__", hook), account.pk)
 
     transaction.on_commit(run_hooks)
 

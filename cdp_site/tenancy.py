@@ -11,6 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
+from django.utils.functional import SimpleLazyObject
+
 from cdp_site.models import AccessToken, Account, Membership, Permission
 
 if TYPE_CHECKING:
@@ -129,8 +132,6 @@ def switch_account(request: HttpRequest, account_id: int) -> Account | None:
 
 def client_ip(request: HttpRequest) -> str | None:
     """The peer address. Behind a proxy, set STRATA_TRUSTED_PROXY_HOPS (see docs)."""
-    from django.conf import settings
-
     hops = getattr(settings, "STRATA_TRUSTED_PROXY_HOPS", 0)
     if hops:
         forwarded = [p.strip() for p in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
@@ -147,8 +148,6 @@ class CurrentAccountMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        from django.utils.functional import SimpleLazyObject
-
         request.account = SimpleLazyObject(lambda: current_account(request))
         return self.get_response(request)
 

@@ -12,10 +12,19 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from audiences.membership import start_compute
+from audiences.models import Audience
 from cdp_site import access
 from cdp_site import accounts as accounts_service
 from cdp_site.models import Account, Membership, Role
 from cdp_site.tenancy import Actor
+from demo.audiences import seed_audiences
+from experiences import lifecycle
+from experiences.models import Experience, Goal
+from profiles.calculated import attributes as calculated
+from profiles.models import CalculatedAttribute, Field
+from profiles.schema import drafts as schema
+from profiles.schema.drafts import install_lytics_schema
 
 # The main account sorts first: it is where a new session lands, and where the demo events go.
 DEMO_ACCOUNTS = [("Demo Travel", "demo"), ("Demo Travel Sandbox", "demo-sandbox")]
@@ -135,8 +144,6 @@ DEMO_EXPERIENCES: list[dict[str, Any]] = [
 def _cuisine_audience(account: Account) -> str:
     """The audience of the segmented use case: the audiences seed's own when it made one
     (any slug with this rule), else created here as "cuisine"; API accessible either way."""
-    from audiences.models import Audience
-
     found = Audience.objects.filter(account=account, slug="cuisine").first() or next(
         (a for a in Audience.objects.filter(account=account, archived=False)
          if a.rule == CUISINE_RULE), None)
@@ -145,10 +152,7 @@ def _cuisine_audience(account: Account) -> str:
             account=account, slug="cuisine", name="Cuisine interest", rule=CUISINE_RULE,
             depends_on=["field:taxonomy"], api_accessible=True,
             description="Visitors whose latest page view was cuisine content.")
-        try:  # members among existing profiles (new events are evaluated as they arrive)
-            from audiences.membership import start_compute
-        except ImportError:  # pragma: no cover - the audiences app without computation
-            return found.slug
+        # members among existing profiles (new events are evaluated as they arrive)
         transaction.on_commit(lambda: start_compute(found))
     elif not found.api_accessible:
         Audience.objects.filter(pk=found.pk).update(api_accessible=True)
@@ -158,9 +162,6 @@ def _cuisine_audience(account: Account) -> str:
 def seed_demo_experiences(account: Account, actor: Actor) -> None:
     """The demo's goals and its three experiences, active (idempotent: existing keys are
     left as they are)."""
-    from experiences import lifecycle
-    from experiences.models import Experience, Goal
-
     for goal in DEMO_GOALS:
         if not Goal.objects.filter(account=account, key=goal["key"]).exists():
             lifecycle.create_goal(account, actor, **goal)
@@ -177,9 +178,6 @@ def seed_demo_experiences(account: Account, actor: Actor) -> None:
 def seed_demo_audiences(account: Account) -> None:
     """The seed audiences (demo.audiences) over the Lytics use-case schema, which is installed
     first when missing (seed_demo_events finds it live and publishes nothing)."""
-    from demo.audiences import seed_audiences
-    from profiles.schema.drafts import install_lytics_schema
-
     install_lytics_schema(account)
     seed_audiences(account)
 
@@ -209,10 +207,6 @@ DEMO_CALCULATED_ATTRIBUTES: list[dict[str, Any]] = [
 def seed_demo_calculated_attributes(account: Account) -> None:
     """The issue's example calculated attributes (and one the demo traffic fills), with the
     fields that keep the properties they read; idempotent."""
-    from profiles.calculated import attributes as calculated
-    from profiles.models import CalculatedAttribute, Field
-    from profiles.schema import drafts as schema
-
     have = set(Field.objects.filter(account=account).values_list("name", flat=True))
     for name, ftype, merge, description in DEMO_EVENT_FIELDS:
         if name in have:

@@ -914,3 +914,15 @@ def delete_goal(goal: Goal, actor: Actor | None = None) -> None:
     audit.record_change(actor, AuditEvent.Action.GOAL_DELETED, goal, {"key": goal.key,
                         "event": goal.event})
     goal.delete()
+
+
+def audience_users(audience: Audience) -> list[str]:
+    """The experiences that use an audience (target it, or give a variant to it): an
+    ``STRATA_AUDIENCE_USERS_HOOKS`` entry, so audiences can refuse to rename or delete an
+    audience in use without importing experiences."""
+    keys = set(Experience.objects.filter(account_id=audience.account_id,
+                                         target_audiences=audience)
+               .values_list("key", flat=True))
+    keys |= set(Variant.objects.filter(account_id=audience.account_id, audience=audience)
+                .values_list("experience__key", flat=True))
+    return [f"experience {key}" for key in sorted(keys)]

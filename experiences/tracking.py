@@ -24,6 +24,7 @@ Everything is set-based: a batch costs a handful of statements whatever its size
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -453,7 +454,6 @@ def _warn(account_id: int, code: str, by_experience: Mapping[int, list[dict[str,
     """Count ignored things per experience; the sample is the latest one."""
     if not by_experience:
         return
-    import json
 
     ids = sorted(by_experience)
     with connection.cursor() as cursor:

@@ -24,6 +24,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from cdp_site.admin import AccountScopedAdmin, ago, request_actor
+from profiles.calculated import attributes as calculated
 from profiles.models import CalculatedAttribute, Field, Mapping, RouteRule, SchemaVersion
 from profiles.schema import drafts as schema
 from profiles.schema.api.serializers import count_changes
@@ -398,8 +399,6 @@ class CalculatedAttributeForm(forms.ModelForm):
         fields = CALCULATED_FORM_FIELDS
 
     def clean(self) -> dict[str, Any]:
-        from profiles.calculated import attributes as calculated
-
         data = super().clean()
         if self.errors or self.account is None:
             return data
@@ -431,6 +430,4 @@ class CalculatedAttributeAdmin(SchemaAdmin):
         return ago(obj.computed_at) if obj.computed_at else "—"
 
     def delete_model(self, request: HttpRequest, obj: CalculatedAttribute) -> None:
-        from profiles.calculated import attributes as calculated
-
         calculated.delete_attribute(obj, self.actor(request))

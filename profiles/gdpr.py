@@ -30,12 +30,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
 from cdp_site import audit
+from cdp_site.hooks import hooks
 from profiles.models import EventWarning, Identifier, IdentityLog, Profile, ProfileEvent
 
 if TYPE_CHECKING:
@@ -97,8 +96,8 @@ def delete_profile(actor: Actor, profile: Profile, *, looked_up_by: str = "") ->
             profile_id__in=family).update(value="")
         result.profile_events, _ = events.delete()
         now = timezone.now()
-        for path in getattr(settings, "STRATA_PROFILE_DELETED_HOOKS", []):
-            import_string(path)(account.pk, family, now)
+        for hook in hooks("STRATA_PROFILE_DELETED_HOOKS"):
+            hook(account.pk, family, now)
         Profile.objects.for_account(account).filter(pk__in=family).delete()
         audit.record(account, actor, ACTION, profile, changes={
             **{k: v for k, v in result.as_dict().items() if k != "profile_id"},

@@ -23,7 +23,7 @@ Search
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -31,8 +31,10 @@ from typing import TYPE_CHECKING, Any
 from django.db import connection
 from django.db.models import Q, QuerySet
 
+from profiles.calculated import attributes as calculated
 from profiles.masking import PiiPolicy
 from profiles.models import Field, Identifier, IdentityLog, Profile, ProfileEvent, RawEvent
+from profiles.processing.consent import profile_consents
 from profiles.processing.identity import find_profile, surviving_profile
 from profiles.schema.drafts import live_schema
 
@@ -214,8 +216,6 @@ def calculated_rows(profile: Profile, policy: PiiPolicy, account: Account
                     ) -> list[dict[str, Any]]:
     """Every active calculated attribute with the profile's value (None: no matching event
     in its window); a most frequent value of a PII property is masked like the field."""
-    from profiles.calculated import attributes as calculated
-
     rows = calculated.profile_attribute_rows(account.pk, profile)
     for row in rows:
         row["masked"] = row["aggregate_code"] == "most_frequent" \
@@ -233,8 +233,6 @@ def calculated_values(profile: Profile, policy: PiiPolicy, account: Account) -> 
 
 def consent_document(profile: Profile, account: Account) -> list[dict[str, Any]]:
     """The profile's consent choices, by purpose."""
-    from profiles.processing.consent import profile_consents
-
     return [{"purpose": c.purpose, "granted": c.granted, "at": c.at}
             for c in profile_consents(account.pk, profile.pk)]
 
@@ -391,8 +389,6 @@ class IdentityStory:
     log_more: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
         return asdict(self)
 
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from django.db.models import Exists, OuterRef
+
+from cdp_site.models import Account
+from profiles.calculated import attributes as calculated
 from profiles.collection import partitions
 from profiles.explorer import aggregate
+from profiles.models import Field
 from profiles.processing import pipeline
 
 
@@ -28,10 +33,6 @@ def forget_old_message_ids() -> int:
 
 def refresh_aged_values() -> int:
     """Drop field values older than their field's keep_days from profiles nobody touched."""
-    from django.db.models import Exists, OuterRef
-
-    from cdp_site.models import Account
-    from profiles.models import Field
 
     accounts = Account.objects.filter(
         Exists(Field.objects.filter(account=OuterRef("pk"), keep_days__isnull=False)))
@@ -40,13 +41,9 @@ def refresh_aged_values() -> int:
 
 def correct_calculated_attributes() -> int:
     """Recompute calculated attribute values whose window slid (every 15 minutes)."""
-    from profiles.calculated import attributes as calculated
-
     return calculated.correct_all()
 
 
 def backfill_calculated_attribute(attribute_id: int, revision: int) -> str:
     """A new or changed calculated attribute, computed from profile events."""
-    from profiles.calculated import attributes as calculated
-
     return calculated.backfill(attribute_id, revision)

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.db.models import QuerySet
-from django.utils.module_loading import import_string
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
@@ -29,6 +27,7 @@ from cdp_site.api.serializers import (
     WriteKeySerializer,
 )
 from cdp_site.api.viewsets import AccountAPIView, AccountScopedViewSet, ActorMixin
+from cdp_site.hooks import hooks
 from cdp_site.models import AccessToken, AuditEvent, Membership, Role, WriteKey
 
 
@@ -89,8 +88,8 @@ class DashboardView(AccountAPIView):
             "write_keys": WriteKey.objects.for_account(account)
             .filter(revoked_at__isnull=True).count(),
         }
-        for hook in getattr(settings, "STRATA_DASHBOARD_HOOKS", []):
-            payload.update(import_string(hook)(account))
+        for hook in hooks("STRATA_DASHBOARD_HOOKS"):
+            payload.update(hook(account))
         return Response(payload)
 
 

@@ -37,7 +37,8 @@ from experiences import tracking
 from experiences.decide import TARGETING_MATCH, Decision, decide
 from profiles.collection import segment
 from profiles.collection.intake import IntakeError, parse_json, read_body
-from profiles.collection.store import Failure, IncomingEvent, QuotaExceeded, accept, record_failures
+from profiles.collection.messages import Failure, IncomingEvent, QuotaExceeded
+from profiles.collection.store import accept, record_failures
 
 SOURCE = "personalize"
 PROJECT_NOT_FOUND = "personalize.MANIFEST.PROJECT_NOT_FOUND"

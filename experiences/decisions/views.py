@@ -20,9 +20,9 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from cdp_site.access import check_write_key_cached
+from cdp_site.write_keys import KEY_PROBLEMS, presented_write_key
 from experiences.config import AccountConfig, active_config
 from experiences.decide import Decision, VisitorDecision, decide_with_config
-from profiles.collection.intake import presented_write_key
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_KEYS = 200
@@ -30,15 +30,6 @@ MAX_ATTRIBUTES = 100
 JSON = "application/json"
 NO_STORE = "no-store"
 
-KEY_PROBLEMS = {
-    "missing": (401, "missing_write_key",
-                "No write key: send it as a Bearer or X-API-Key header, Basic auth (the key as "
-                "user name), or writeKey in the body."),
-    "unknown": (401, "invalid_write_key", "The write key is not known."),
-    "revoked": (401, "invalid_write_key", "The write key has been revoked."),
-    "disabled": (401, "invalid_write_key", "The write key is disabled."),
-    "account_disabled": (403, "account_disabled", "The write key's account is disabled."),
-}
 
 
 class BadRequest(Exception):

@@ -31,21 +31,23 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from profiles.collection.intake import IntakeError
-from profiles.collection.plans import apply_plans, plans_for
-from profiles.collection.store import (
+from profiles.collection.messages import (
     MAX_JSON_DEPTH,
     MAX_MESSAGE_BYTES,
     MESSAGE_ID_MAX,
     Failure,
     IncomingEvent,
-    check_quota,
     client_message_id,
-    dedupe_insert_sql,
-    encode_message,
-    ensure_stream,
     event_time,
     json_depth_exceeds,
     new_message_id,
+)
+from profiles.collection.plans import apply_plans, plans_for
+from profiles.collection.store import (
+    check_quota,
+    dedupe_insert_sql,
+    encode_message,
+    ensure_stream,
     record_failures,
 )
 from profiles.models import STREAM_NAME_MAX, FailedEvent

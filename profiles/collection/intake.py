@@ -1,10 +1,9 @@
-"""The HTTP side every collection path shares: reading bodies within limits, finding the
-write key, and answering in the error shape clients expect."""
+"""The HTTP side every collection path shares: reading bodies within limits and parsing JSON,
+answering in the error shape clients expect. How a request presents its write key is
+``cdp_site.write_keys``."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import math
 import zlib
@@ -12,14 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 from django.http import JsonResponse
 
-from cdp_site.access import VISIBLE_PREFIX_LENGTH, authenticate_write_key
-from profiles.collection.store import MAX_DECOMPRESSED_BYTES, MAX_REQUEST_BYTES
+from profiles.collection.messages import MAX_DECOMPRESSED_BYTES, MAX_REQUEST_BYTES
 from profiles.models import FailedEvent
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
 
-    from cdp_site.models import WriteKey
 
 
 class IntakeError(Exception):
@@ -99,58 +96,3 @@ def _finite_float(text: str) -> float:
 def _refuse_constant(name: str) -> Any:
     """NaN and Infinity are not JSON (and PostgreSQL's jsonb refuses them)."""
     raise ValueError(f"{name} is not a JSON value")
-
-
-def basic_auth_user(request: HttpRequest) -> str | None:
-    """The user part of `Authorization: Basic base64(user:)` (Segment sends the key so)."""
-    header = request.META.get("HTTP_AUTHORIZATION", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic" or not value:
-        return None
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    return decoded.partition(":")[0] or None
-
-
-def bearer(request: HttpRequest) -> str | None:
-    header = request.META.get("HTTP_AUTHORIZATION", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    return request.META.get("HTTP_X_API_KEY") or None
-
-
-def raw_authorization(request: HttpRequest) -> str | None:
-    """`Authorization: <key>` with no scheme, as Lytics' collection API is called."""
-    header = request.META.get("HTTP_AUTHORIZATION", "").strip()
-    return header if header.startswith("swk_") and " " not in header else None
-
-
-def presented_write_key(request: HttpRequest, body: Any = None) -> str:
-    """The write key as presented: Basic auth, a Bearer/X-API-Key header, a bare
-    Authorization header, the body's `writeKey`, or the `writeKey` query parameter; or ""."""
-    presented = (
-        basic_auth_user(request)
-        or bearer(request)
-        or raw_authorization(request)
-        or (body.get("writeKey") if isinstance(body, dict) else None)
-        or request.GET.get("writeKey")
-    )
-    return presented if isinstance(presented, str) else ""
-
-
-def key_prefix(presented: str) -> str:
-    """What may be kept of a presented key on a failed event: the visible prefix of a real key
-    (at most half of whatever was presented, so a short secret is never kept whole)."""
-    return presented[: min(VISIBLE_PREFIX_LENGTH, len(presented) // 2)]
-
-
-def find_write_key(request: HttpRequest, body: Any = None) -> tuple[WriteKey | None, str]:
-    """The write key from Basic auth, a Bearer/X-API-Key header, the body's `writeKey`, or the
-    `writeKey` query parameter; and the presented value (to record on failures)."""
-    presented = presented_write_key(request, body)
-    if not presented:
-        return None, ""
-    return authenticate_write_key(presented), presented

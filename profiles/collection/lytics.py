@@ -20,17 +20,17 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from profiles.collection.intake import IntakeError
-from profiles.collection.segment import TYPES, id_text, message_failure
-from profiles.collection.store import (
+from profiles.collection.messages import (
     MAX_BATCH_MESSAGES,
     MAX_JSON_DEPTH,
     Failure,
     IncomingEvent,
     client_message_id,
-    encode_message,
     event_time,
     new_message_id,
 )
+from profiles.collection.segment import TYPES, id_text, message_failure
+from profiles.collection.store import encode_message
 
 if TYPE_CHECKING:
     from datetime import datetime

@@ -23,6 +23,9 @@ from typing import TYPE_CHECKING
 
 from django.db import OperationalError, connection, transaction
 
+from cdp_site.models import Account
+from profiles.models import AccountNotice
+
 if TYPE_CHECKING:
     from cdp_site.models import Account
 
@@ -64,8 +67,6 @@ def _existing_tables() -> set[str]:
 def ensure_partitions(now: datetime | None = None, months_ahead: int = 1,
                       account_ids: list[int] | None = None) -> list[str]:
     """Create missing month and account partitions; return the names created."""
-    from cdp_site.models import Account
-
     today = (now or datetime.now(UTC)).date()
     if account_ids is None:
         account_ids = list(Account.objects.values_list("pk", flat=True))
@@ -205,8 +206,6 @@ def drop_expired_partitions(now: datetime | None = None,
                             batch_size: int = DELETE_BATCH) -> dict[str, int]:
     """Apply each account's retention to the raw store; tell its Admins what was dropped.
     Returns {account slug: partitions dropped + rows deleted} for accounts that lost data."""
-    from cdp_site.models import Account
-
     now = now or datetime.now(UTC)
     months = _months()
     report: dict[str, int] = {}
@@ -248,8 +247,6 @@ def _drop_empty_months(months: list[_Month], boundary: date | None) -> None:
 
 
 def _notify_dropped(account: Account, boundary: date, dropped: Dropped) -> None:
-    from profiles.models import AccountNotice
-
     months = ", ".join(sorted(name.split("_p")[1][:6] for name in dropped.partitions))
     parts = []
     if dropped.partitions:

@@ -8,6 +8,7 @@ is saved and drop this process's cache after a change.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -15,11 +16,11 @@ from django.db import IntegrityError, transaction
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from profiles.collection.messages import Failure, IncomingEvent
 from profiles.models import TrackingPlan
 
 if TYPE_CHECKING:
     from cdp_site.models import Account
-    from profiles.collection.store import Failure, IncomingEvent
 
 CACHE_SECONDS = 5.0
 MAX_ERRORS = 5
@@ -57,8 +58,6 @@ def apply_plans(
     account: Account, stream: str, events: list[IncomingEvent]
 ) -> tuple[list[IncomingEvent], list[Failure]]:
     """Split events into kept and blocked, recording violations on the kept ones."""
-    from profiles.collection.store import Failure
-
     plans = plans_for(account, stream)
     if not plans:
         return events, []
@@ -79,8 +78,6 @@ def apply_plans(
             for error in errors[:MAX_ERRORS]
         ]
         if mode == TrackingPlan.Mode.BLOCK:
-            import json
-
             blocked.append(Failure(
                 code="tracking_plan",
                 reason=f"Violates the tracking plan for {item.event or item.type!r}: "

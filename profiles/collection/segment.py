@@ -14,16 +14,16 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from profiles.collection.intake import IntakeError
-from profiles.collection.store import (
+from profiles.collection.messages import (
     MAX_BATCH_MESSAGES,
     Failure,
     IncomingEvent,
     client_message_id,
-    encode_message,
     event_time,
     new_message_id,
     parse_time,
 )
+from profiles.collection.store import encode_message
 
 if TYPE_CHECKING:
     from datetime import datetime

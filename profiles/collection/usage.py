@@ -15,7 +15,7 @@ from django.db.models import Sum
 from django.db.models.functions import TruncDay
 
 from cdp_site.models import Account
-from profiles.models import StreamHourlyCount
+from profiles.models import AccountNotice, StreamHourlyCount
 
 CACHE_SECONDS = 10.0
 _cache: dict[int, tuple[float, int]] = {}
@@ -53,8 +53,6 @@ def quota_exceeded(account: Account, now: datetime) -> int | None:
 
 def notify_quota_reached(account: Account, now: datetime) -> None:
     """Tell the account's Admins once per month that collection is refusing events."""
-    from profiles.models import AccountNotice
-
     kind = f"quota_reached:{month_start(now):%Y-%m}"
     if not AccountNotice.objects.for_account(account).filter(kind=kind).exists():
         AccountNotice.objects.create(
@@ -99,8 +97,6 @@ def usage_report(account: Account, *, months: int = 3, now: datetime | None = No
     """Events received per UTC day and calendar month over the last ``months`` months (the
     current one included), this month per stream, and the quota. Months are UTC months, as the
     quota's are."""
-    from profiles.models import AccountNotice
-
     now = now or datetime.now(UTC)
     months = max(1, min(months, MAX_MONTHS))
     first = _months_back(now, months)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db.models import Count
 
+from cdp_site.tenancy import accounts_for_user
 from profiles.models import FailedEvent, RawKey, Stream, StreamHourlyCount
 
 if TYPE_CHECKING:
@@ -44,8 +45,6 @@ def hourly_sparklines(account: Account, now: datetime | None = None,
 def other_accounts_with_streams(user: Any, current: Account) -> list[tuple[Account, int]]:
     """The user's other accounts that have streams, with how many: an empty account's page
     points to them (the account switcher is one click away)."""
-    from cdp_site.tenancy import accounts_for_user
-
     others = {a.pk: a for a in accounts_for_user(user) if a.pk != current.pk}
     if not others:
         return []

@@ -59,7 +59,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from profiles.collection.store import MESSAGE_ID_MAX
+from profiles.collection.messages import MESSAGE_ID_MAX
 from profiles.models import EventWarning, FailedEvent, PendingEvent, ProcessingStat
 from profiles.processing.identity import (
     EventIdentifiers,

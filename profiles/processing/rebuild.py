@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from django.db import connection, models, transaction
 from django.utils import timezone
 
+from cdp_site import audit
+from cdp_site.models import AuditEvent
 from profiles.models import EventWarning, FailedEvent, PendingEvent, Profile, ProfileRebuild
 from profiles.processing.pipeline import claim_lock_key, in_flight_tickets
 from profiles.schema.drafts import live_version
@@ -79,9 +81,6 @@ def start_rebuild(account: Account, *, user: Any = None, actor: Actor | None = N
     """Delete the account's profiles and queue all its raw events again (see the module
     docstring). Returns the rebuild, whose progress ``rebuild_status`` reports. With an
     ``actor`` (its user is the requester) the audit log gets ``schema.rebuild_started``."""
-    from cdp_site import audit
-    from cdp_site.models import AuditEvent
-
     if user is None and actor is not None:
         user = actor.user
     with account_paused(account.pk):

@@ -40,6 +40,7 @@ from profiles.schema import drafts as schema
 from profiles.schema.api.serializers import count_changes, evaluation_summary
 from profiles.schema.api.views import evaluate_mapping
 from profiles.schema.drafts import Problem, SchemaValidationError
+from profiles.schema.merge import FIELD_TYPES, OPERATORS
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -345,8 +346,6 @@ def field_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
 
 def schema_operator_help() -> list[dict[str, Any]]:
     """Which merge operators fit which field types (the form hints at it)."""
-    from profiles.schema.merge import FIELD_TYPES, OPERATORS
-
     return [{"name": name, "fits": ["every type"] if set(op.fits) >= set(FIELD_TYPES)
              else sorted(op.fits)} for name, op in sorted(OPERATORS.items())]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from audiences import editing, membership
+from audiences import context, editing, membership
 from audiences.models import Audience, AudienceSize
 from cdp_site.models import Account
 from tests.audiences.live import changes, lytics_account, members, process, profile_of
@@ -36,7 +36,7 @@ def test_levels_share_passes_and_follow_dependencies(crm: Account) -> None:
     both = make(crm, "both", "AND(INCLUDE gold, INCLUDE para)")
     neither = make(crm, "neither", "AND(NOT INCLUDE both, EXISTS email)")
     assert [[a.slug for a in g] for g in membership._levels(
-        membership.audience_order([gold, para, both, neither]))] == [
+        context.audience_order([gold, para, both, neither]))] == [
         ["gold", "para"], ["both"], ["neither"]]
     results = membership.compute_audiences(crm.pk, [gold.pk, para.pk], one_pass=True)
     assert {r.slug: (r.size, r.entries, r.exits) for r in results} == {

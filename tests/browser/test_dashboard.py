@@ -16,7 +16,8 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from cdp_site.health import beat
-from profiles.collection.store import Failure, record_failures
+from profiles.collection.messages import Failure
+from profiles.collection.store import record_failures
 from profiles.models import PendingEvent, ProcessingStat, StreamHourlyCount
 from tests.conftest import PASSWORD, make_account, make_user
 from tests.profiles.processing import identity_schema, run, send

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.sync_api import expect
 
-from profiles.collection.store import IncomingEvent, accept
+from profiles.collection.messages import IncomingEvent
+from profiles.collection.store import accept
 from profiles.models import Field, Mapping, SchemaVersion
 from profiles.schema import drafts as schema
 from tests.browser.conftest import SCREENSHOTS

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cdp_site.models import Account
-from profiles.collection.store import IncomingEvent, store_events
+from profiles.collection.messages import IncomingEvent
+from profiles.collection.store import store_events
 from profiles.models import Identifier, Profile
 from profiles.processing.pipeline import process_pending
 from profiles.schema import drafts as schema

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cdp_site.models import Account
-from profiles.collection.store import IncomingEvent, store_events
+from profiles.collection.messages import IncomingEvent
+from profiles.collection.store import store_events
 from profiles.explorer import aggregate
 
 _counter = iter(range(1, 10**9))

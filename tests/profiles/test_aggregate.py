@@ -14,7 +14,8 @@ from django.db import connections
 from django.db.models import Sum
 
 from cdp_site.models import Account
-from profiles.collection.store import Failure, record_failures
+from profiles.collection.messages import Failure
+from profiles.collection.store import record_failures
 from profiles.explorer import aggregate
 from profiles.explorer.aggregate import (
     estimate_distinct,

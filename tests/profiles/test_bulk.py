@@ -18,7 +18,8 @@ from django.utils import timezone
 from cdp_site import access
 from cdp_site.models import AccessToken, Account
 from profiles.collection import bulk
-from profiles.collection.store import IncomingEvent, store_events
+from profiles.collection.messages import IncomingEvent
+from profiles.collection.store import store_events
 from profiles.models import FailedEvent, MessageId, RawEvent, Stream, TrackingPlan
 from tests.conftest import make_account, make_token, system_actor
 

@@ -13,7 +13,8 @@ from django.utils import timezone
 from cdp_site.health import beat
 from cdp_site.models import Account
 from cdp_site.roles import ROLES
-from profiles.collection.store import Failure, record_failures
+from profiles.collection.messages import Failure
+from profiles.collection.store import record_failures
 from profiles.explorer import dashboard as board
 from profiles.models import ProcessingStat, StreamHourlyCount
 from tests.conftest import make_token, make_user, token_client

@@ -12,7 +12,8 @@ from django.core.management import call_command
 from django.test import Client
 
 from cdp_site.models import Account
-from profiles.collection.store import Failure, record_failures
+from profiles.collection.messages import Failure
+from profiles.collection.store import record_failures
 from profiles.explorer import aggregate
 from profiles.models import (
     AccountNotice,

@@ -14,7 +14,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from cdp_site.models import Account, Permission, Role
-from profiles.collection.store import IncomingEvent, accept
+from profiles.collection.messages import IncomingEvent
+from profiles.collection.store import accept
 from profiles.models import Field, Mapping, Profile, RouteRule, SchemaVersion
 from profiles.processing.pipeline import process_pending
 from profiles.schema import drafts as schema

@@ -11,7 +11,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from cdp_site.models import Account, AuditEvent
-from profiles.collection.store import IncomingEvent, accept
+from profiles.collection.messages import IncomingEvent
+from profiles.collection.store import accept
 from profiles.models import Field, ProfileRebuild, SchemaVersion
 from profiles.schema import drafts as schema
 from tests.conftest import make_token, make_user, session_client, token_client

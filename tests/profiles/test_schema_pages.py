@@ -16,7 +16,8 @@ import pytest
 from django.test import Client
 
 from cdp_site.models import Account
-from profiles.collection.store import IncomingEvent, accept
+from profiles.collection.messages import IncomingEvent
+from profiles.collection.store import accept
 from profiles.models import Field, Mapping, RouteRule, SchemaVersion
 from profiles.processing.pipeline import process_pending
 from profiles.schema import drafts as schema

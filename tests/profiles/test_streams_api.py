@@ -12,7 +12,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from cdp_site.models import Account
-from profiles.collection.store import Failure, record_failures
+from profiles.collection.messages import Failure
+from profiles.collection.store import record_failures
 from profiles.models import RawKey, Stream, TrackingPlan
 from tests.conftest import make_token, make_write_key, token_client
 from tests.profiles.raw_events import ago, run_aggregator, store, track

@@ -10,7 +10,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from cdp_site.models import Account
-from profiles.collection.store import IncomingEvent, accept
+from profiles.collection.messages import IncomingEvent
+from profiles.collection.store import accept
 from profiles.models import FailedEvent, RawEvent, TrackingPlan
 from tests.profiles.raw_events import ago, run_aggregator
 

@@ -11,7 +11,8 @@ from rest_framework.test import APIClient
 
 from cdp_site.models import Account
 from profiles.collection import usage
-from profiles.collection.store import IncomingEvent, QuotaExceeded, accept
+from profiles.collection.messages import IncomingEvent, QuotaExceeded
+from profiles.collection.store import accept
 from profiles.models import AccountNotice, RawEvent, StreamHourlyCount
 from tests.profiles.raw_events import run_aggregator, store, track
 

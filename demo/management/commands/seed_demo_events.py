@@ -33,7 +33,8 @@ from cdp_site import access
 from cdp_site.models import Account, WriteKey
 from cdp_site.tenancy import Actor
 from profiles.collection import lytics, segment
-from profiles.collection.store import QuotaExceeded, accept
+from profiles.collection.messages import QuotaExceeded
+from profiles.collection.store import accept
 from profiles.explorer.aggregate import aggregate_streams
 from profiles.models import RawEvent, TrackingPlan
 from profiles.schema import drafts as profile_schema

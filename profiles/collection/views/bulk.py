@@ -9,7 +9,7 @@ from cdp_site.access import authenticate_access_token
 from cdp_site.tenancy import actor_for_token, client_ip
 from profiles.collection import bulk
 from profiles.collection.intake import IntakeError
-from profiles.collection.store import QuotaExceeded
+from profiles.collection.messages import QuotaExceeded
 from profiles.models import STREAM_NAME_MAX
 
 REQUIRED_PERMISSION = "schema.edit"

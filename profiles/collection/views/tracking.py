@@ -23,22 +23,11 @@ from django.views.decorators.csrf import csrf_exempt
 from cdp_site.access import check_write_key_cached
 from cdp_site.models import Account
 from cdp_site.tenancy import client_ip
+from cdp_site.write_keys import KEY_PROBLEMS, key_prefix, presented_write_key
 from profiles.collection import lytics, segment
-from profiles.collection.intake import (
-    IntakeError,
-    key_prefix,
-    parse_json,
-    presented_write_key,
-    read_body,
-)
-from profiles.collection.store import (
-    MAX_REQUEST_BYTES,
-    Failure,
-    IncomingEvent,
-    QuotaExceeded,
-    accept,
-    record_failures,
-)
+from profiles.collection.intake import IntakeError, parse_json, read_body
+from profiles.collection.messages import MAX_REQUEST_BYTES, Failure, IncomingEvent, QuotaExceeded
+from profiles.collection.store import accept, record_failures
 from profiles.models import STREAM_NAME_MAX, FailedEvent
 
 if TYPE_CHECKING:
@@ -55,15 +44,6 @@ NO_STORE = "no-cache, no-store, must-revalidate, max-age=0"
 VISITOR_COOKIE_AGE = 365 * 24 * 3600
 _SECRET = re.compile(r"\b(?:swk|stk)_[A-Za-z0-9_-]{9,}")
 
-KEY_PROBLEMS = {
-    "missing": (401, "missing_write_key",
-                "No write key: send it as Basic auth (the key as user name), a Bearer or "
-                "X-API-Key header, writeKey in the body, or the writeKey query parameter."),
-    "unknown": (401, "invalid_write_key", "The write key is not known."),
-    "revoked": (401, "invalid_write_key", "The write key has been revoked."),
-    "disabled": (401, "invalid_write_key", "The write key is disabled."),
-    "account_disabled": (403, "account_disabled", "The write key's account is disabled."),
-}
 
 
 def error(status: int, code: str, message: str) -> JsonResponse:

@@ -4,6 +4,7 @@ profiles.explorer.streams/plans/usage."""
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from rest_framework import serializers
 
@@ -194,8 +195,6 @@ class UsageSerializer(serializers.Serializer):
 
 def ingress_data(stream: str, series: Any) -> dict[str, Any]:
     """The series as the serializer's input: times in the account's zone."""
-    from zoneinfo import ZoneInfo
-
     zone = ZoneInfo(series.timezone)
 
     def local(moment: Any) -> str:

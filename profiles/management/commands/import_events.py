@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from cdp_site.models import Account
 from profiles.collection import bulk
 from profiles.collection.intake import IntakeError
-from profiles.collection.store import QuotaExceeded
+from profiles.collection.messages import QuotaExceeded
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
