@@ -49,7 +49,7 @@ from profiles.schema.merge import canonical, stamp
 if TYPE_CHECKING:
     from cdp_site.models import Account
     from cdp_site.tenancy import Actor
-    from profiles.processing.pipeline import Batch, PipelineEvent
+    from profiles.processing.batch import Batch, PipelineEvent
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +280,7 @@ def _row(defn: Definition, profile_id: int, evaluated: tuple[State, Any, datetim
 
 
 def event_name(ev: PipelineEvent) -> str:
-    """The name its profile event gets (profiles.processing.pipeline.merge): the event, or the
+    """The name its profile event gets (profiles.processing.steps.merge): the event, or the
     type."""
     return (ev.event or ev.type)[:200]
 
@@ -327,8 +327,8 @@ def _contributions(batch: Batch, defs: list[Definition]
 
 def compute(batch: Batch) -> None:
     """Pipeline step: fold the batch's events into their profiles' attribute values, and
-    merged-away profiles' values into their survivors. Sets
-    ``batch.extra["changed_attributes"]`` = {profile id: names whose value changed}."""
+    merged-away profiles' values into their survivors. Sets ``batch.changed_attributes`` =
+    {profile id: names whose value changed}."""
     merged = batch.merged
     if not batch.live and not merged:
         return
@@ -379,7 +379,7 @@ def compute(batch: Batch) -> None:
                 changed[pid].add(defn.name)
         dropped += [k for k in old_values if k[1] in merged]
         _write(cursor, batch.account_id, batch.now, rows, dropped)
-    batch.extra["changed_attributes"] = dict(changed)
+    batch.changed_attributes = dict(changed)
 
 
 _MISSING = object()
