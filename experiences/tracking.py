@@ -49,7 +49,7 @@ from profiles.models import Identifier, ProfileRebuild
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from profiles.processing.pipeline import Batch, PipelineEvent
+    from profiles.processing.batch import Batch, PipelineEvent
 
 __all__ = [
     "CONVERSION_WINDOW",

@@ -7,7 +7,7 @@ within each month, by account, so a per-account retention drops whole partitions
 (``profiles.collection.partitions``). Django does not manage that table: migration 0002 creates it.
 
 Rows of the processing models are written by services only (``profiles.schema.drafts``,
-``profiles.processing.pipeline``, ``profiles.processing.identity``), mostly with bulk SQL: nothing
+``profiles.processing.steps``, ``profiles.processing.identity``), mostly with bulk SQL: nothing
 hides in save().
 """
 

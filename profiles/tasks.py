@@ -9,7 +9,7 @@ from profiles.calculated import attributes as calculated
 from profiles.collection import partitions
 from profiles.explorer import aggregate
 from profiles.models import Field
-from profiles.processing import pipeline
+from profiles.processing import steps
 
 
 def aggregate_streams(max_seconds: float = 50.0) -> int:
@@ -33,10 +33,9 @@ def forget_old_message_ids() -> int:
 
 def refresh_aged_values() -> int:
     """Drop field values older than their field's keep_days from profiles nobody touched."""
-
     accounts = Account.objects.filter(
         Exists(Field.objects.filter(account=OuterRef("pk"), keep_days__isnull=False)))
-    return sum(pipeline.refresh_aged_values(pk) for pk in accounts.values_list("pk", flat=True))
+    return sum(steps.refresh_aged_values(pk) for pk in accounts.values_list("pk", flat=True))
 
 
 def correct_calculated_attributes() -> int:

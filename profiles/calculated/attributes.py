@@ -49,7 +49,7 @@ from profiles.schema.merge import canonical, stamp
 if TYPE_CHECKING:
     from cdp_site.models import Account
     from cdp_site.tenancy import Actor
-    from profiles.processing.pipeline import Batch, PipelineEvent
+    from profiles.processing.batch import Batch, PipelineEvent
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +280,7 @@ def _row(defn: Definition, profile_id: int, evaluated: tuple[State, Any, datetim
 
 
 def event_name(ev: PipelineEvent) -> str:
-    """The name its profile event gets (profiles.processing.pipeline.merge): the event, or the
+    """The name its profile event gets (profiles.processing.steps.merge): the event, or the
     type."""
     return (ev.event or ev.type)[:200]
 
@@ -327,8 +327,8 @@ def _contributions(batch: Batch, defs: list[Definition]
 
 def compute(batch: Batch) -> None:
     """Pipeline step: fold the batch's events into their profiles' attribute values, and
-    merged-away profiles' values into their survivors. Sets
-    ``batch.extra["changed_attributes"]`` = {profile id: names whose value changed}."""
+    merged-away profiles' values into their survivors. Sets ``batch.changed_attributes`` =
+    {profile id: names whose value changed}."""
     merged = batch.merged
     if not batch.live and not merged:
         return
@@ -379,7 +379,7 @@ def compute(batch: Batch) -> None:
                 changed[pid].add(defn.name)
         dropped += [k for k in old_values if k[1] in merged]
         _write(cursor, batch.account_id, batch.now, rows, dropped)
-    batch.extra["changed_attributes"] = dict(changed)
+    batch.changed_attributes = dict(changed)
 
 
 _MISSING = object()
@@ -673,6 +673,17 @@ def save_attribute(account: Account, data: dict[str, Any], *,
     ``actor`` (its user is the creator) the change is written to the audit log."""
     if user is None and actor is not None:
         user = actor.user
+    after = _checked(account, data, instance)
+    if instance is None:
+        return _create_attribute(account, after, user, actor)
+    _change_attribute(instance, after, actor)
+    return instance
+
+
+def _checked(account: Account, data: dict[str, Any], instance: CalculatedAttribute | None
+             ) -> dict[str, Any]:
+    """``data`` over what ``instance`` holds, checked: the attribute's name, description,
+    active and definition as they are to be saved. Raises AttributeDefinitionError."""
     unknown = set(data) - set(EDITABLE)
     if unknown:
         raise AttributeDefinitionError("unknown_key", f"Unknown key(s): {sorted(unknown)}; "
@@ -688,38 +699,46 @@ def save_attribute(account: Account, data: dict[str, Any], *,
     active = merged.get("active", True)
     if not isinstance(active, bool):
         raise AttributeDefinitionError("bad_active", "active takes true or false.", "active")
+    return {"name": name, "description": description, "active": active, **definition}
+
+
+def _create_attribute(account: Account, after: dict[str, Any], user: Any,
+                      actor: Actor | None) -> CalculatedAttribute:
+    """A new attribute, audited, and backfilled when active."""
     now = timezone.now()
-    if instance is None:
-        instance = CalculatedAttribute.objects.create(
-            account=account, name=name, description=description, active=active,
-            created_by=user if getattr(user, "pk", None) else None, created_at=now,
-            updated_at=now, **definition)
-        audit.record_change(actor, AuditEvent.Action.CALCULATED_ATTRIBUTE_CREATED, instance,
-                            {key: getattr(instance, key) for key in AUDITED})
-        if active:
-            start_backfill(instance)
-        return instance
-    redo = any(definition[k] != getattr(instance, k) for k in DEFINITION_KEYS) \
-        or (active and not instance.active)
-    renamed = name != instance.name
-    after = {"name": name, "description": description, "active": active, **definition}
+    instance = CalculatedAttribute.objects.create(
+        account=account, created_by=user if getattr(user, "pk", None) else None,
+        created_at=now, updated_at=now, **after)
+    audit.record_change(actor, AuditEvent.Action.CALCULATED_ATTRIBUTE_CREATED, instance,
+                        {key: getattr(instance, key) for key in AUDITED})
+    if after["active"]:
+        start_backfill(instance)
+    return instance
+
+
+def _change_attribute(instance: CalculatedAttribute, after: dict[str, Any],
+                      actor: Actor | None) -> None:
+    """``after`` saved over the attribute. A changed definition, or an attribute made active
+    again, starts a new revision (its values are computed again by a backfill); a rename
+    renames its values; what changed is audited (a save that changed nothing is not)."""
+    redo = any(after[k] != getattr(instance, k) for k in DEFINITION_KEYS) \
+        or (after["active"] and not instance.active)
+    renamed = after["name"] != instance.name
     diff = {key: [getattr(instance, key), after[key]] for key in AUDITED
             if getattr(instance, key) != after[key]}
-    for key, value in {"name": name, "description": description, "active": active,
-                       **definition}.items():
+    for key, value in after.items():
         setattr(instance, key, value)
-    instance.updated_at = now
+    instance.updated_at = timezone.now()
     if redo:
         instance.revision += 1
         instance.status, instance.progress, instance.error = "pending", 0.0, ""
     instance.save()
     if renamed:
-        AttributeValue.objects.filter(attribute=instance).update(name=name)
-    if diff:  # a save that changed nothing is not an event
+        AttributeValue.objects.filter(attribute=instance).update(name=after["name"])
+    if diff:
         audit.record_change(actor, AuditEvent.Action.CALCULATED_ATTRIBUTE_UPDATED, instance, diff)
-    if redo and active:
+    if redo and after["active"]:
         start_backfill(instance)
-    return instance
 
 
 def delete_attribute(attr: CalculatedAttribute, actor: Actor | None = None) -> None:

@@ -21,7 +21,7 @@ from django.db import connection
 from profiles.models import ProfileConsent
 
 if TYPE_CHECKING:
-    from profiles.processing.pipeline import Batch
+    from profiles.processing.batch import Batch
 
 __all__ = ["granted_purposes", "preferences", "profile_consents", "record"]
 
@@ -97,8 +97,8 @@ def _encode(rows: list[dict[str, Any]]) -> str:
 
 def record(batch: Batch) -> None:
     """Pipeline step: upsert the consent choices of the batch's events (and move those of
-    merged-away profiles to their survivors). Sets ``batch.extra["changed_consents"]`` =
-    {profile id: purposes whose choice changed}."""
+    merged-away profiles to their survivors). Sets ``batch.changed_consents`` = {profile
+    id: purposes whose choice changed}."""
     rows: list[dict[str, Any]] = []
     for ev in batch.live:
         if ev.profile_id is None:
@@ -122,7 +122,7 @@ def record(batch: Batch) -> None:
                                      "account": batch.account_id})
             for pid, purpose in cursor.fetchall():
                 changed.setdefault(pid, set()).add(purpose)
-    batch.extra["changed_consents"] = changed
+    batch.changed_consents = changed
 
 
 def profile_consents(account_id: int, profile_id: int) -> list[ProfileConsent]:

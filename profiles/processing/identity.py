@@ -27,8 +27,9 @@ are not identifiers (``identifier_problem``); the pipeline records them as warni
 
 ``IdentityGraph`` does the work in memory for a whole batch of events, after one query has
 loaded every identifier the batch names and every identifier of the profiles owning them;
-``write_identity`` then stores the outcome with a handful of bulk statements. The pipeline
-calls both with the account's events in the order they were received (profiles.processing.pipeline).
+``write_identity`` then stores the outcome with a handful of bulk statements. The pipeline's
+``identify`` step calls both with the account's events in the order they were received
+(profiles.processing.steps).
 """
 
 from __future__ import annotations

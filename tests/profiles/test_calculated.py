@@ -175,7 +175,7 @@ def test_changed_attributes_are_reported_to_later_steps(shop):
     seen = []
 
     def spy(batch):
-        seen.append(batch.extra.get("changed_attributes"))
+        seen.append(batch.changed_attributes)
 
     from profiles.processing.pipeline import pipeline_steps, process_batch
 

@@ -98,7 +98,7 @@ def test_changed_consents_are_passed_to_later_steps(shop):
     seen = []
 
     def spy(batch):
-        seen.append(batch.extra.get("changed_consents"))
+        seen.append(batch.changed_consents)
 
     send_at(shop, now() - DAY, consented(ANN, ads=True, email=True))
     process_batch(shop.pk, steps=[*pipeline_steps(), spy])

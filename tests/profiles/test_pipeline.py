@@ -20,8 +20,9 @@ from profiles.models import (
     Profile,
     ProfileEvent,
 )
+from profiles.processing.batch import Batch
 from profiles.processing.identity import find_profile
-from profiles.processing.pipeline import Batch, processing_status
+from profiles.processing.pipeline import processing_status
 from profiles.processing.rebuild import rebuild_status, retry_failed_events, start_rebuild
 from profiles.schema import drafts as schema
 from tests.profiles.conftest import basic_auth, jstag_query, make_write_key
@@ -283,11 +284,11 @@ def test_a_profile_deleted_under_a_batch_makes_the_batch_start_again(account, se
     import tests.profiles.test_pipeline as me
 
     me.delete_once = delete_once  # type: ignore[attr-defined]
-    settings.STRATA_PIPELINE_STEPS = ["profiles.processing.pipeline.route",
-                                      "profiles.processing.pipeline.map_fields",
-                                      "profiles.processing.pipeline.identify",
+    settings.STRATA_PIPELINE_STEPS = ["profiles.processing.steps.route",
+                                      "profiles.processing.steps.map_fields",
+                                      "profiles.processing.steps.identify",
                                       "tests.profiles.test_pipeline.delete_once",
-                                      "profiles.processing.pipeline.merge"]
+                                      "profiles.processing.steps.merge"]
     send(account, {"_uid": "x", "page": "two"})
     assert run(account) == 1
     assert deleted
@@ -295,7 +296,7 @@ def test_a_profile_deleted_under_a_batch_makes_the_batch_start_again(account, se
 
 
 def test_values_past_keep_days_leave_profiles_nobody_touches(account):
-    from profiles.processing.pipeline import refresh_aged_values
+    from profiles.processing.steps import refresh_aged_values
 
     identity_schema(account)
     promo = schema.save_field(account, name="promo", type="string", merge_operator="latest",

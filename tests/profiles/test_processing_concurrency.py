@@ -22,6 +22,7 @@ from django.db import close_old_connections, connections
 from cdp_site.models import Account
 from profiles.models import PendingEvent, Profile, ProfileEvent
 from profiles.processing import pipeline
+from profiles.processing.batch import Batch
 from profiles.processing.pipeline import process_pending
 from tests import dbenv
 from tests.conftest import make_account
@@ -172,7 +173,7 @@ def test_a_batch_that_fails_returns_its_events_to_the_queue(accounts, monkeypatc
     account = accounts("Crashing")
     send(account, {"_uid": "x", "page": "a"}, {"_uid": "y", "page": "b"})
 
-    def crash(batch: pipeline.Batch) -> None:
+    def crash(batch: Batch) -> None:
         raise RuntimeError("worker died")
 
     monkeypatch.setattr(settings, "STRATA_PIPELINE_STEPS",
