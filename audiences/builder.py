@@ -1,6 +1,6 @@
 """What the audience builder offers a marketer: the fields, calculated attributes, events,
 audiences and consent purposes a rule can use, the operators that fit each type (from
-audiences.rules' registry), and sample values to pick from.
+the rule core's registry, profiles.conditions), and sample values to pick from.
 
 Samples are read from recent data with bounded queries (the latest ``SAMPLE_PROFILES``
 profiles, the latest ``SAMPLE_EVENTS`` events of a name; event and purpose names by skipping
@@ -17,13 +17,8 @@ from typing import TYPE_CHECKING, Any
 from django.db import connection
 
 from audiences.models import Audience
-from audiences.rules import (
-    KIND_OF_PROPERTY_TYPE,
-    KIND_OF_TYPE,
-    OPERATORS,
-    PROPERTY_TYPES,
-    RuleSchema,
-)
+from audiences.rules import RuleSchema
+from profiles.conditions import KIND_OF_PROPERTY_TYPE, KIND_OF_TYPE, OPERATORS, PROPERTY_TYPES
 from profiles.models import AttributeValue, CalculatedAttribute, ProfileEvent
 from profiles.selectors import field_catalog
 

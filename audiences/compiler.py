@@ -1,6 +1,8 @@
 """One rule, two evaluators: SQL over ``profiles_profile p`` for batch membership, and a Python
-predicate over one profile in memory for real time. They agree exactly (the property test
-``tests/audiences/test_compiler_agreement.py`` checks it), on these terms:
+predicate over one profile in memory for real time. The predicate tests each value with the
+rule core's ``value_test`` (profiles.conditions, which calculated attributes run too); the SQL
+side is here. They agree exactly (the property test ``tests/audiences/test_compiler_agreement.py``
+checks it), on these terms:
 
 - a value is read as its field's kind; a missing value, JSON null, or a value of another JSON
   type (a string in an int field after a schema change) is "no value": every positive
@@ -8,7 +10,7 @@ predicate over one profile in memory for real time. They agree exactly (the prop
   exactly NOT their positive operator (so true). Logic is two-valued: no SQL NULL escapes a
   condition (each is wrapped in COALESCE(..., false));
 - text compares case-insensitively (both sides lowered with PostgreSQL's per-character
-  ``lower``, mirrored by ``fold_case``), ordered by code point (COLLATE "C");
+  ``lower``, mirrored by ``profiles.conditions.fold_case``), ordered by code point (COLLATE "C");
 - numbers compare as exact decimals (JSON numbers are numeric in jsonb; Python uses Decimal);
 - dates are stored as fixed-width UTC stamps (profiles.schema.merge.stamp), so rule dates (resolved
   against ``ctx.now`` once, at compile time) become stamps and compare as text;
@@ -23,24 +25,23 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
-from audiences.rules import (
+from audiences.rules import RuleSchema, node_kind, validate_rule
+from profiles.conditions import (
     KIND_OF_PROPERTY_TYPE,
     KIND_OF_TYPE,
     OPERATORS,
-    RuleSchema,
-    node_kind,
+    properties_test,
     property_type,
     resolve_date,
-    validate_rule,
+    to_decimal,
+    value_test,
 )
 from profiles.schema.merge import stamp
 
 Params = list[Any]
 Fragment = tuple[str, Params]
-Test = Callable[[Any], bool]
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
@@ -114,42 +115,21 @@ class ProfileView:
         return found
 
 
-# ------------------------------------------------------------------------------ case folding
-
-
-def _fold_char(c: str) -> str:
-    low = c.lower()
-    return low if len(low) == 1 else ("i" if c == "\u0130" else c)
-
-
-def fold_case(text: str) -> str:
-    """Lower case the way PostgreSQL's lower() does: one character at a time (no final sigma,
-    İ becomes i)."""
-    if text.isascii():
-        return text.lower()
-    return "".join(_fold_char(c) for c in text)
-
-
-# ------------------------------------------------------------------------------ kinds
-
-
-def _decimal(value: Any) -> Decimal:
-    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+# ------------------------------------------------------------------------------ kinds in SQL
 
 
 @dataclass(frozen=True)
-class Kind:
-    """How one kind of value is read and compared on each side.
+class SqlKind:
+    """How one kind of value (profiles.conditions.KINDS, its Python side) is read and compared
+    in SQL.
 
     ``sql(j)`` turns a jsonb expression into the comparable SQL scalar (NULL when the value
-    is of another type); ``placeholder`` is how a bound rule value is written; ``bind`` and
-    ``value`` prepare a rule value for SQL and Python; ``read`` is ``sql`` in Python."""
+    is of another type); ``placeholder`` is how a bound rule value is written; ``bind``
+    prepares a rule value for it."""
 
     sql: Callable[[str], str]
     placeholder: str
     bind: Callable[[Any, datetime], Any]
-    read: Callable[[Any], Any]
-    value: Callable[[Any, datetime], Any]
     collate: str = ""
 
 
@@ -157,52 +137,35 @@ def _typed(json_type: str, cast: str) -> Callable[[str], str]:
     return lambda j: f"(CASE WHEN jsonb_typeof({j}) = '{json_type}' THEN {cast.format(j)} END)"
 
 
-KINDS: dict[str, Kind] = {
-    "text": Kind(
+SQL_KINDS: dict[str, SqlKind] = {
+    "text": SqlKind(
         sql=_typed("string", "lower({} #>> '{{}}')"), placeholder="lower(%s)",
-        bind=lambda v, now: v,
-        read=lambda v: fold_case(v) if isinstance(v, str) else None,
-        value=lambda v, now: fold_case(v), collate=' COLLATE "C"'),
-    "numeric": Kind(
+        bind=lambda v, now: v, collate=' COLLATE "C"'),
+    "numeric": SqlKind(
         sql=_typed("number", "({})::numeric"), placeholder="%s::numeric",
-        bind=lambda v, now: str(_decimal(v)),
-        read=lambda v: _decimal(v) if isinstance(v, int | float) and not isinstance(v, bool)
-        else None,
-        value=lambda v, now: _decimal(v)),
-    "bool": Kind(
+        bind=lambda v, now: str(to_decimal(v))),
+    "bool": SqlKind(
         sql=_typed("boolean", "({})::boolean"), placeholder="%s::boolean",
-        bind=lambda v, now: v, read=lambda v: v if isinstance(v, bool) else None,
-        value=lambda v, now: v),
-    "date": Kind(
+        bind=lambda v, now: v),
+    "date": SqlKind(
         sql=_typed("string", "({} #>> '{{}}')"), placeholder="%s",
-        bind=lambda v, now: stamp(resolve_date(v, now)),
-        read=lambda v: v if isinstance(v, str) else None,
-        value=lambda v, now: stamp(resolve_date(v, now)), collate=' COLLATE "C"'),
-    "set": Kind(
-        sql=_typed("array", "{}"), placeholder="lower(%s)", bind=lambda v, now: v,
-        read=lambda v: [fold_case(x) for x in v if isinstance(x, str)]
-        if isinstance(v, list) else None,
-        value=lambda v, now: fold_case(v)),
-    "map": Kind(
-        sql=_typed("object", "{}"), placeholder="lower(%s)", bind=lambda v, now: v,
-        read=lambda v: [fold_case(str(k)) for k in v] if isinstance(v, dict) else None,
-        value=lambda v, now: fold_case(v)),
-    "any": Kind(
+        bind=lambda v, now: stamp(resolve_date(v, now)), collate=' COLLATE "C"'),
+    "set": SqlKind(sql=_typed("array", "{}"), placeholder="lower(%s)", bind=lambda v, now: v),
+    "map": SqlKind(sql=_typed("object", "{}"), placeholder="lower(%s)", bind=lambda v, now: v),
+    "any": SqlKind(
         sql=lambda j: f"(CASE WHEN jsonb_typeof({j}) <> 'null' THEN {j} END)",
-        placeholder="%s", bind=lambda v, now: v, read=lambda v: v, value=lambda v, now: v),
+        placeholder="%s", bind=lambda v, now: v),
 }
 
-# ------------------------------------------------------------------------------ operators
+# ------------------------------------------------------------------------------ operators in SQL
 #
-# One small function per (positive) operator and side. SQL functions get the kind, the
-# comparable SQL expression, the rule value and now; Python functions return a test over the
-# comparable Python value (never None: None is handled before).
+# One small function per positive operator (and kind, where kinds differ): given the kind,
+# the comparable SQL expression, the rule value and now, a fragment. Their Python twins are
+# profiles.conditions.TESTS.
 
-SqlOp = Callable[[Kind, str, Any, datetime], Fragment]
-PyOp = Callable[[Kind, Any, datetime], Test]
+SqlOp = Callable[[SqlKind, str, Any, datetime], Fragment]
 
 SQL_OPERATORS: dict[str, dict[str, SqlOp]] = {}  # op → kind ("*" for any) → function
-PY_OPERATORS: dict[str, dict[str, PyOp]] = {}
 
 
 def sql_op(name: str, kinds: str = "*") -> Callable[[SqlOp], SqlOp]:
@@ -213,58 +176,27 @@ def sql_op(name: str, kinds: str = "*") -> Callable[[SqlOp], SqlOp]:
     return register
 
 
-def py_op(name: str, kinds: str = "*") -> Callable[[PyOp], PyOp]:
-    def register(fn: PyOp) -> PyOp:
-        for kind in kinds.split():
-            PY_OPERATORS.setdefault(name, {})[kind] = fn
-        return fn
-    return register
-
-
 def _compare_sql(symbol: str) -> SqlOp:
-    def compare(kind: Kind, x: str, value: Any, now: datetime) -> Fragment:
+    def compare(kind: SqlKind, x: str, value: Any, now: datetime) -> Fragment:
         return f"{x}{kind.collate} {symbol} {kind.placeholder}", [kind.bind(value, now)]
     return compare
 
 
-def _compare_py(check: Callable[[Any, Any], bool]) -> PyOp:
-    def compare(kind: Kind, value: Any, now: datetime) -> Test:
-        wanted = kind.value(value, now)
-        return lambda v: check(v, wanted)
-    return compare
-
-
-for _symbol, _check in (
-    ("=", lambda a, b: a == b), (">", lambda a, b: a > b), (">=", lambda a, b: a >= b),
-    ("<", lambda a, b: a < b), ("<=", lambda a, b: a <= b),
-):
+for _symbol in ("=", ">", ">=", "<", "<="):
     sql_op(_symbol, "text numeric bool date")(_compare_sql(_symbol))
-    py_op(_symbol, "text numeric bool date")(_compare_py(_check))
 
 
 @sql_op("between", "text numeric date")
-def _between_sql(kind: Kind, x: str, value: Any, now: datetime) -> Fragment:
+def _between_sql(kind: SqlKind, x: str, value: Any, now: datetime) -> Fragment:
     ph = kind.placeholder
     return (f"{x}{kind.collate} >= {ph} AND {x}{kind.collate} <= {ph}",
             [kind.bind(value[0], now), kind.bind(value[1], now)])
 
 
-@py_op("between", "text numeric date")
-def _between_py(kind: Kind, value: Any, now: datetime) -> Test:
-    low, high = kind.value(value[0], now), kind.value(value[1], now)
-    return lambda v: low <= v <= high
-
-
 @sql_op("in", "text numeric")
-def _in_sql(kind: Kind, x: str, value: Any, now: datetime) -> Fragment:
+def _in_sql(kind: SqlKind, x: str, value: Any, now: datetime) -> Fragment:
     marks = ", ".join([kind.placeholder] * len(value))
     return f"{x} IN ({marks})", [kind.bind(v, now) for v in value]
-
-
-@py_op("in", "text numeric")
-def _in_py(kind: Kind, value: Any, now: datetime) -> Test:
-    wanted = {kind.value(v, now) for v in value}
-    return lambda v: v in wanted
 
 
 def _like_pattern(value: str) -> str:
@@ -272,31 +204,14 @@ def _like_pattern(value: str) -> str:
     return escaped.replace("*", "%")
 
 
-def _like_regex(value: str) -> re.Pattern[str]:
-    return re.compile(".*".join(re.escape(part) for part in fold_case(value).split("*")),
-                      re.DOTALL)
-
-
 @sql_op("contains", "text")
-def _contains_text_sql(kind: Kind, x: str, value: Any, now: datetime) -> Fragment:
+def _contains_text_sql(kind: SqlKind, x: str, value: Any, now: datetime) -> Fragment:
     return f"strpos({x}, lower(%s)) > 0", [value]
 
 
-@py_op("contains", "text")
-def _contains_text_py(kind: Kind, value: Any, now: datetime) -> Test:
-    wanted = fold_case(value)
-    return lambda v: wanted in v
-
-
 @sql_op("like", "text")
-def _like_text_sql(kind: Kind, x: str, value: Any, now: datetime) -> Fragment:
+def _like_text_sql(kind: SqlKind, x: str, value: Any, now: datetime) -> Fragment:
     return f"{x} LIKE lower(%s) ESCAPE '\\'", [_like_pattern(value)]
-
-
-@py_op("like", "text")
-def _like_text_py(kind: Kind, value: Any, now: datetime) -> Test:
-    pattern = _like_regex(value)
-    return lambda v: pattern.fullmatch(v) is not None
 
 
 def _elements(x: str, test: str) -> str:
@@ -313,52 +228,29 @@ def _lowered(x: str) -> str:
 
 
 @sql_op("contains", "set map")
-def _contains_set_sql(kind: Kind, x: str, value: Any, now: datetime) -> Fragment:
+def _contains_set_sql(kind: SqlKind, x: str, value: Any, now: datetime) -> Fragment:
     # jsonb ? text: a string element of the array, or a key of the object
     return f"{_lowered(x)} ? lower(%s)", [value]
 
 
 @sql_op("like", "set")
-def _like_set_sql(kind: Kind, x: str, value: Any, now: datetime) -> Fragment:
+def _like_set_sql(kind: SqlKind, x: str, value: Any, now: datetime) -> Fragment:
     return _elements(x, "{} LIKE lower(%s) ESCAPE '\\'"), [_like_pattern(value)]
 
 
 @sql_op("intersects", "set")
-def _intersects_sql(kind: Kind, x: str, value: Any, now: datetime) -> Fragment:
+def _intersects_sql(kind: SqlKind, x: str, value: Any, now: datetime) -> Fragment:
     marks = ", ".join(["lower(%s)"] * len(value))
     return f"{_lowered(x)} ?| ARRAY[{marks}]::text[]", list(value)
 
 
-@py_op("contains", "set map")
-def _contains_set_py(kind: Kind, value: Any, now: datetime) -> Test:
-    wanted = fold_case(value)
-    return lambda v: wanted in v
-
-
-@py_op("like", "set")
-def _like_set_py(kind: Kind, value: Any, now: datetime) -> Test:
-    pattern = _like_regex(value)
-    return lambda v: any(pattern.fullmatch(x) for x in v)
-
-
-@py_op("intersects", "set")
-def _intersects_py(kind: Kind, value: Any, now: datetime) -> Test:
-    wanted = {fold_case(v) for v in value}
-    return lambda v: any(x in wanted for x in v)
-
-
 @sql_op("exists")
-def _exists_sql(kind: Kind, x: str, value: Any, now: datetime) -> Fragment:
+def _exists_sql(kind: SqlKind, x: str, value: Any, now: datetime) -> Fragment:
     return f"{x} IS NOT NULL", []
 
 
-@py_op("exists")
-def _exists_py(kind: Kind, value: Any, now: datetime) -> Test:
-    return lambda v: True
-
-
-def _operator_fn(table: dict[str, dict[str, Any]], op: str, kind: str) -> Any:
-    by_kind = table[op]
+def _sql_operator(op: str, kind: str) -> SqlOp:
+    by_kind = SQL_OPERATORS[op]
     return by_kind.get(kind) or by_kind["*"]
 
 
@@ -388,10 +280,10 @@ def _keyed_condition_sql(container: str, key: str, kind_name: str, op_name: str,
         return _condition_sql((f"({container} -> %s)", [key]), kind_name, op_name, value, now,
                               positive)
     op = OPERATORS[op_name]
-    kind = KINDS[kind_name]
+    kind = SQL_KINDS[kind_name]
     j = f"({container} ->> %s)"
     x = _KEYED_TEXT[kind_name].format(j)
-    fn = _operator_fn(SQL_OPERATORS, op.negates or op.name, kind_name)
+    fn = _sql_operator(op.negates or op.name, kind_name)
     sql, values = fn(kind, x, value, now)
     sql = f"{sql} AND jsonb_typeof({container} -> %s) = 'string'"
     values = [*values, key]
@@ -406,10 +298,10 @@ def _condition_sql(source: Fragment, kind_name: str, op_name: str, value: Any,
     leaving it out keeps PostgreSQL's row estimate of the condition (an estimate of one half,
     COALESCE's, rules out a parallel scan of the profiles)."""
     op = OPERATORS[op_name]
-    kind = KINDS[kind_name]
+    kind = SQL_KINDS[kind_name]
     j, params = source
     x = kind.sql(j)
-    fn = _operator_fn(SQL_OPERATORS, op.negates or op.name, kind_name)
+    fn = _sql_operator(op.negates or op.name, kind_name)
     sql, values = fn(kind, x, value, now)
     sql = _two_valued(sql, op.negates is not None, positive)
     return sql, _interleave(sql, j, params, values)
@@ -544,25 +436,6 @@ def compile_sql(rule: dict[str, Any], ctx: CompileContext) -> Fragment:
 Predicate = Callable[[ProfileView], bool]
 
 
-def value_test(kind_name: str, op_name: str, value: Any, now: datetime) -> Test:
-    """A test of one raw JSON value (None when missing) read as ``kind_name``, with operator
-    ``op_name`` and the rule's ``value`` (dates resolved against ``now``): what a field,
-    attribute or event property condition checks, for callers that hold the value itself
-    (``audiences.explain`` counting an event's matching properties)."""
-    op = OPERATORS[op_name]
-    kind = KINDS[kind_name]
-    test = _operator_fn(PY_OPERATORS, op.negates or op.name, kind_name)(kind, value, now)
-    read = kind.read
-
-    def positive(raw: Any) -> bool:
-        v = None if raw is None else read(raw)
-        return v is not None and bool(test(v))
-
-    if op.negates:
-        return lambda raw: not positive(raw)
-    return positive
-
-
 def _group_py(node: dict[str, Any], ctx: CompileContext) -> Predicate:
     children = [_node_py(child, ctx) for child in node.get("and") or node["or"]]
     if "and" in node:
@@ -599,13 +472,7 @@ def _event_py(node: dict[str, Any], ctx: CompileContext) -> Predicate:
     name = node["event"]
     since = event_since(node, ctx.now)
     enough = node.get("min_count") or 1
-    tests = [(cond["property"], value_test(KIND_OF_PROPERTY_TYPE[property_type(cond)],
-                                              cond["op"], cond.get("value"), ctx.now))
-             for cond in node.get("where") or []]
-
-    def where(properties: Mapping[str, Any]) -> bool:
-        return all(test(properties.get(prop)) for prop, test in tests)
-
+    where = properties_test(node.get("where") or [], ctx.now)
     where.key = event_where_key(node)  # type: ignore[attr-defined]  # for cached counts
     return lambda view: view.event_count(name, where, since, enough) >= enough
 

@@ -28,8 +28,9 @@ from audiences.compiler import (
 )
 from audiences.filterql import to_text
 from audiences.models import AudienceMembership
-from audiences.rules import KIND_OF_PROPERTY_TYPE, child_path, node_kind, property_type
+from audiences.rules import child_path, node_kind
 from profiles.calculated.attributes import profile_attributes
+from profiles.conditions import KIND_OF_PROPERTY_TYPE, property_type
 from profiles.models import Profile, ProfileConsent, ProfileEvent
 
 EVENTS_COUNTED = 10_000  # an event node's count stops here ("10,000 or more")

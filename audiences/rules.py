@@ -1,107 +1,33 @@
-"""Audience rules: the JSON tree, its operators and its validation against the live schema.
+"""Audience rules: the JSON tree and its validation against the live schema.
 
 A rule is plain JSON (docs/audiences.md). It never reaches SQL as it is: ``validate_rule``
 checks every node against an allowlist built from the published schema (field names and their
-types, calculated attributes) and the operator registry below, and ``audiences.compiler``
-turns only validated rules into SQL and Python predicates of its own making.
+types, calculated attributes) and the operator registry of the rule core
+(``profiles.conditions``: operators, value kinds, value checks, dates), and
+``audiences.compiler`` turns only validated rules into SQL and Python predicates of its own
+making. What is the audiences' own is here: the nodes (groups, fields, attributes, events,
+audiences, consent), audience references and their cycles, and what a rule reads.
 """
 
 from __future__ import annotations
 
-import calendar
-import math
-import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
+from profiles.conditions import (
+    KIND_OF_PROPERTY_TYPE,
+    KIND_OF_TYPE,
+    OPERATORS,
+    PROPERTY_KEYS,
+    PROPERTY_TYPES,
+    check_value,
+    is_relative_date,
+    property_type,
+)
+
 MAX_DEPTH = 20
-MAX_LIST = 1000
-
-# ------------------------------------------------------------------------------ value kinds
-
-# A field type is read through one "kind": the operators and values that make sense for it.
-KIND_OF_TYPE: dict[str, str] = {
-    "string": "text", "int": "numeric", "number": "numeric", "bool": "bool", "date": "date",
-    "[]string": "set", "map[string]int": "map", "map[string]number": "map",
-    "map[string]string": "map", "map[string]date": "map",
-}
-# Event properties are untyped: a property condition names its type (or takes its value's).
-PROPERTY_TYPES = ("string", "number", "bool", "date")
-
-
-@dataclass(frozen=True)
-class Operator:
-    """What an operator accepts: on which kinds, and the shape of its value
-    (``none``, ``one``, ``pair`` for between, ``list`` for in / intersects)."""
-
-    name: str
-    kinds: frozenset[str]
-    shape: str
-    negates: str | None = None  # a negative operator is exactly NOT its positive one
-
-
-OPERATORS: dict[str, Operator] = {}
-
-
-def _op(name: str, kinds: str, shape: str, negates: str | None = None) -> None:
-    OPERATORS[name] = Operator(name, frozenset(kinds.split()), shape, negates)
-
-
-_op("=", "text numeric bool date", "one")
-_op("!=", "text numeric bool date", "one", negates="=")
-for _name in (">", ">=", "<", "<="):
-    _op(_name, "text numeric date", "one")
-_op("between", "text numeric date", "pair")
-_op("contains", "text set map", "one")
-_op("not contains", "text set map", "one", negates="contains")
-_op("like", "text set", "one")
-_op("in", "text numeric", "list")
-_op("not in", "text numeric", "list", negates="in")
-_op("intersects", "set", "list")
-_op("exists", "text numeric bool date set map any", "none")
-_op("not exists", "text numeric bool date set map any", "none", negates="exists")
-
-# ------------------------------------------------------------------------------ relative dates
-
-_RELATIVE = re.compile(r"^now(?:\s*([+-])\s*(\d{1,6})\s*([hdwMy]))?$")
-_ISO = re.compile(
-    r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:?\d{2})?)?$")
-
-
-def _add_months(at: datetime, months: int) -> datetime:
-    month0 = at.month - 1 + months
-    year, month = at.year + month0 // 12, month0 % 12 + 1
-    day = min(at.day, calendar.monthrange(year, month)[1])
-    return at.replace(year=year, month=month, day=day)
-
-
-_UNITS: dict[str, Callable[[datetime, int], datetime]] = {
-    "h": lambda at, n: at + timedelta(hours=n),
-    "d": lambda at, n: at + timedelta(days=n),
-    "w": lambda at, n: at + timedelta(weeks=n),
-    "M": _add_months,
-    "y": lambda at, n: _add_months(at, 12 * n),
-}
-
-
-def resolve_date(value: str, now: datetime) -> datetime:
-    """A rule's date value as a UTC instant: ISO 8601 (a bare date is midnight UTC) or
-    ``now``, ``now-30d``, ``now+2w`` (units h d w M y; M and y are calendar months and years,
-    the day clamped to the month's end). Raises ValueError for anything else."""
-    text = value.strip()
-    found = _RELATIVE.match(text)
-    if found:
-        now = now.astimezone(UTC)
-        if not found.group(1):
-            return now
-        amount = int(found.group(2)) * (-1 if found.group(1) == "-" else 1)
-        return _UNITS[found.group(3)](now, amount)
-    if not _ISO.match(text):
-        raise ValueError(f"{value!r} is not a date (ISO 8601, or now-30d with units h d w M y)")
-    at = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 # ------------------------------------------------------------------------------ schema, errors
@@ -169,7 +95,6 @@ NODE_KEYS: dict[str, frozenset[str]] = {
     "audience": frozenset({"audience", "op"}),
     "consent": frozenset({"consent"}),
 }
-PROPERTY_KEYS = frozenset({"property", "op", "value", "type"})
 
 
 def node_kind(node: Any) -> str | None:
@@ -180,27 +105,6 @@ def node_kind(node: Any) -> str | None:
         if kind in node:
             return kind
     return None
-
-
-def property_type(condition: Mapping[str, Any]) -> str:
-    """The type a property condition compares as: its ``type``, else its value's, else
-    ``any`` (only exists / not exists)."""
-    if condition.get("type"):
-        return str(condition["type"])
-    value = condition.get("value")
-    if isinstance(value, list) and value:
-        value = value[0]
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "any"
-
-
-KIND_OF_PROPERTY_TYPE = {"string": "text", "number": "numeric", "bool": "bool",
-                         "date": "date", "any": "any"}
 
 
 class _Validator:
@@ -255,7 +159,7 @@ class _Validator:
         self.condition(node, path, KIND_OF_TYPE[self.schema.attributes[name]], name)
 
     def condition(self, node: Mapping[str, Any], path: str, kind: str, name: str) -> None:
-        op = OPERATORS.get(node.get("op")) if isinstance(node.get("op"), str) else None
+        op = OPERATORS.get(node["op"]) if isinstance(node.get("op"), str) else None
         if op is None:
             self.fail(path, "unknown_operator", f"unknown operator {node.get('op')!r}; use one "
                       "of " + ", ".join(OPERATORS))
@@ -310,44 +214,6 @@ _NODE_CHECKS: dict[str, Callable[[_Validator, dict[str, Any], str, int], None]] 
     "field": _Validator.field_condition, "attribute": _Validator.attribute_condition,
     "event": _Validator.event, "audience": _Validator.audience, "consent": _Validator.consent,
 }
-
-
-def _scalar_problem(kind: str, value: Any, now: datetime) -> str | None:
-    if kind == "text" or kind in ("set", "map"):
-        return None if isinstance(value, str) else "expected text"
-    if kind == "numeric":
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return "expected a number"
-        return None if math.isfinite(value) else "expected a finite number"
-    if kind == "bool":
-        return None if isinstance(value, bool) else "expected true or false"
-    if kind == "date":
-        if not isinstance(value, str):
-            return "expected a date (ISO 8601 or now-30d)"
-        try:
-            resolve_date(value, now)
-        except (ValueError, OverflowError) as exc:
-            return str(exc)
-        return None
-    return "this type takes no value"
-
-
-def check_value(op: Operator, kind: str, value: Any, now: datetime, present: bool = True
-                ) -> str | None:
-    """Why this value does not fit the operator on this kind, or None."""
-    if op.shape == "none":
-        return "takes no value" if present and value is not None else None
-    if op.shape == "one":
-        return _scalar_problem(kind, value, now)
-    expected = 2 if op.shape == "pair" else None
-    if not isinstance(value, list) or not value or len(value) > MAX_LIST \
-            or (expected is not None and len(value) != expected):
-        return "expected [low, high]" if expected else f"expected a list of 1 to {MAX_LIST}"
-    for item in value:
-        problem = _scalar_problem("text" if kind == "set" else kind, item, now)
-        if problem:
-            return problem
-    return None
 
 
 # ------------------------------------------------------------------------------ public API
@@ -445,7 +311,7 @@ def dependencies(rule: Any) -> list[str]:
 def _relative_value(value: Any) -> bool:
     if isinstance(value, list):
         return any(_relative_value(v) for v in value)
-    return isinstance(value, str) and bool(_RELATIVE.match(value.strip()))
+    return is_relative_date(value)
 
 
 def is_time_relative(rule: Any) -> bool:

@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from audiences.compiler import EventView, ProfileView, compile_predicate
-from audiences.rules import KIND_OF_TYPE, OPERATORS, RuleSchema
+from audiences.rules import RuleSchema
 from cdp_site.models import Account
+from profiles.conditions import KIND_OF_TYPE, OPERATORS
 from profiles.schema.merge import stamp
 from tests.audiences.builders import (
     NOW,
