@@ -42,8 +42,10 @@ def _changes(serializer_class: type, data: Any, *, partial: bool) -> dict[str, A
     return dict(serializer.validated_data)
 
 
-class ExperienceViewSet(LifecycleRefusals, AccountScopedViewSet, mixins.ListModelMixin,
-                        mixins.RetrieveModelMixin):
+class ExperienceViewSet(
+    LifecycleRefusals, AccountScopedViewSet[Experience], mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+):
     """A/B tests, bandits and segmented experiences with their variants and goals.
     ``?status=``, ``?type=``, ``?q=`` (part of the key or name) filter the list."""
 
@@ -160,8 +162,9 @@ class ExperienceViewSet(LifecycleRefusals, AccountScopedViewSet, mixins.ListMode
         return Response({"ready": not problems, "problems": problems})
 
 
-class GoalViewSet(LifecycleRefusals, AccountScopedViewSet, mixins.ListModelMixin,
-                  mixins.RetrieveModelMixin):
+class GoalViewSet(
+    LifecycleRefusals, AccountScopedViewSet[Goal], mixins.ListModelMixin, mixins.RetrieveModelMixin
+):
     """Conversion goals: an event name, property conditions and (optionally) a stream."""
 
     model = Goal
