@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
@@ -120,7 +121,7 @@ def validate_schema(schema: Any) -> None:
 def _forget_now_and_on_commit(account: Account, *streams: str) -> None:
     for stream in set(streams):
         forget(account, stream)
-        transaction.on_commit(lambda stream=stream: forget(account, stream))
+        transaction.on_commit(partial(forget, account, stream))
 
 
 def _saved(plan: TrackingPlan) -> TrackingPlan:
