@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import IntegrityError, transaction
 from jsonschema import Draft202012Validator
@@ -55,14 +55,17 @@ def forget(account: Account, stream: str) -> None:
     _cache.pop((account.pk, stream), None)
 
 
+_Event = TypeVar("_Event", bound=IncomingEvent)
+
+
 def apply_plans(
-    account: Account, stream: str, events: list[IncomingEvent]
-) -> tuple[list[IncomingEvent], list[Failure]]:
+    account: Account, stream: str, events: list[_Event]
+) -> tuple[list[_Event], list[Failure]]:
     """Split events into kept and blocked, recording violations on the kept ones."""
     plans = plans_for(account, stream)
     if not plans:
         return events, []
-    kept: list[IncomingEvent] = []
+    kept: list[_Event] = []
     blocked: list[Failure] = []
     for item in events:
         plan = plans.get(item.event or item.type)
