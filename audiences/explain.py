@@ -221,9 +221,10 @@ def profile_view(profile: Profile, rule: dict[str, Any], now: datetime) -> Profi
     events: list[EventView] = []
     for name in sorted({n["event"] for n in nodes if isinstance(n.get("event"), str)}):
         windows = [n.get("within_days") for n in nodes if n.get("event") == name]
+        days = [w for w in windows if isinstance(w, int)]
         rows = ProfileEvent.objects.filter(account_id=account_id, profile=profile, event=name)
-        if all(isinstance(w, int) for w in windows):
-            rows = rows.filter(at__gte=now - timedelta(days=max(windows)))
+        if len(days) == len(windows):  # every condition on the event has a window
+            rows = rows.filter(at__gte=now - timedelta(days=max(days)))
         events.extend(EventView(name, at, props or {}) for at, props in
                       rows.order_by("-at").values_list("at", "properties")[:EVENTS_COUNTED])
     memberships = frozenset(AudienceMembership.objects.filter(

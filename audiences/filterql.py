@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,17 +107,18 @@ class _ToRule(Transformer):
     def list(self, items: list[Any]) -> Any:
         return items
 
-    def string(self, items: list[Token]) -> Any:
+    # Below the ``list`` rule's method, ``list`` in this class names it: items are Sequences.
+    def string(self, items: Sequence[Token]) -> Any:
         return json.loads(str(items[0]))
 
-    def number(self, items: list[Token]) -> Any:
+    def number(self, items: Sequence[Token]) -> Any:
         text = str(items[0])
         return int(text) if re.fullmatch(r"-?\d+", text) else float(text)
 
-    def true(self, items: list[Any]) -> Any:
+    def true(self, items: Sequence[Any]) -> Any:
         return True
 
-    def false(self, items: list[Any]) -> Any:
+    def false(self, items: Sequence[Any]) -> Any:
         return False
 
 
@@ -184,7 +186,8 @@ def _event_text(node: dict[str, Any]) -> str:
 
 def _cond_text(node: dict[str, Any]) -> str:
     name = _subject(node)
-    op, value = node["op"], node.get("value")
+    op = node["op"]
+    value: Any = node.get("value")
     if op in ("exists", "not exists"):
         return ("NOT " if op == "not exists" else "") + f"EXISTS {name}"
     if op == "between":

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -59,6 +59,7 @@ __all__ = [
     "ComputeFailed",
     "ComputeResult",
     "RuleError",
+    "SizePoint",
     "check_rule",
     "compute_account",
     "compute_audience",
@@ -249,6 +250,13 @@ def select_members(audiences: list[Audience], ctx: CompileContext) -> tuple[str,
             [*params, account_id])
 
 
+class SizePoint(TypedDict):
+    """An audience's size at a time (``size_history``)."""
+
+    at: datetime
+    size: int
+
+
 @dataclass
 class ComputeResult:
     audience_id: int
@@ -304,7 +312,7 @@ def compute_pass(audiences: list[Audience], *, cause: str = "compute",
     ctx = compile_context(account_id, schema, now, slug_ids)
     select_sql, select_params = select_members(audiences, ctx)
     ids = [a.pk for a in audiences]
-    diff_params = [ids, account_id, now, account_id, cause, now, account_id, cause, now]
+    diff_params: list[Any] = [ids, account_id, now, account_id, cause, now, account_id, cause, now]
     counts: dict[tuple[str, int], int] = {}
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute(f"SET LOCAL work_mem = '{COMPUTE_WORK_MEM}'")  # hashed diffs in memory
@@ -546,7 +554,7 @@ def record_sizes(*, now: datetime | None = None, account_id: int | None = None) 
         return cur.rowcount
 
 
-def size_history(audience: Audience, *, limit: int = 500) -> list[dict[str, Any]]:
+def size_history(audience: Audience, *, limit: int = 500) -> list[SizePoint]:
     """The audience's size points, oldest first (the latest ``limit``)."""
     points = list(AudienceSize.objects.filter(audience=audience).order_by("-at", "-id")
                   .values("at", "size")[:limit])

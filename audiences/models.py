@@ -6,6 +6,8 @@ Rows are written by services (``audiences.membership``), mostly with bulk SQL.""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -56,15 +58,14 @@ class Audience(AccountScopedModel):
     def __str__(self) -> str:
         return self.name
 
-    def save(self, *args: object, **kwargs: object) -> None:
+    def save(self, *args: Any, **kwargs: Any) -> None:
         """``depends_on`` and ``time_relative`` always follow the rule."""
         self.depends_on = dependencies(self.rule)
         self.time_relative = is_time_relative(self.rule)
         update_fields = kwargs.get("update_fields")
-        if update_fields is not None and "rule" in update_fields:  # type: ignore[operator]
-            kwargs["update_fields"] = {*update_fields, "depends_on",  # type: ignore[misc]
-                                       "time_relative"}
-        super().save(*args, **kwargs)  # type: ignore[arg-type]
+        if update_fields is not None and "rule" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "depends_on", "time_relative"}
+        super().save(*args, **kwargs)
 
 
 class AudienceMembership(AccountScopedModel):

@@ -12,11 +12,12 @@ template or a CSV: a member without ``pii.view`` never receives a raw PII value.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection
-from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
@@ -27,15 +28,15 @@ from audiences.explain import explain, profile_view
 from audiences.filterql import to_text
 from audiences.models import Audience, AudienceMembership, MembershipChange
 from audiences.rules import RuleError
-from cdp_site.shell import render_page, strata_page
+from cdp_site.shell import page_actor, render_page, strata_page
 from profiles import selectors as select
 from profiles.masking import policy_for_actor
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
 
+    from audiences.membership import SizePoint
     from cdp_site.models import Account
-    from cdp_site.tenancy import Actor
     from profiles.models import Profile
 
 SECTION = "audiences"
@@ -43,10 +44,6 @@ SPARK_DAYS = 7
 SPARK_POINTS = 28
 SAMPLE_MEMBERS = 20
 HISTORY_POINTS = 500
-
-
-def _actor(request: HttpRequest) -> Actor:
-    return request.actor  # set by strata_page
 
 
 def _not_found(request: HttpRequest, heading: str, message: str) -> HttpResponse:
@@ -57,7 +54,7 @@ def _not_found(request: HttpRequest, heading: str, message: str) -> HttpResponse
 
 
 def _audience(request: HttpRequest, slug: str) -> Audience | None:
-    return (Audience.objects.filter(account=_actor(request).account, slug=slug,
+    return (Audience.objects.filter(account=page_actor(request).account, slug=slug,
                                     archived=False).first())
 
 
@@ -85,6 +82,16 @@ def _downsample(points: list[int], n: int = SPARK_POINTS) -> list[int]:
             for i in range(n)]
 
 
+@dataclass(frozen=True)
+class AudienceRow:
+    """A line of the audience list: the audience, its size trend and its rule as text."""
+
+    audience: Audience
+    trend: list[int]
+    change: int | None
+    text: str
+
+
 def size_trends(account: Account, ids: list[int]) -> dict[int, list[int]]:
     """Each audience's size points of the last SPARK_DAYS days (oldest first), through the
     (audience, at) index one audience at a time."""
@@ -108,20 +115,23 @@ def size_trends(account: Account, ids: list[int]) -> dict[int, list[int]]:
 @require_GET
 @strata_page("audiences.view")
 def audience_list(request: HttpRequest) -> HttpResponse:
-    actor = _actor(request)
+    actor = page_actor(request)
     q = (request.GET.get("q") or "").strip()[:100]
     rows = Audience.objects.filter(account=actor.account, archived=False).order_by("name", "id")
     if q:
         rows = rows.filter(name__icontains=q) | rows.filter(slug__icontains=q)
     audiences = list(rows[:500])
     trends = size_trends(actor.account, [a.pk for a in audiences])
+    listed = []
     for audience in audiences:
-        audience.trend = trends.get(audience.pk, [])
-        audience.change = (audience.trend[-1] - audience.trend[0]) if len(audience.trend) > 1 \
-            else None
-        audience.text = rule_text(audience.rule).removeprefix("FILTER ")
+        trend = trends.get(audience.pk, [])
+        listed.append(AudienceRow(
+            audience=audience, trend=trend,
+            change=(trend[-1] - trend[0]) if len(trend) > 1 else None,
+            text=rule_text(audience.rule).removeprefix("FILTER "),
+        ))
     return render_page(request, "audiences/list.html", {
-        "audiences": audiences, "q": q, "spark_days": SPARK_DAYS,
+        "audiences": listed, "q": q, "spark_days": SPARK_DAYS,
         "can_edit": actor.has("audiences.edit"),
         "computing": sum(1 for a in audiences if a.status == Audience.Status.COMPUTING),
     }, section=SECTION, title="Audiences")
@@ -131,7 +141,7 @@ def audience_list(request: HttpRequest) -> HttpResponse:
 
 
 def _builder(request: HttpRequest, audience: Audience | None) -> HttpResponse:
-    actor = _actor(request)
+    actor = page_actor(request)
     account = actor.account
     policy = policy_for_actor(actor)
     schema = membership.rule_schema(account)
@@ -177,7 +187,7 @@ def audience_edit(request: HttpRequest, slug: str) -> HttpResponse:
 def builder_values(request: HttpRequest) -> HttpResponse:
     """Samples for the builder: ``?field=``, ``?attribute=`` (frequent values) or
     ``?event=`` (its properties). JSON; unknown names give 404 {"code", "message"}."""
-    actor = _actor(request)
+    actor = page_actor(request)
     account = actor.account
     policy = policy_for_actor(actor)
     schema = membership.rule_schema(account)
@@ -206,7 +216,7 @@ def _json_error(code: str, message: str, status: int = 404) -> JsonResponse:
 # --------------------------------------------------------------------------- one audience
 
 
-def _chart(history: list[dict[str, Any]]) -> dict[str, Any]:
+def _chart(history: list[SizePoint]) -> dict[str, Any]:
     span = (history[-1]["at"] - history[0]["at"]) if history else timedelta(0)
     short = span <= timedelta(days=2)
     return {  # a line needs a few points; one or two read better as bars
@@ -244,7 +254,7 @@ def _changes(audience: Audience, since: Any) -> dict[str, int]:
 @require_GET
 @strata_page("audiences.view")
 def audience_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    actor = _actor(request)
+    actor = page_actor(request)
     account = actor.account
     audience = _audience(request, slug)
     if audience is None:
@@ -276,9 +286,9 @@ def audience_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_GET
 @strata_page("audiences.view")
-def members_csv(request: HttpRequest, slug: str) -> HttpResponse:
+def members_csv(request: HttpRequest, slug: str) -> HttpResponseBase:
     """Every member as CSV, PII masked unless the reader has ``pii.view``."""
-    actor = _actor(request)
+    actor = page_actor(request)
     audience = _audience(request, slug)
     if audience is None:
         return _no_audience(request, slug)
@@ -334,7 +344,7 @@ def explain_profile(audience: Audience, profile: Profile, policy: Any) -> dict[s
 @require_GET
 @strata_page("audiences.view")
 def audience_why(request: HttpRequest, slug: str) -> HttpResponse:
-    actor = _actor(request)
+    actor = page_actor(request)
     account = actor.account
     audience = _audience(request, slug)
     if audience is None:
@@ -358,7 +368,7 @@ def audience_why(request: HttpRequest, slug: str) -> HttpResponse:
 def profile_audiences(request: HttpRequest, pk: int) -> HttpResponse:
     """A profile's audiences: stored membership and, for every audience, the rule's verdict
     now, each with its "why"."""
-    actor = _actor(request)
+    actor = page_actor(request)
     account = actor.account
     profile = select.profile_by_id(account, pk)
     if profile is None:
@@ -369,7 +379,7 @@ def profile_audiences(request: HttpRequest, pk: int) -> HttpResponse:
     member_of = {a.pk: a for a in membership.profile_audiences(account.pk, profile.pk)}
     since = dict(AudienceMembership.objects.filter(account_id=account.pk, profile=profile)
                  .values_list("audience_id", "since"))
-    rows = []
+    rows: list[dict[str, Any]] = []
     for audience in Audience.objects.filter(account=account, archived=False).order_by("name"):
         try:
             now_in: bool | None = compile_predicate(audience.rule, ctx)(

@@ -14,7 +14,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from django.conf import settings
 from django.db import transaction
@@ -65,11 +65,14 @@ def validate_networks(networks: Iterable[str]) -> list[str]:
     return normalised
 
 
+_Key = TypeVar("_Key", AccessToken, WriteKey)
+
+
 @dataclass(frozen=True)
-class NewSecret:
+class NewSecret(Generic[_Key]):
     """A freshly minted key and its secret: the only time the secret exists in clear."""
 
-    obj: AccessToken | WriteKey
+    obj: _Key
     secret: str
 
 
@@ -83,7 +86,7 @@ def create_access_token(
     expires_in_days: int | None,
     allowed_networks: Iterable[str] = (),
     enabled: bool = True,
-) -> NewSecret:
+) -> NewSecret[AccessToken]:
     """Mint a token whose roles never exceed the creator's."""
     roles = list(roles)
     if not roles:
@@ -209,7 +212,7 @@ def ip_allowed(client_ip: str | None, networks: list[str]) -> bool:
 @transaction.atomic
 def create_write_key(
     *, account: Account, actor: Actor, name: str, stream: str = "default"
-) -> NewSecret:
+) -> NewSecret[WriteKey]:
     secret, prefix, digest = _mint(WriteKey.PREFIX)
     key = WriteKey.objects.create(
         account=account, prefix=prefix, digest=digest, name=name.strip() or "Write key",

@@ -20,7 +20,7 @@ from cdp_site.models import AccessToken, Account, AuditEvent, Membership, Role
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import User
 
     from cdp_site.tenancy import Actor
 
@@ -57,7 +57,7 @@ def _role_codes(roles: Iterable[Role]) -> list[str]:
 
 @transaction.atomic
 def add_member(
-    *, account: Account, actor: Actor, user: AbstractBaseUser, roles: Iterable[Role]
+    *, account: Account, actor: Actor, user: User, roles: Iterable[Role]
 ) -> Membership:
     if Membership.objects.filter(account=account, user=user).exists():
         raise AccessError("already_member", f"{user.get_username()} is already a member.", 409)
@@ -100,7 +100,7 @@ def remove_member(membership: Membership, *, actor: Actor) -> None:
     membership.delete()
 
 
-def _trim_token_roles(account: Account, user: AbstractBaseUser, role_codes: set[str]) -> None:
+def _trim_token_roles(account: Account, user: User, role_codes: set[str]) -> None:
     through = AccessToken.roles.through
     through.objects.filter(
         accesstoken__account=account,
@@ -125,7 +125,7 @@ def update_account_settings(account: Account, *, actor: Actor, **values: Any) ->
     return account
 
 
-def find_user(identifier: str) -> AbstractBaseUser | None:
+def find_user(identifier: str) -> User | None:
     """A user by username or email."""
     users = get_user_model().objects
     return (

@@ -134,11 +134,13 @@ def role_choices_for(actor: Actor) -> QuerySet:
     return roles if actor.is_superuser else roles.filter(code__in=actor.role_codes)
 
 
-class NetworksField(forms.CharField):
+class NetworksField(forms.Field):
+    """CIDR networks typed one a line, cleaned to a list."""
+
     widget = forms.Textarea(attrs={"rows": 2, "cols": 40, "class": "strata-networks"})
 
     def to_python(self, value: Any) -> list[str]:
-        text = super().to_python(value) or ""
+        text = "" if value in self.empty_values else str(value)
         try:
             return access.validate_networks(n for n in text.split() if n)
         except AccessError as exc:
@@ -169,7 +171,9 @@ class AccessTokenCreateForm(forms.Form):
 
     def __init__(self, *args: Any, actor: Actor, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["roles"].queryset = role_choices_for(actor)
+        roles = self.fields["roles"]
+        assert isinstance(roles, RoleChoiceField)
+        roles.queryset = role_choices_for(actor)
 
 
 class AccessTokenChangeForm(forms.ModelForm):
@@ -328,8 +332,8 @@ class WriteKeyCreateForm(forms.Form):
 @admin.register(WriteKey)
 class WriteKeyAdmin(AccountScopedAdmin):
     list_display = ["masked", "name", "stream", "status_badge", "last_used", "created"]
-    readonly_fields = ["masked", "name", "stream", "status_badge", "created_by_name",
-                       "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ("masked", "name", "stream", "status_badge", "created_by_name",
+                       "created_at", "last_used_at", "revoked_at")
     fields = readonly_fields
     actions = ["revoke_keys"]
     list_select_related = ["created_by"]
@@ -466,11 +470,12 @@ class MembershipAdmin(AccountScopedAdmin):
             "submit_label": "Add member",
         })
 
-    def save_model(self, request: HttpRequest, obj: Membership, form: forms.Form,
+    def save_model(self, request: HttpRequest, obj: Membership, form: forms.ModelForm[Membership],
                    change: bool) -> None:
         pass  # roles are saved in save_related through the audited service
 
-    def save_related(self, request: HttpRequest, form: forms.Form, formsets: Any,
+    def save_related(self, request: HttpRequest, form: forms.ModelForm[Membership],
+                     formsets: Any,
                      change: bool) -> None:
         accounts.set_member_roles(form.instance, actor=self.actor(request),
                                   roles=form.cleaned_data["roles"])
@@ -497,9 +502,9 @@ class AccountAdmin(TitledAdmin):
     list_display = ["name", "slug", "aid", "enabled", "retention_days", "monthly_event_quota"]
     readonly_fields = ["aid", "created_at"]
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         head = ["slug"] if obj is None else ["aid", "slug"]
-        return [*head, *Account.SETTINGS_FIELDS, "created_at"]
+        return (*head, *Account.SETTINGS_FIELDS, "created_at")
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return ["aid", "slug", "created_at"] if obj is not None else ["created_at"]
@@ -539,7 +544,10 @@ class AccountAdmin(TitledAdmin):
         original = Account.objects.get(pk=obj.pk)
         values = {name: form.cleaned_data[name] for name in form.changed_data
                   if name in Account.SETTINGS_FIELDS}
-        accounts.update_account_settings(original, actor=request_actor(request), **values)
+        actor = request_actor(request)
+        if actor is None:  # has_change_permission let no one else this far
+            raise PermissionDenied
+        accounts.update_account_settings(original, actor=actor, **values)
 
 
 @admin.register(AuditEvent)
@@ -549,8 +557,8 @@ class AuditEventAdmin(AccountScopedAdmin):
     list_filter = ["action"]
     search_fields = ["actor_label", "target_label"]
     date_hierarchy = None
-    readonly_fields = ["created_at", "actor_label", "action", "target_type", "target_id",
-                       "target_label", "changes", "ip_address"]
+    readonly_fields = ("created_at", "actor_label", "action", "target_type", "target_id",
+                       "target_label", "changes", "ip_address")
     fields = readonly_fields
 
     @admin.display(description="when", ordering="created_at")
@@ -597,7 +605,7 @@ class RoleAdmin(TitledAdmin):
     """The role matrix, read-only: it is seeded from ROLES.md by a migration."""
 
     list_display = ["name", "abbreviation", "allows", "permission_list"]
-    fields = ["name", "abbreviation", "description", "allows", "permission_list"]
+    fields = ("name", "abbreviation", "description", "allows", "permission_list")
     readonly_fields = fields
 
     @admin.display(description="allows")

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from django.contrib import admin
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponseBase
 from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 
 from cdp_site.models import Role
 from cdp_site.tenancy import session_actor
+
+_View = TypeVar("_View", bound=Callable[..., HttpResponseBase])
 
 
 class MemberLoginForm(AuthenticationForm):
@@ -50,13 +52,12 @@ class StrataAdminSite(admin.AdminSite):
         context = {"title": actor.account.name} if actor is not None else {}
         return super().index(request, {**context, **(extra_context or {})})
 
-    def admin_view(self, view: Callable[..., HttpResponse], cacheable: bool = False
-                   ) -> Callable[..., HttpResponse]:
+    def admin_view(self, view: _View, cacheable: bool = False) -> _View:
         """Members whose roles refuse a page get a 403 inside the console, not a bare one."""
         wrapped = super().admin_view(view, cacheable)
 
         @wraps(wrapped)
-        def inner(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        def inner(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             try:
                 return wrapped(request, *args, **kwargs)
             except PermissionDenied:
@@ -66,7 +67,7 @@ class StrataAdminSite(admin.AdminSite):
                 add_never_cache_headers(response)
                 return response
 
-        return inner
+        return cast(_View, inner)  # wraps() keeps the view's name and attributes
 
     def permission_denied(self, request: HttpRequest) -> TemplateResponse:
         request.current_app = self.name

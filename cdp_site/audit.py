@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import models
 
-from cdp_site.models import AccessToken, Account, AuditEvent
+from cdp_site.models import AccessToken, Account, AccountScopedModel, AuditEvent
 
 if TYPE_CHECKING:
     from cdp_site.tenancy import Actor
@@ -35,7 +35,7 @@ def record(
     )
 
 
-def record_change(actor: Actor | None, action: str, target: models.Model,
+def record_change(actor: Actor | None, action: str, target: AccountScopedModel,
                   changes: dict[str, Any] | None = None) -> AuditEvent | None:
     """An entry, in the target's account, for a change someone made; none without an actor
     (a seed, a command, a scheduled task). The services call it inside the change's

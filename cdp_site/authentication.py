@@ -16,6 +16,10 @@ if TYPE_CHECKING:
 
     from cdp_site.models import AccessToken
 
+# A token request's actor, kept on the underlying HttpRequest (which does not declare it:
+# request_actor is the typed way to read it).
+_TOKEN_ACTOR_ATTR = "strata_actor"
+
 
 class InvalidToken(exceptions.AuthenticationFailed):
     default_detail = "The access token is not valid."
@@ -60,7 +64,7 @@ class AccessTokenAuthentication(BaseAuthentication):
         token = authenticate_access_token(secret, ip)
         if token is None:
             raise InvalidToken()
-        request._request.strata_actor = actor_for_token(token, ip)
+        setattr(request._request, _TOKEN_ACTOR_ATTR, actor_for_token(token, ip))
         return TokenUser(token), token
 
     def authenticate_header(self, request: Request) -> str:
@@ -69,8 +73,8 @@ class AccessTokenAuthentication(BaseAuthentication):
 
 def request_actor(request: Request) -> Actor | None:
     """The actor of an authenticated API request (token or session), or None."""
-    actor = getattr(request._request, "strata_actor", None)
-    if actor is not None:
+    actor = getattr(request._request, _TOKEN_ACTOR_ATTR, None)
+    if isinstance(actor, Actor):
         return actor
     user = request.user
     if user is not None and user.is_authenticated:

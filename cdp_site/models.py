@@ -84,7 +84,7 @@ class Role(models.Model):
 
 
 class AccountScopedQuerySet(models.QuerySet):
-    def for_account(self, account: Account) -> AccountScopedQuerySet:
+    def for_account(self, account: Account | int) -> AccountScopedQuerySet:
         return self.filter(account=account)
 
 

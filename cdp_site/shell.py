@@ -4,7 +4,7 @@ later): who may open a page, the navigation their roles allow, and rendering ins
 
 A page view is decorated with ``@strata_page("schema.view")``: anonymous visitors go to the
 sign-in page (and come back), members whose roles lack the permission get the 403 page, and
-the view finds the actor on ``request.actor``. Views render with ``render_page``.
+the view finds the actor with ``page_actor(request)``. Views render with ``render_page``.
 """
 
 from __future__ import annotations
@@ -16,20 +16,23 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpResponse
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpResponse, HttpResponseBase
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 
 from cdp_site.models import Role
-from cdp_site.tenancy import session_actor
+from cdp_site.tenancy import Actor, session_actor
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
 
-    from cdp_site.tenancy import Actor
+PageView = Callable[..., HttpResponseBase]
 
-PageView = Callable[..., "HttpResponse"]
+# strata_page leaves the actor it admitted on the request under this name (HttpRequest does not
+# declare it: page_actor is the typed way to read it).
+_PAGE_ACTOR_ATTR = "actor"
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ def render_page(
     status: int = 200,
 ) -> HttpResponse:
     """Render a page inside the shell, with the actor's navigation and roles."""
-    actor: Actor | None = getattr(request, "actor", None) or session_actor(request)
+    actor: Actor | None = getattr(request, _PAGE_ACTOR_ATTR, None) or session_actor(request)
     shell: dict[str, Any] = {"page_title": title, "section": section, "actor": actor}
     if actor is not None:
         shell["nav"] = nav_for(actor, section)
@@ -96,7 +99,7 @@ def strata_page(permission: str | None = None) -> Callable[[PageView], PageView]
 
     def decorate(view: PageView) -> PageView:
         @wraps(view)
-        def inner(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        def inner(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             if not request.user.is_authenticated:
                 if request.headers.get("HX-Request") == "true":
                     # a fragment request (polling, search) after the session ended: the whole
@@ -111,9 +114,17 @@ def strata_page(permission: str | None = None) -> Callable[[PageView], PageView]
                 return forbidden(request, "You do not belong to any account yet.")
             if permission is not None and not actor.has(permission):
                 return forbidden(request)
-            request.actor = actor
+            setattr(request, _PAGE_ACTOR_ATTR, actor)
             return view(request, *args, **kwargs)
 
         return inner
 
     return decorate
+
+
+def page_actor(request: HttpRequest) -> Actor:
+    """The actor ``strata_page`` admitted to this view."""
+    actor = getattr(request, _PAGE_ACTOR_ATTR, None)
+    if not isinstance(actor, Actor):
+        raise ImproperlyConfigured("page_actor is for views decorated with strata_page")
+    return actor

@@ -17,16 +17,22 @@ from django.utils.functional import SimpleLazyObject
 from cdp_site.models import AccessToken, Account, Membership, Permission
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import User
     from django.http import HttpRequest, HttpResponse
 
 SESSION_ACCOUNT_KEY = "strata_account_id"
+
+# What this module works out for a request, kept on the request so that each is resolved
+# once. HttpRequest declares no such attributes: they are set and read by these names only.
+_ACCOUNT_ATTR = "_strata_account"
+_ACTOR_ATTR = "_strata_actor"
+_LAZY_ACCOUNT_ATTR = "account"
 
 
 @dataclass
 class Actor:
     account: Account
-    user: AbstractBaseUser | None = None
+    user: User | None = None
     token: AccessToken | None = None
     role_codes: frozenset[str] = frozenset()
     permissions: frozenset[str] = frozenset()
@@ -63,10 +69,10 @@ def actor_for_token(token: AccessToken, ip_address: str | None) -> Actor:
 
 
 def actor_for_user(
-    user: AbstractBaseUser, account: Account, ip_address: str | None
+    user: User, account: Account, ip_address: str | None
 ) -> Actor | None:
     """The user acting in an account, or None if they have no place there."""
-    if getattr(user, "is_superuser", False):
+    if user.is_superuser:
         # The installation's operator acts as an Admin in any account.
         return Actor(
             account=account, user=user, role_codes=frozenset({"admin"}),
@@ -83,9 +89,9 @@ def actor_for_user(
     )
 
 
-def accounts_for_user(user: AbstractBaseUser) -> list[Account]:
+def accounts_for_user(user: User) -> list[Account]:
     accounts = Account.objects.all()
-    if not getattr(user, "is_superuser", False):
+    if not user.is_superuser:
         # Members of a disabled account lose access to it (operators keep it, to re-enable).
         accounts = accounts.filter(
             enabled=True, pk__in=Membership.objects.filter(user=user).values("account_id")
@@ -96,35 +102,43 @@ def accounts_for_user(user: AbstractBaseUser) -> list[Account]:
 def current_account(request: HttpRequest) -> Account | None:
     """The signed-in user's current account: the one chosen in the session if they still
     belong to it, else their first account."""
-    if hasattr(request, "_strata_account"):
-        return request._strata_account
+    if hasattr(request, _ACCOUNT_ATTR):
+        cached: Account | None = getattr(request, _ACCOUNT_ATTR)
+        return cached
     account = None
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
         accounts = accounts_for_user(user)
         chosen = request.session.get(SESSION_ACCOUNT_KEY)
         account = next((a for a in accounts if a.pk == chosen), accounts[0] if accounts else None)
-    request._strata_account = account
+    setattr(request, _ACCOUNT_ATTR, account)
     return account
 
 
 def session_actor(request: HttpRequest) -> Actor | None:
-    if hasattr(request, "_strata_actor"):
-        return request._strata_actor
+    if hasattr(request, _ACTOR_ATTR):
+        cached: Actor | None = getattr(request, _ACTOR_ATTR)
+        return cached
     account = current_account(request)
+    user = request.user
     actor = (
-        actor_for_user(request.user, account, client_ip(request)) if account is not None else None
+        actor_for_user(user, account, client_ip(request))
+        if account is not None and user.is_authenticated
+        else None
     )
-    request._strata_actor = actor
+    setattr(request, _ACTOR_ATTR, actor)
     return actor
 
 
 def switch_account(request: HttpRequest, account_id: int) -> Account | None:
     """Make an account current for this session, if the user belongs to it."""
-    account = next((a for a in accounts_for_user(request.user) if a.pk == account_id), None)
+    user = request.user
+    if not user.is_authenticated:
+        return None
+    account = next((a for a in accounts_for_user(user) if a.pk == account_id), None)
     if account is not None:
         request.session[SESSION_ACCOUNT_KEY] = account.pk
-        for attr in ("_strata_account", "_strata_actor"):
+        for attr in (_ACCOUNT_ATTR, _ACTOR_ATTR):
             if hasattr(request, attr):
                 delattr(request, attr)
     return account
@@ -148,7 +162,7 @@ class CurrentAccountMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        request.account = SimpleLazyObject(lambda: current_account(request))
+        setattr(request, _LAZY_ACCOUNT_ATTR, SimpleLazyObject(lambda: current_account(request)))
         return self.get_response(request)
 
 

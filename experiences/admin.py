@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db import transaction
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -198,12 +199,12 @@ class ExperienceAdmin(AccountScopedAdmin):
 
     # -- saving through the lifecycle
 
-    def save_model(self, request: HttpRequest, obj: Experience, form: forms.Form,
-                   change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: Experience,
+                   form: forms.ModelForm[Experience], change: bool) -> None:
         """Nothing yet: save_related saves the experience with its inlines in one change."""
 
-    def save_related(self, request: HttpRequest, form: forms.Form, formsets: Any,
-                     change: bool) -> None:
+    def save_related(self, request: HttpRequest, form: forms.ModelForm[Experience],
+                     formsets: Any, change: bool) -> None:
         actor = self.actor(request)
         changes = self._changes(form, formsets)
         try:
@@ -216,7 +217,7 @@ class ExperienceAdmin(AccountScopedAdmin):
         except lifecycle.ExperienceError as error:
             _refused(request, error)
 
-    def _changes(self, form: forms.Form, formsets: Any) -> dict[str, Any]:
+    def _changes(self, form: forms.ModelForm[Experience], formsets: Any) -> dict[str, Any]:
         data = form.cleaned_data
         changes = {name: data[name] for name in lifecycle.EXPERIENCE_FIELDS if name in data}
         changes["description"] = changes.get("description") or ""
@@ -234,7 +235,7 @@ class ExperienceAdmin(AccountScopedAdmin):
         return changes
 
     @staticmethod
-    def _variant(form: forms.Form, value_type: str | None) -> dict[str, Any]:
+    def _variant(form: forms.ModelForm[Variant], value_type: str | None) -> dict[str, Any]:
         data = form.cleaned_data
         text = data.get("value") or ""
         value: Any = text
@@ -331,7 +332,7 @@ class ExperienceAdmin(AccountScopedAdmin):
             "title": "Complete experiences", "opts": self.model._meta,
             "experiences": [(exp, sorted(exp.variants.all(), key=lambda v: v.position))
                             for exp in experiences],
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
             "changelist_url": reverse("admin:experiences_experience_changelist"),
         })
 
@@ -353,11 +354,11 @@ class GoalForm(forms.ModelForm):
     def validate_unique(self) -> None:
         """Left to the lifecycle."""
 
-    def clean(self) -> dict[str, Any]:
+    def clean(self) -> dict[str, Any] | None:
         data = super().clean()
-        if self.errors or self.account is None:
+        if data is None or self.errors or self.account is None:
             return data
-        values = {name: data.get(name) for name in self._meta.fields}
+        values = {name: data.get(name) for name in self._meta.fields or ()}
         values["where"] = values["where"] if values["where"] is not None else []
         for name in ("description", "stream"):
             values[name] = values[name] or ""
@@ -395,7 +396,7 @@ class GoalAdmin(AccountScopedAdmin):
     def used_by(self, obj: Goal) -> str:
         return ", ".join(sorted(obj.experiences.values_list("key", flat=True))) or "—"
 
-    def save_form(self, request: HttpRequest, form: forms.ModelForm, change: bool) -> Any:
+    def save_form(self, request: HttpRequest, form: GoalForm, change: bool) -> Any:
         return form.saved
 
     def save_model(self, request: HttpRequest, obj: Any, form: forms.Form, change: bool

@@ -35,7 +35,7 @@ def best_arm_shares(arms: Sequence[Counts], *, draws: int = DRAWS,
     return wins / draws
 
 
-def apply_floor(shares: Sequence[float], min_share: float) -> list[float]:
+def apply_floor(shares: Sequence[float] | np.ndarray, min_share: float) -> list[float]:
     """Raise every share to at least `min_share`, taking the difference from the others in
     proportion to their shares, so the result still sums to 1 and keeps their order."""
     values = np.asarray(shares, dtype=float)

@@ -128,7 +128,8 @@ def reweight(experience_id: int, *, now: datetime | None = None, force: bool = F
         if len(arms) < 2 or any(users < MIN_VISITORS for users, _c in arms.values()):
             return Outcome(exp.pk, exp.key, TOO_FEW_VISITORS, arms=arms)
         keys = list(arms)
-        shares = bandit_weights([tuple(arms[key]) for key in keys], seed=_seed(exp, now))
+        shares = bandit_weights([(arms[key][0], arms[key][1]) for key in keys],
+                                seed=_seed(exp, now))
         weights = dict(zip(keys, shares, strict=True))
         _store(exp, phase, now, weights, arms)
         return Outcome(exp.pk, exp.key, REWEIGHTED, weights=weights, arms=arms)

@@ -66,8 +66,8 @@ class FrozenDict(dict):
     def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise TypeError("configuration snapshots are immutable; thaw() a copy to change it")
 
-    __setitem__ = __delitem__ = __ior__ = _refuse  # type: ignore[assignment]
-    clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
 
     def __reduce__(self) -> tuple[Any, ...]:  # copy, deepcopy and pickle rebuild it whole
         return (FrozenDict, (dict(self),))
@@ -366,7 +366,8 @@ def _experience(exp: Experience, variants: list[Variant], goals: tuple[GoalConfi
         VariantConfig(
             id=v.pk, key=v.key, uid=v.uid, name=v.name or v.key, value=freeze(v.value),
             content=freeze(v.content), is_base=v.is_base, weight=share,
-            audience=v.audience.slug if v.audience_id else None, priority=v.priority,
+            audience=v.audience.slug if v.audience is not None else None,
+            priority=v.priority,
         )
         for v, share in zip(variants, shares, strict=True)
     )
@@ -381,7 +382,7 @@ def _experience(exp: Experience, variants: list[Variant], goals: tuple[GoalConfi
         if exp.target == Experience.Target.AUDIENCES else []
     target_audiences = tuple(a.slug for a in targets)
     readable = [a for a in targets if a.api_accessible and not a.archived]
-    readable += [v.audience for v in variants if v.audience_id and not v.is_base
+    readable += [v.audience for v in variants if v.audience is not None and not v.is_base
                  and v.audience.api_accessible and not v.audience.archived]
     return ExperienceConfig(
         id=exp.pk, key=exp.key, uid=exp.uid, name=exp.name, type=exp.type,

@@ -208,6 +208,10 @@ ON CONFLICT (experience_id, visitor) DO NOTHING
 """.format(**_T)
 
 
+# The cursor is kept on Django's connection wrapper, which does not declare it.
+_CURSOR_ATTR = "_strata_decide_cursor"
+
+
 def _cursor() -> tuple[Any, psycopg.Cursor[Any]]:
     """This thread's database wrapper and a plain psycopg cursor on its connection, kept with
     it (the statements are prepared once per connection where the settings allow). The
@@ -215,11 +219,11 @@ def _cursor() -> tuple[Any, psycopg.Cursor[Any]]:
     thread-local lookup."""
     db = connections[DEFAULT_DB_ALIAS]
     raw = db.connection
-    cursor = getattr(db, "_strata_decide_cursor", None)
+    cursor = getattr(db, _CURSOR_ATTR, None)
     if raw is None or cursor is None or cursor.connection is not raw or cursor.closed:
         db.ensure_connection()
         cursor = psycopg.Cursor(db.connection)
-        db._strata_decide_cursor = cursor
+        setattr(db, _CURSOR_ATTR, cursor)
     return db, cursor
 
 
@@ -255,7 +259,9 @@ def _load_visitor(account_id: int, visitor: str, identifiers: Mapping[str, Any] 
     db, cursor = _cursor()
     with db.wrap_database_errors:
         cursor.execute(statement, params, prepare=True)
-        profile_id, audiences, withheld, pairs = cursor.fetchone()
+        row = cursor.fetchone()
+    assert row is not None  # the statement's last SELECT has no FROM: always one row
+    profile_id, audiences, withheld, pairs = row
     return _Visitor(profile_id, frozenset(audiences), bool(withheld),
                     {pair[0]: pair[1] for pair in pairs})
 

@@ -168,7 +168,7 @@ def draft_of(exp: Experience) -> Draft:
     variants = [
         VariantDraft(key=v.key, uid=v.uid, name=v.name, value=v.value, content=v.content,
                      is_base=v.is_base, weight=v.weight,
-                     audience=v.audience.slug if v.audience_id else None,
+                     audience=v.audience.slug if v.audience is not None else None,
                      priority=v.priority, id=v.pk)
         for v in exp.variants.select_related("audience").order_by("position", "id")
     ]
@@ -270,7 +270,7 @@ def _check_variant_keys(draft: Draft, lookups: Lookups) -> Iterable[dict[str, st
         yield problem("duplicate_variant_uid", "Two variants have the same uid.", "variants")
 
 
-def _value_problem(value_type: str, value: Any) -> str | None:
+def _value_problem(value_type: str | None, value: Any) -> str | None:
     if value_type == Experience.ValueType.STRING:
         return None if isinstance(value, str) else "a string experience needs string values"
     if value_type == Experience.ValueType.JSON:
@@ -445,10 +445,10 @@ def _write_variants(exp: Experience, draft: Draft, lookups: Lookups) -> None:
                 "visitors and cannot be removed; set their weight to 0 instead.", status=409)
     Variant.objects.filter(pk__in=removed).delete()
     # Keys and uids move in two steps, so a swap never meets the unique constraints.
-    moving = [v for v in draft.variants if v.id is not None
+    moving = [v.id for v in draft.variants if v.id is not None
               and (stored[v.id].key != v.key or (v.uid and stored[v.id].uid != v.uid))]
-    for variant in moving:
-        Variant.objects.filter(pk=variant.id).update(key=f"~{variant.id}", uid=f"~{variant.id}")
+    for variant_id in moving:
+        Variant.objects.filter(pk=variant_id).update(key=f"~{variant_id}", uid=f"~{variant_id}")
     numbers = [int(v.uid) for v in draft.variants if v.uid.isdigit()]
     next_uid = max([*numbers, *(int(s.uid) for s in stored.values() if s.uid.isdigit()), -1]) + 1
     for position, spec in enumerate(draft.variants):

@@ -166,7 +166,8 @@ def bayesian_comparison(
         else data_mean
     )
     stddev = math.sqrt(1 / precision)
-    low, high = norm.ppf([alpha / 2, 1 - alpha / 2], mean, stddev)
+    low = norm.ppf(alpha / 2, mean, stddev)
+    high = norm.ppf(1 - alpha / 2, mean, stddev)
     risk_control, risk_variant = _risk(mean, stddev)
     return {
         "chance_to_beat_control": float(norm.sf(0, mean, stddev)),

@@ -322,7 +322,8 @@ def record_conversions(account_id: int, events: list[GoalEvent],
     reached: dict[tuple[int, int, str], _Reached] = {}
     missing: list[tuple[GoalEvent, ExperienceConfig]] = []
     for event, exp, goal in matches:
-        seen = _impression_for(impressions, exp.id, event, cookies.get(event.profile_id, ()))
+        profile_cookies = cookies.get(event.profile_id, ()) if event.profile_id is not None else ()
+        seen = _impression_for(impressions, exp.id, event, profile_cookies)
         if seen is None:
             missing.append((event, exp))
             continue

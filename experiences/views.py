@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from cdp_site.shell import render_page, strata_page
+from cdp_site.shell import page_actor, render_page, strata_page
 from experiences import lifecycle, results
 from experiences.bandit_schedule import next_due
 from experiences.models import BanditWeights, Experience, Phase
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 SECTION = "experiences"
 DASH = "\u2013"
 
-STATUS_BADGES = {
+STATUS_BADGES: dict[str, tuple[str, str]] = {
     Experience.Status.DRAFT: ("badge", "Draft"),
     Experience.Status.ACTIVE: ("badge ok", "Active"),
     Experience.Status.PAUSED: ("badge warn", "Paused"),
@@ -68,10 +68,6 @@ WARNING_TEXT = {
                                      "experience (not counted as conversions)",
     "sample_ratio_mismatch": "Sample ratio mismatch found by a results snapshot",
 }
-
-
-def _actor(request: HttpRequest) -> Actor:
-    return request.actor  # set by strata_page
 
 
 def kind_label(exp: Experience) -> str:
@@ -203,7 +199,7 @@ def _warnings(answer: dict[str, Any] | None) -> list[dict[str, Any]]:
 @require_GET
 @strata_page("experiences.view")
 def experience_list(request: HttpRequest) -> HttpResponse:
-    actor = _actor(request)
+    actor = page_actor(request)
     account = actor.account
     status = request.GET.get("status", "")
     rows = Experience.objects.filter(account=account).prefetch_related("variants")
@@ -232,7 +228,7 @@ def experience_list(request: HttpRequest) -> HttpResponse:
 
 
 def _experience(request: HttpRequest, key: str) -> Experience | None:
-    return (Experience.objects.filter(account=_actor(request).account, key=key)
+    return (Experience.objects.filter(account=page_actor(request).account, key=key)
             .select_related("account", "winner").first())
 
 
@@ -275,7 +271,7 @@ def _actions(actor: Actor, exp: Experience) -> list[dict[str, str]]:
 @require_GET
 @strata_page("experiences.view")
 def experience_detail(request: HttpRequest, key: str) -> HttpResponse:
-    actor = _actor(request)
+    actor = page_actor(request)
     exp = _experience(request, key)
     if exp is None:
         return _not_found(request, key)
@@ -316,7 +312,7 @@ def _refused(request: HttpRequest, error: lifecycle.ExperienceError) -> None:
 
 
 def _run(request: HttpRequest, exp: Experience, action: str) -> Experience:
-    actor = _actor(request)
+    actor = page_actor(request)
     if action == "complete":
         results.snapshot(exp)  # the final figures, for the charts
         return lifecycle.complete(exp, actor, winner_key=request.POST.get("winner") or None)

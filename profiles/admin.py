@@ -52,7 +52,7 @@ class SchemaAdmin(AccountScopedAdmin):
         return type(form.__name__, (form,), {"account": actor.account if actor else None,
                                              "actor": actor})
 
-    def save_form(self, request: HttpRequest, form: forms.ModelForm, change: bool) -> Any:
+    def save_form(self, request: HttpRequest, form: SavingForm, change: bool) -> Any:
         return form.saved  # saved by the service when the form was cleaned
 
     def save_model(self, request: HttpRequest, obj: Any, form: forms.Form, change: bool
@@ -68,20 +68,25 @@ class SchemaAdmin(AccountScopedAdmin):
             self.delete_model(request, obj)
 
 
-class ServiceForm(forms.ModelForm):
-    """A ModelForm whose clean() saves through a schema service; the service's problems
-    become the form's errors (under the attribute they name) and nothing is saved."""
+class SavingForm(forms.ModelForm):
+    """A ModelForm that a service saves when it is cleaned (SchemaAdmin.get_form gives it the
+    account and actor); ``saved`` is what the service saved."""
 
     account: ClassVar[Any] = None
     actor: ClassVar[Any] = None
     saved: Any = None
 
+
+class ServiceForm(SavingForm):
+    """A ModelForm whose clean() saves through a schema service; the service's problems
+    become the form's errors (under the attribute they name) and nothing is saved."""
+
     def save_through_service(self, data: dict[str, Any]) -> Any:
         raise NotImplementedError
 
-    def clean(self) -> dict[str, Any]:
+    def clean(self) -> dict[str, Any] | None:
         data = super().clean()
-        if self.errors or self.account is None:
+        if data is None or self.errors or self.account is None:
             return data
         try:
             self.saved = self.save_through_service(data)
@@ -254,7 +259,7 @@ class RouteRuleForm(ServiceForm):
         widgets = {"expression": forms.Textarea(attrs={"rows": 2, "cols": 80})}
 
     def save_through_service(self, data: dict[str, Any]) -> RouteRule:
-        attrs = {attr: data.get(attr) for attr in schema.ROUTE_ATTRS}
+        attrs: dict[str, Any] = {attr: data.get(attr) for attr in schema.ROUTE_ATTRS}
         attrs["name"] = attrs["name"] or ""
         attrs["priority"] = attrs["priority"] or 0
         attrs["input_stream"] = (attrs["input_stream"] or "").strip()
@@ -291,8 +296,8 @@ class SchemaVersionAdmin(AccountScopedAdmin):
     change_list_template = "admin/profiles/schemaversion/change_list.html"
     list_display = ["version", "published", "published_by", "note", "reverted_from", "counts"]
     list_select_related = ["published_by"]
-    fields = ["number", "published_at", "published_by", "note", "reverted_from", "counts",
-              "snapshot_json"]
+    fields = ("number", "published_at", "published_by", "note", "reverted_from", "counts",
+              "snapshot_json")
     readonly_fields = fields
     actions = ["revert_to_version"]
 
@@ -386,21 +391,17 @@ CALCULATED_FORM_FIELDS = ["name", "description", "aggregate", "event", "property
                           "window_days", "active"]
 
 
-class CalculatedAttributeForm(forms.ModelForm):
+class CalculatedAttributeForm(SavingForm):
     """Saves through profiles.calculated.attributes.save_attribute; its refusal becomes the form's
     error (under the attribute it names) and nothing is saved."""
-
-    account: ClassVar[Any] = None
-    actor: ClassVar[Any] = None
-    saved: Any = None
 
     class Meta:
         model = CalculatedAttribute
         fields = CALCULATED_FORM_FIELDS
 
-    def clean(self) -> dict[str, Any]:
+    def clean(self) -> dict[str, Any] | None:
         data = super().clean()
-        if self.errors or self.account is None:
+        if data is None or self.errors or self.account is None:
             return data
         try:
             self.saved = calculated.save_attribute(

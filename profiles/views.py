@@ -18,7 +18,7 @@ from django.http import HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from cdp_site.shell import forbidden, render_page, strata_page
+from cdp_site.shell import forbidden, page_actor, render_page, strata_page
 from profiles import gdpr
 from profiles import selectors as select
 from profiles.masking import policy_for_actor
@@ -26,7 +26,6 @@ from profiles.masking import policy_for_actor
 if TYPE_CHECKING:
     from django.http import HttpRequest
 
-    from cdp_site.tenancy import Actor
     from profiles.masking import PiiPolicy
     from profiles.models import Profile
 
@@ -34,10 +33,6 @@ RESULTS_PER_PAGE = 25
 EVENTS_PER_PAGE = 25
 IDENTITY_LOG_SHOWN = 100
 IDENTIFIERS_FOLDED = 3  # a field's values shown before "n more"
-
-
-def _actor(request: HttpRequest) -> Actor:
-    return request.actor  # set by strata_page
 
 
 def _offset(request: HttpRequest, name: str = "offset") -> int:
@@ -71,7 +66,7 @@ def _not_found(request: HttpRequest, message: str) -> HttpResponse:
 @require_GET
 @strata_page("profiles.view")
 def profile_search(request: HttpRequest) -> HttpResponse:
-    actor = _actor(request)
+    actor = page_actor(request)
     account = actor.account
     policy = policy_for_actor(actor)
     catalog = select.field_catalog(account)
@@ -131,7 +126,7 @@ def _field_rows(profile: Profile, policy: PiiPolicy,
 @require_GET
 @strata_page("profiles.view")
 def profile_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    actor = _actor(request)
+    actor = page_actor(request)
     account = actor.account
     profile = select.profile_by_id(account, pk)
     if profile is None:
@@ -142,7 +137,7 @@ def profile_detail(request: HttpRequest, pk: int) -> HttpResponse:
     policy = policy_for_actor(actor)
     catalog = select.field_catalog(account)
     groups = select.identifiers_by_field(profile, catalog)
-    identifiers = [
+    identifiers: list[dict[str, Any]] = [
         {"field": name, "rank": (catalog.get(name) or select.FieldInfo(name)).identifier_rank,
          "pii": name in policy.pii_fields,
          "values": [{"value": policy.value(name, i.value), "first_seen": i.first_seen,
@@ -189,7 +184,7 @@ def _count_kinds(story: select.IdentityStory) -> dict[str, int]:
 @strata_page("profiles.view")
 def profile_delete(request: HttpRequest, pk: int) -> HttpResponse:
     """GDPR delete from the profile page (POST with CSRF; profiles.delete)."""
-    actor = _actor(request)
+    actor = page_actor(request)
     if not actor.has("profiles.delete"):
         return forbidden(request)
     profile = select.profile_by_id(actor.account, pk)

@@ -69,7 +69,7 @@ def make_write_key(account: Account, name: str = "Website", **kwargs: Any) -> tu
     new = access.create_write_key(
         account=account, actor=system_actor(account), name=name, **kwargs
     )
-    return new.obj, new.secret  # type: ignore[return-value]
+    return new.obj, new.secret
 
 
 def audit_events(account: Account, action: str | None = None) -> list[AuditEvent]:

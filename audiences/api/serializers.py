@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import User
 from rest_framework import serializers
 
 from audiences.editing import rule_text
@@ -12,7 +13,7 @@ from audiences.models import Audience
 
 class AudienceSerializer(serializers.ModelSerializer):
     text = serializers.SerializerMethodField(help_text="The rule in FilterQL text form.")
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField[User](slug_field="username", read_only=True)
 
     class Meta:
         model = Audience
@@ -69,7 +70,10 @@ class SizeSerializer(serializers.Serializer):
 class MemberSerializer(serializers.Serializer):
     profile_id = serializers.IntegerField()
     since = serializers.DateTimeField()
-    fields = serializers.DictField(help_text="Field values, PII masked without pii.view.")
+    # DRF's metaclass takes declared fields out of the class: this does not replace
+    # Serializer.fields, which the stubs see.
+    fields = serializers.DictField(  # type: ignore[assignment]
+        help_text="Field values, PII masked without pii.view.")
 
 
 class ProfileAudienceSerializer(serializers.Serializer):

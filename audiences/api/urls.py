@@ -7,7 +7,7 @@ from rest_framework.routers import SimpleRouter
 
 from audiences.api import views
 
-router = SimpleRouter(trailing_slash="/?")
+router = SimpleRouter()  # paths end with a slash
 router.register("audiences", views.AudienceViewSet, basename="audience")
 
 urlpatterns = [path("", include(router.urls))]

@@ -46,7 +46,9 @@ def invalid_rule_response(error: RuleError) -> Response:
                     status=status.HTTP_400_BAD_REQUEST)
 
 
-class AudienceViewSet(AccountScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+class AudienceViewSet(
+    AccountScopedViewSet[Audience], mixins.ListModelMixin, mixins.RetrieveModelMixin
+):
     """Audiences of the account, by slug. ``?q=`` searches names, ``?archived=true`` lists
     archived ones, ``?api_accessible=true`` only those visible to sites."""
 

@@ -1,19 +1,32 @@
 from __future__ import annotations
 
+from typing import Any
+
+from django.contrib.auth.models import User
 from rest_framework import serializers
 
-from cdp_site.models import AccessToken, Account, AuditEvent, Membership, Role, WriteKey
+from cdp_site.models import (
+    AccessToken,
+    Account,
+    AuditEvent,
+    Membership,
+    Permission,
+    Role,
+    WriteKey,
+)
 
 
-class RoleSerializer(serializers.ModelSerializer):
-    permissions = serializers.SlugRelatedField(slug_field="code", many=True, read_only=True)
+class RoleSerializer(serializers.ModelSerializer[Role]):
+    permissions = serializers.SlugRelatedField[Permission](
+        slug_field="code", many=True, read_only=True
+    )
 
     class Meta:
         model = Role
         fields = ["code", "name", "abbreviation", "description", "permissions"]
 
 
-class AccessTokenSerializer(serializers.ModelSerializer):
+class AccessTokenSerializer(serializers.ModelSerializer[AccessToken]):
     roles = serializers.SlugRelatedField(
         slug_field="code", queryset=Role.objects.all(), many=True, allow_empty=False
     )
@@ -23,7 +36,7 @@ class AccessTokenSerializer(serializers.ModelSerializer):
     )
     masked = serializers.CharField(read_only=True)
     status = serializers.CharField(read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField[User](slug_field="username", read_only=True)
 
     class Meta:
         model = AccessToken
@@ -36,7 +49,7 @@ class AccessTokenSerializer(serializers.ModelSerializer):
         extra_kwargs = {"description": {"required": False}}
 
 
-class AccessTokenUpdateSerializer(serializers.Serializer):
+class AccessTokenUpdateSerializer(serializers.Serializer[Any]):
     description = serializers.CharField(max_length=200, required=False)
     enabled = serializers.BooleanField(required=False)
     allowed_networks = serializers.ListField(
@@ -51,9 +64,9 @@ class NewAccessTokenSerializer(AccessTokenSerializer):
         fields = [*AccessTokenSerializer.Meta.fields, "token"]
 
 
-class WriteKeySerializer(serializers.ModelSerializer):
+class WriteKeySerializer(serializers.ModelSerializer[WriteKey]):
     masked = serializers.CharField(read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField[User](slug_field="username", read_only=True)
 
     class Meta:
         model = WriteKey
@@ -71,7 +84,7 @@ class NewWriteKeySerializer(WriteKeySerializer):
         fields = [*WriteKeySerializer.Meta.fields, "key"]
 
 
-class MembershipSerializer(serializers.ModelSerializer):
+class MembershipSerializer(serializers.ModelSerializer[Membership]):
     user = serializers.CharField(
         source="user.username", help_text="Username or email of an existing user."
     )
@@ -86,13 +99,13 @@ class MembershipSerializer(serializers.ModelSerializer):
         read_only_fields = ["created_at"]
 
 
-class MembershipUpdateSerializer(serializers.Serializer):
+class MembershipUpdateSerializer(serializers.Serializer[Any]):
     roles = serializers.SlugRelatedField(
         slug_field="code", queryset=Role.objects.all(), many=True
     )
 
 
-class AuditEventSerializer(serializers.ModelSerializer):
+class AuditEventSerializer(serializers.ModelSerializer[AuditEvent]):
     class Meta:
         model = AuditEvent
         fields = [
@@ -101,7 +114,7 @@ class AuditEventSerializer(serializers.ModelSerializer):
         ]
 
 
-class AccountSerializer(serializers.ModelSerializer):
+class AccountSerializer(serializers.ModelSerializer[Account]):
     class Meta:
         model = Account
         fields = ["id", "aid", "slug", "created_at", *Account.SETTINGS_FIELDS]

@@ -5,7 +5,7 @@ from rest_framework.routers import SimpleRouter
 
 from cdp_site.api import views
 
-router = SimpleRouter(trailing_slash="/?")
+router = SimpleRouter()  # paths end with a slash
 router.register("tokens", views.AccessTokenViewSet, basename="token")
 router.register("write-keys", views.WriteKeyViewSet, basename="write-key")
 router.register("memberships", views.MembershipViewSet, basename="membership")

@@ -31,14 +31,14 @@ from cdp_site.hooks import hooks
 from cdp_site.models import AccessToken, AuditEvent, Membership, Role, WriteKey
 
 
-class MeSerializer(serializers.Serializer):
+class MeSerializer(serializers.Serializer[Any]):
     account = serializers.DictField()
     principal = serializers.CharField()
     roles = serializers.ListField(child=serializers.CharField())
     permissions = serializers.ListField(child=serializers.CharField())
 
 
-class DashboardSerializer(serializers.Serializer):
+class DashboardSerializer(serializers.Serializer[Any]):
     account = serializers.CharField()
     members = serializers.IntegerField()
     active_tokens = serializers.IntegerField()
@@ -112,7 +112,7 @@ class AccountView(AccountAPIView):
         return Response(AccountSerializer(account).data)
 
 
-class RoleViewSet(ActorMixin, viewsets.GenericViewSet):
+class RoleViewSet(ActorMixin, viewsets.GenericViewSet[Role]):
     """The eleven roles and the permissions each grants (not account data: same everywhere)."""
 
     serializer_class = RoleSerializer
@@ -135,7 +135,9 @@ class AccessTokenFilter(filters.FilterSet):
         model = AccessToken
         fields = ["enabled"]
 
-    def filter_status(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+    def filter_status(
+        self, queryset: QuerySet[AccessToken], name: str, value: str
+    ) -> QuerySet[AccessToken]:
         if value == "revoked":
             return queryset.filter(revoked_at__isnull=False)
         if value == "disabled":
@@ -144,7 +146,7 @@ class AccessTokenFilter(filters.FilterSet):
 
 
 class AccessTokenViewSet(
-    AccountScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin
+    AccountScopedViewSet[AccessToken], mixins.ListModelMixin, mixins.RetrieveModelMixin
 ):
     """Access tokens of the account (Admins). The secret is in the create response only."""
 
@@ -153,7 +155,7 @@ class AccessTokenViewSet(
     permission_feature = "admin"
     filterset_class = AccessTokenFilter
 
-    def scope_queryset(self, queryset: QuerySet) -> QuerySet:
+    def scope_queryset(self, queryset: QuerySet[AccessToken]) -> QuerySet[AccessToken]:
         return queryset.select_related("created_by").prefetch_related("roles").order_by(
             "-created_at", "-id"
         )
@@ -189,14 +191,16 @@ class AccessTokenViewSet(
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class WriteKeyViewSet(AccountScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+class WriteKeyViewSet(
+    AccountScopedViewSet[WriteKey], mixins.ListModelMixin, mixins.RetrieveModelMixin
+):
     """Write keys of the account (Admins): public keys for sending events and asking decisions."""
 
     model = WriteKey
     serializer_class = WriteKeySerializer
     permission_feature = "admin"
 
-    def scope_queryset(self, queryset: QuerySet) -> QuerySet:
+    def scope_queryset(self, queryset: QuerySet[WriteKey]) -> QuerySet[WriteKey]:
         return queryset.select_related("created_by").order_by("-created_at", "-id")
 
     @extend_schema(request=WriteKeySerializer, responses={201: NewWriteKeySerializer})
@@ -217,14 +221,16 @@ class WriteKeyViewSet(AccountScopedViewSet, mixins.ListModelMixin, mixins.Retrie
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class MembershipViewSet(AccountScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+class MembershipViewSet(
+    AccountScopedViewSet[Membership], mixins.ListModelMixin, mixins.RetrieveModelMixin
+):
     """Members of the account and their roles (Admins)."""
 
     model = Membership
     serializer_class = MembershipSerializer
     permission_feature = "admin"
 
-    def scope_queryset(self, queryset: QuerySet) -> QuerySet:
+    def scope_queryset(self, queryset: QuerySet[Membership]) -> QuerySet[Membership]:
         return queryset.select_related("user").prefetch_related("roles").order_by(
             "user__username", "id"
         )
@@ -268,7 +274,9 @@ class AuditEventFilter(filters.FilterSet):
         fields = ["action", "target_type"]
 
 
-class AuditEventViewSet(AccountScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+class AuditEventViewSet(
+    AccountScopedViewSet[AuditEvent], mixins.ListModelMixin, mixins.RetrieveModelMixin
+):
     """The account's audit log, newest first (Admins)."""
 
     model = AuditEvent
@@ -276,6 +284,6 @@ class AuditEventViewSet(AccountScopedViewSet, mixins.ListModelMixin, mixins.Retr
     permission_feature = "admin"
     filterset_class = AuditEventFilter
 
-    def scope_queryset(self, queryset: QuerySet) -> QuerySet:
+    def scope_queryset(self, queryset: QuerySet[AuditEvent]) -> QuerySet[AuditEvent]:
         return queryset.order_by("-created_at", "-id")
 

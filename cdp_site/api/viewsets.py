@@ -9,20 +9,22 @@ needs, or the request is refused.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework import exceptions, viewsets
 from rest_framework.views import APIView
 
 from cdp_site.authentication import request_actor
+from cdp_site.models import AccountScopedModel
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
     from rest_framework.request import Request
 
-    from cdp_site.models import AccountScopedModel
     from cdp_site.tenancy import Actor
+
+_Model = TypeVar("_Model", bound=AccountScopedModel)
 
 DEFAULT_ACTION_PERMISSIONS = {
     "list": "view",
@@ -34,10 +36,9 @@ DEFAULT_ACTION_PERMISSIONS = {
 }
 
 
-class ActorMixin:
+class ActorMixin(APIView):
     """Views that act for an actor in an account: ``self.actor``, ``required_permission``."""
 
-    request: Request
     permission_feature: ClassVar[str | None] = None
     # action/method -> "view" | "edit" | "delete" | a full permission code | None (any member)
     action_permissions: ClassVar[dict[str, str | None]] = {}
@@ -51,10 +52,12 @@ class ActorMixin:
     def required_permission(self, request: Request) -> str | None:
         # The action routed for this request's method (``request`` may be a clone with
         # another method, as when OPTIONS asks what POST would accept).
-        method = request.method.lower()
+        method_name = request.method or ""
+        method = method_name.lower()
         if method == "options":
             return None  # metadata; it lists only the actions the actor's roles allow
-        action_map = getattr(self, "action_map", None)
+        action_map: dict[str, str] | None = getattr(self, "action_map", None)
+        action: str | None
         if action_map is not None:
             action = action_map.get(method)
         else:
@@ -62,7 +65,7 @@ class ActorMixin:
             if not callable(getattr(self, action, None)):
                 action = None
         if action is None:
-            raise exceptions.MethodNotAllowed(request.method)
+            raise exceptions.MethodNotAllowed(method_name)
         mapping = {**DEFAULT_ACTION_PERMISSIONS, **self.action_permissions}
         if action not in mapping:
             raise ImproperlyConfigured(f"{type(self).__name__}.{action} names no permission")
@@ -74,8 +77,8 @@ class ActorMixin:
         return f"{self.permission_feature}.{level}"
 
 
-class AccountScopedViewSet(ActorMixin, viewsets.GenericViewSet):
-    model: ClassVar[type[AccountScopedModel]]
+class AccountScopedViewSet(ActorMixin, viewsets.GenericViewSet[_Model]):
+    model: type[_Model]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -85,12 +88,12 @@ class AccountScopedViewSet(ActorMixin, viewsets.GenericViewSet):
                 "scope_queryset instead, so scoping cannot be lost."
             )
 
-    def get_queryset(self) -> QuerySet:
+    def get_queryset(self) -> QuerySet[_Model]:
         if getattr(self, "swagger_fake_view", False):  # schema generation has no actor
             return self.model.objects.none()
         return self.scope_queryset(self.model.objects.for_account(self.actor.account))
 
-    def scope_queryset(self, queryset: QuerySet) -> QuerySet:
+    def scope_queryset(self, queryset: QuerySet[_Model]) -> QuerySet[_Model]:
         return queryset
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from audiences.models import Audience
 from experiences.models import Experience, Goal, Phase, Variant
 
 # --------------------------------------------------------------------------- reading
@@ -15,7 +16,7 @@ from experiences.models import Experience, Goal, Phase, Variant
 
 class VariantSerializer(serializers.ModelSerializer):
     base = serializers.BooleanField(source="is_base")
-    audience = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    audience = serializers.SlugRelatedField[Audience](slug_field="slug", read_only=True)
 
     class Meta:
         model = Variant
@@ -47,11 +48,11 @@ class ExperienceSerializer(serializers.ModelSerializer):
 
     def get_variants(self, exp: Experience) -> list[dict[str, Any]]:
         variants = sorted(exp.variants.all(), key=lambda v: (v.position, v.pk))
-        return VariantSerializer(variants, many=True).data
+        return list(VariantSerializer(variants, many=True).data)
 
     def get_goals(self, exp: Experience) -> list[dict[str, Any]]:
         links = sorted(exp.experience_goals.all(), key=lambda link: (not link.primary, link.pk))
-        return ExperienceGoalSerializer(links, many=True).data
+        return list(ExperienceGoalSerializer(links, many=True).data)
 
     def get_target_audiences(self, exp: Experience) -> list[str]:
         return sorted(audience.slug for audience in exp.target_audiences.all())

@@ -7,7 +7,7 @@ from rest_framework.routers import SimpleRouter
 
 from experiences.api import views
 
-router = SimpleRouter(trailing_slash="/?")
+router = SimpleRouter()  # paths end with a slash
 router.register("experiences", views.ExperienceViewSet, basename="experience")
 router.register("goals", views.GoalViewSet, basename="goal")
 

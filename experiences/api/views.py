@@ -17,6 +17,7 @@ from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from cdp_site.api.viewsets import AccountScopedViewSet
 from experiences import lifecycle
@@ -27,13 +28,13 @@ EXPERIENCE_KEY = r"[A-Za-z0-9][A-Za-z0-9_.:-]*"
 REFUSED = {400: s.ExperienceRefusalSerializer, 409: s.ExperienceRefusalSerializer}
 
 
-class LifecycleRefusals:
+class LifecycleRefusals(APIView):
     """Answers a refused change (``lifecycle.ExperienceError``) in the API's error shape."""
 
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, lifecycle.ExperienceError):
             return Response(exc.as_dict(), status=exc.status)
-        return super().handle_exception(exc)  # type: ignore[misc]
+        return super().handle_exception(exc)
 
 
 def _changes(serializer_class: type, data: Any, *, partial: bool) -> dict[str, Any]:
@@ -42,8 +43,10 @@ def _changes(serializer_class: type, data: Any, *, partial: bool) -> dict[str, A
     return dict(serializer.validated_data)
 
 
-class ExperienceViewSet(LifecycleRefusals, AccountScopedViewSet, mixins.ListModelMixin,
-                        mixins.RetrieveModelMixin):
+class ExperienceViewSet(
+    LifecycleRefusals, AccountScopedViewSet[Experience], mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+):
     """A/B tests, bandits and segmented experiences with their variants and goals.
     ``?status=``, ``?type=``, ``?q=`` (part of the key or name) filter the list."""
 
@@ -160,8 +163,9 @@ class ExperienceViewSet(LifecycleRefusals, AccountScopedViewSet, mixins.ListMode
         return Response({"ready": not problems, "problems": problems})
 
 
-class GoalViewSet(LifecycleRefusals, AccountScopedViewSet, mixins.ListModelMixin,
-                  mixins.RetrieveModelMixin):
+class GoalViewSet(
+    LifecycleRefusals, AccountScopedViewSet[Goal], mixins.ListModelMixin, mixins.RetrieveModelMixin
+):
     """Conversion goals: an event name, property conditions and (optionally) a stream."""
 
     model = Goal

@@ -151,13 +151,17 @@ def _page_url(request: HttpRequest) -> str:
     return url
 
 
+# The body as read, kept on the request (which does not declare it) for _keep_refused.
+_RAW_BODY_ATTR = "strata_raw"
+
+
 def _body(request: HttpRequest, check: Callable[[Any], Any]) -> Any:
     try:
         raw = read_body(request, MAX_BODY_BYTES)
     except IntakeError as exc:
-        request.strata_raw = exc.body  # type: ignore[attr-defined]
+        setattr(request, _RAW_BODY_ATTR, exc.body)
         raise Refused(exc.status, exc.code, exc.message) from None
-    request.strata_raw = raw  # type: ignore[attr-defined]
+    setattr(request, _RAW_BODY_ATTR, raw)
     try:
         return check(parse_json(raw))
     except IntakeError as exc:
@@ -202,7 +206,7 @@ def _keep_refused(request: HttpRequest, refused: Refused, account: Account | Non
     """A refused body is kept as a failed event (as the collection paths keep theirs)."""
     if refused.kept or account is None or request.method == "GET":
         return
-    body = getattr(request, "strata_raw", b"")
+    body = getattr(request, _RAW_BODY_ATTR, b"")
     record_failures([Failure(code=refused.code, reason=refused.message,
                              body=body[:16384].decode("utf-8", "replace"))],
                     account=account, stream=personalize_stream(), source=SOURCE,

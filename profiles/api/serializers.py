@@ -30,7 +30,10 @@ class ConsentSerializer(serializers.Serializer):
 
 class ProfileSerializer(serializers.Serializer):
     id = serializers.IntegerField()
-    fields = serializers.DictField(help_text=f"Merged field values. {MASK_NOTE}")
+    # DRF's metaclass takes declared fields out of the class: this does not replace
+    # Serializer.fields, which the stubs see.
+    fields = serializers.DictField(  # type: ignore[assignment]
+        help_text=f"Merged field values. {MASK_NOTE}")
     identifiers = serializers.DictField(
         child=serializers.ListField(child=serializers.CharField()),
         help_text=f"Active identifier values by field, most recently seen first. {MASK_NOTE}")

@@ -36,19 +36,23 @@ class PageWithoutCount(LimitOffsetPagination):
     max_limit = 200
     has_more = False
 
-    def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> list:
+    def paginate_queryset(self, queryset: Any, request: Request, view: Any = None
+                          ) -> list[Any]:
         if not queryset.ordered:
             raise QuerySetNotOrdered(f"Paginating an unordered queryset of "
                                      f"{queryset.model.__name__}; add an ordering.")
-        self.request = request
-        self.limit = self.get_limit(request)
-        self.offset = self.get_offset(request)
-        rows = list(queryset[self.offset:self.offset + self.limit + 1])
-        self.has_more = len(rows) > self.limit
-        return rows[: self.limit]
+        limit = self.get_limit(request)  # None only when asked for none and no default
+        if limit is None:
+            limit = self.default_limit
+        offset = self.get_offset(request)
+        self.request, self.limit, self.offset = request, limit, offset
+        rows = list(queryset[offset:offset + limit + 1])
+        self.has_more = len(rows) > limit
+        return rows[:limit]
 
     def get_next_link(self) -> str | None:
-        if not self.has_more:
+        if not self.has_more or self.request is None or self.limit is None \
+                or self.offset is None:
             return None
         url = self.request.build_absolute_uri()
         url = replace_query_param(url, self.limit_query_param, self.limit)

@@ -667,7 +667,7 @@ def write_batch(cursor: Any, target: _Target, batch: list[BulkEvent | Failure],
             for item, failure in zip(refused, blocked, strict=True):
                 failure.line = item.line
             failures = sorted([*failures, *blocked], key=lambda f: f.line or 0)
-        events = kept  # type: ignore[assignment]
+        events = kept
     if events:
         stored = _store(cursor, target, _first_of_each_id(events))
         summary.stored += stored

@@ -80,8 +80,8 @@ def unflatten(pairs: list[tuple[str, str]], warnings: list[dict[str, Any]]) -> d
         if arrays and _covered(key, arrays):
             continue
         _put(data, key, value, warnings)
-    for base, value in arrays.items():
-        _put(data, base, value, warnings)
+    for base, array in arrays.items():
+        _put(data, base, array, warnings)
     return data
 
 

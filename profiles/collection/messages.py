@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -67,11 +68,11 @@ def parse_time(value: Any) -> datetime | None:
     kind = type(value)
     if kind is str and value:  # the usual case, as parse_datetime would take it first
         try:
-            parsed = datetime.fromisoformat(value.strip())
+            iso = datetime.fromisoformat(value.strip())
         except ValueError:
             pass  # other forms: below
         else:
-            return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+            return iso if iso.tzinfo is not None else iso.replace(tzinfo=UTC)
     elif kind is datetime and value.utcoffset() is not None:  # a batch's sentAt, parsed once
         return value
     if value is None or value == "":
@@ -129,6 +130,7 @@ def json_depth_exceeds(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
+        children: Iterable[Any]
         if isinstance(item, dict):
             children = item.values()
         elif isinstance(item, list):

@@ -19,7 +19,7 @@ aside.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, MiddlewareNotUsed
@@ -51,7 +51,7 @@ class CollectionMiddleware:
     # Subclasses give other public, CSRF-exempt, session-free paths the same fast path
     # (experiences.decisions.middleware: the decision APIs).
     urlconf = COLLECTION_URLCONF
-    prefixes = PREFIXES
+    prefixes: tuple[str, ...] = PREFIXES
 
     def __init__(self, get_response: Handler) -> None:
         if settings.ROOT_URLCONF != SITE_URLCONF:
@@ -60,7 +60,8 @@ class CollectionMiddleware:
         self.resolver = get_resolver(self.urlconf)
         listed = list(settings.MIDDLEWARE)
         me = f"{type(self).__module__}.{type(self).__name__}"
-        handler: Handler = convert_exception_to_response(self._view)
+        # convert_exception_to_response keeps a handler sync (its stubs allow for async ones).
+        handler = cast(Handler, convert_exception_to_response(self._view))
         for path in listed:
             if path in SKIPPED or path == me:
                 continue
@@ -71,7 +72,7 @@ class CollectionMiddleware:
                     f"{me} out of MIDDLEWARE.")
         for path in reversed(listed[listed.index(me) + 1:]):
             if path not in SKIPPED:
-                handler = convert_exception_to_response(import_string(path)(handler))
+                handler = cast(Handler, convert_exception_to_response(import_string(path)(handler)))
         self.collect = handler
 
     def __call__(self, request: HttpRequest) -> HttpResponse:

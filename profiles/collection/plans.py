@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import IntegrityError, transaction
 from jsonschema import Draft202012Validator
@@ -54,14 +55,17 @@ def forget(account: Account, stream: str) -> None:
     _cache.pop((account.pk, stream), None)
 
 
+_Event = TypeVar("_Event", bound=IncomingEvent)
+
+
 def apply_plans(
-    account: Account, stream: str, events: list[IncomingEvent]
-) -> tuple[list[IncomingEvent], list[Failure]]:
+    account: Account, stream: str, events: list[_Event]
+) -> tuple[list[_Event], list[Failure]]:
     """Split events into kept and blocked, recording violations on the kept ones."""
     plans = plans_for(account, stream)
     if not plans:
         return events, []
-    kept: list[IncomingEvent] = []
+    kept: list[_Event] = []
     blocked: list[Failure] = []
     for item in events:
         plan = plans.get(item.event or item.type)
@@ -120,7 +124,7 @@ def validate_schema(schema: Any) -> None:
 def _forget_now_and_on_commit(account: Account, *streams: str) -> None:
     for stream in set(streams):
         forget(account, stream)
-        transaction.on_commit(lambda stream=stream: forget(account, stream))
+        transaction.on_commit(partial(forget, account, stream))
 
 
 def _saved(plan: TrackingPlan) -> TrackingPlan:

@@ -139,9 +139,10 @@ def parse_message(
         message["type"] = kind
         mtype = kind
     else:
-        mtype = message.get("type")
-        if mtype not in TYPES:
+        declared = message.get("type")
+        if declared not in TYPES:
             return message_failure("invalid_type", message, position)
+        mtype = declared
     if context is not None:
         message["context"] = _merged(message.get("context"), context)
     if integrations is not None:

@@ -222,17 +222,21 @@ def _clip(value: Any, limit: int) -> str:
     return "" if value is None else str(value)[:limit].replace("\x00", "\ufffd")
 
 
+# The cursor is kept on Django's connection wrapper, which does not declare it.
+_CURSOR_ATTR = "_strata_store_cursor"
+
+
 def _store_cursor() -> psycopg.Cursor[Any]:
     """A plain psycopg cursor on this thread's connection, kept with it: Django's cursors bind
     client-side, quoting every array element in Python, where this one binds server-side and
     sends arrays in binary; and a cursor run again with the same statement keeps its adapters."""
     connection.ensure_connection()
     raw = connection.connection
-    cursor = getattr(connection, "_strata_store_cursor", None)
+    cursor = getattr(connection, _CURSOR_ATTR, None)
     if cursor is None or cursor.connection is not raw or cursor.closed:
         cursor = psycopg.Cursor(raw)
         cursor.adapters.register_dumper(_TextArray, _TextArrayDumper)
-        connection._strata_store_cursor = cursor
+        setattr(connection, _CURSOR_ATTR, cursor)
     return cursor
 
 

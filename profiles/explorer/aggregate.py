@@ -260,8 +260,8 @@ class ChunkSummary:
             previous = keys.get(ident)
             keys[ident] = summary if previous is None else summary.merge_older(previous)
         violations = dict(older.violations)
-        for key, n in self.violations.items():
-            violations[key] = violations.get(key, 0) + n
+        for violation, n in self.violations.items():
+            violations[violation] = violations.get(violation, 0) + n
         return ChunkSummary(self.events + older.events, hourly, keys, violations)
 
 

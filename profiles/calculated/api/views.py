@@ -22,8 +22,9 @@ from profiles.models import CalculatedAttribute
 REFUSED = {400: s.ErrorSerializer}
 
 
-class CalculatedAttributeViewSet(AccountScopedViewSet, mixins.ListModelMixin,
-                                 mixins.RetrieveModelMixin):
+class CalculatedAttributeViewSet(
+    AccountScopedViewSet[CalculatedAttribute], mixins.ListModelMixin, mixins.RetrieveModelMixin
+):
     """Windowed aggregates of profile events (docs/calculated-attributes.md), with the state
     of their background computation (``status``, ``progress``, ``error``)."""
 

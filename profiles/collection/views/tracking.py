@@ -147,7 +147,7 @@ def _refuse_body(
     return _refuse(request, exc.status, exc.code, exc.message, source=source,
                    body=exc.body or raw,
                    received_at=received_at, account=account,
-                   stream=stream or (caller.key.stream if account else ""),
+                   stream=stream or (caller.key.stream if caller.key is not None else ""),
                    presented=caller.presented)
 
 

@@ -56,7 +56,9 @@ def _int_param(request: Request, name: str, default: int | None, low: int, high:
     return value
 
 
-class StreamViewSet(AccountScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+class StreamViewSet(
+    AccountScopedViewSet[Stream], mixins.ListModelMixin, mixins.RetrieveModelMixin
+):
     """The account's streams with their last message time and events in the last 24 hours;
     per stream: the ingress series, the latest events and tracking plan violations."""
 
@@ -143,7 +145,9 @@ class StreamViewSet(AccountScopedViewSet, mixins.ListModelMixin, mixins.Retrieve
         ).data)
 
 
-class RawKeyViewSet(AccountScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+class RawKeyViewSet(
+    AccountScopedViewSet[RawKey], mixins.ListModelMixin, mixins.RetrieveModelMixin
+):
     """A stream's raw keys: search ``q``, filters used/common/hidden/type, ``ordering``; the
     detail adds sample values; PATCH ``hidden``."""
 
@@ -177,12 +181,16 @@ class RawKeyViewSet(AccountScopedViewSet, mixins.ListModelMixin, mixins.Retrieve
         return Response(s.RawKeyDetailSerializer(raw_key).data)
 
 
-class FailedEventViewSet(AccountScopedViewSet, mixins.ListModelMixin,
-                         mixins.RetrieveModelMixin):
+# Failed events without an account (no or an unknown write key) are the operators': the model
+# is not account-scoped, though this view reads only the account's.
+class FailedEventViewSet(
+    AccountScopedViewSet[FailedEvent],  # type: ignore[type-var]
+    mixins.ListModelMixin, mixins.RetrieveModelMixin,
+):
     """Messages that could not be accepted, newest first, with the reason; the detail adds
     the (truncated) body. Filters: stream, code, source, stage, since, until."""
 
-    model = FailedEvent  # type: ignore[assignment]
+    model = FailedEvent
     permission_feature = "schema"
     filterset_class = FailedEventFilter
 
@@ -197,8 +205,9 @@ class FailedEventViewSet(AccountScopedViewSet, mixins.ListModelMixin,
         return s.FailedEventDetailSerializer
 
 
-class TrackingPlanViewSet(AccountScopedViewSet, mixins.ListModelMixin,
-                          mixins.RetrieveModelMixin):
+class TrackingPlanViewSet(
+    AccountScopedViewSet[TrackingPlan], mixins.ListModelMixin, mixins.RetrieveModelMixin
+):
     """Tracking plans: a JSON Schema per stream and event name, ``allow`` (violations recorded
     on the event) or ``block`` (the event becomes a failed event)."""
 
@@ -235,7 +244,7 @@ class TrackingPlanViewSet(AccountScopedViewSet, mixins.ListModelMixin,
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class NoticeViewSet(AccountScopedViewSet, mixins.ListModelMixin):
+class NoticeViewSet(AccountScopedViewSet[AccountNotice], mixins.ListModelMixin):
     """What the account's Admins must be told (quota reached, retention dropped data).
     ``?resolved=false`` lists the open ones."""
 

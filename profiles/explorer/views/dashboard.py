@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from django.views.decorators.http import require_GET
 
-from cdp_site.shell import nav_for, render_page, strata_page
+from cdp_site.shell import nav_for, page_actor, render_page, strata_page
 from profiles.explorer import dashboard as board
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ SECTION_NOTES = {
 @require_GET
 @strata_page("dashboard.view")
 def dashboard(request: HttpRequest) -> HttpResponse:
-    actor = request.actor  # type: ignore[attr-defined]
+    actor = page_actor(request)
     figures = board.dashboard(actor.account)
     sections = [
         {**item, "note": SECTION_NOTES.get(item["section"], "")}

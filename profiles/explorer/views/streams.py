@@ -22,7 +22,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from cdp_site.models import WriteKey
-from cdp_site.shell import render_page, strata_page
+from cdp_site.shell import page_actor, render_page, strata_page
 from profiles.collection import usage
 from profiles.explorer import selectors, streams
 from profiles.explorer.aggregate import SKETCH_SIZE, estimate_distinct
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from django.http import HttpRequest
 
     from cdp_site.models import Account
-    from cdp_site.tenancy import Actor
 
 KEYS_PER_PAGE = 100
 LIVE_LIMIT = 50
@@ -54,12 +53,8 @@ def _is_htmx(request: HttpRequest) -> bool:
     return request.headers.get("HX-Request") == "true"
 
 
-def _actor(request: HttpRequest) -> Actor:
-    return request.actor  # set by strata_page
-
-
 def _stream_or_404(request: HttpRequest, name: str) -> Stream | HttpResponse:
-    stream = Stream.objects.for_account(_actor(request).account).filter(name=name).first()
+    stream = Stream.objects.for_account(page_actor(request).account).filter(name=name).first()
     if stream is None:
         return render_page(request, "cdp_site/404.html", {
             "heading": "No such stream",
@@ -83,7 +78,7 @@ def _safe_next(request: HttpRequest, fallback: str) -> str:
 @require_GET
 @strata_page("schema.view")
 def stream_list(request: HttpRequest) -> HttpResponse:
-    account = _actor(request).account
+    account = page_actor(request).account
     now = datetime.now(UTC)
     rows = list(streams.with_activity(Stream.objects.for_account(account), now)
                 .order_by("name"))
@@ -210,7 +205,7 @@ def _key_rows(account: Account, stream: Stream, filters: KeyFilters, page: str |
 
 
 def _keys_context(request: HttpRequest, stream: Stream) -> dict[str, Any]:
-    actor = _actor(request)
+    actor = page_actor(request)
     filters = KeyFilters.from_query(request.GET)
     context = _key_rows(actor.account, stream, filters, request.GET.get("page"))
     params = request.GET.copy()
@@ -249,7 +244,7 @@ def stream_detail(request: HttpRequest, name: str) -> HttpResponse:
     stream = _stream_or_404(request, name)
     if isinstance(stream, HttpResponse):
         return stream
-    account = _actor(request).account
+    account = page_actor(request).account
     period, bucket = _period(request)
     series = streams.ingress_series(account, stream.name, period=period, bucket=bucket)
     activity = streams.with_activity(Stream.objects.filter(pk=stream.pk)).get()
@@ -316,7 +311,7 @@ def key_visibility(request: HttpRequest, name: str) -> HttpResponse:
     stream = _stream_or_404(request, name)
     if isinstance(stream, HttpResponse):
         return stream
-    account = _actor(request).account
+    account = page_actor(request).account
     raw_key = RawKey.objects.for_account(account).filter(
         stream=stream.name, key=request.POST.get("key", "")).first()
     if raw_key is None:
@@ -350,8 +345,9 @@ def _event_view(event: RawEvent) -> dict[str, Any]:
     """A raw event as the live view lists it: a title a person recognises (the event name,
     the page's title, who identified) and the JSON as received."""
     message = event.message if isinstance(event.message, dict) else {}
-    properties = message.get("properties") if isinstance(message.get("properties"), dict) else {}
-    traits = message.get("traits") if isinstance(message.get("traits"), dict) else {}
+    given_properties, given_traits = message.get("properties"), message.get("traits")
+    properties = given_properties if isinstance(given_properties, dict) else {}
+    traits = given_traits if isinstance(given_traits, dict) else {}
     kind = event.type or str(message.get("type") or "")
     detail = ""
     if event.event:
@@ -395,7 +391,7 @@ def stream_live(request: HttpRequest, name: str) -> HttpResponse:
     stream = _stream_or_404(request, name)
     if isinstance(stream, HttpResponse):
         return stream
-    events = streams.latest_events(_actor(request).account, stream.name, limit=LIVE_LIMIT)
+    events = streams.latest_events(page_actor(request).account, stream.name, limit=LIVE_LIMIT)
     return render_page(request, "profiles/stream_live.html", {
         "stream": stream,
         "tab": "live",
@@ -414,7 +410,7 @@ def stream_live_events(request: HttpRequest, name: str) -> HttpResponse:
     if isinstance(stream, HttpResponse):
         return stream
     after_id = _after_id(request) or 0
-    events = streams.latest_events(_actor(request).account, stream.name, after_id=after_id,
+    events = streams.latest_events(page_actor(request).account, stream.name, after_id=after_id,
                                    limit=LIVE_LIMIT)
     response = render(request, "profiles/_live_events.html", {
         "stream": stream,
@@ -439,7 +435,7 @@ def _int(value: str | None) -> int | None:
 @require_GET
 @strata_page("schema.view")
 def failed_events(request: HttpRequest) -> HttpResponse:
-    account = _actor(request).account
+    account = page_actor(request).account
     stream = request.GET.get("stream", "")[:100]
     code = request.GET.get("code", "")[:64]
     page = selectors.failed_events_page(
@@ -466,7 +462,7 @@ def failed_events(request: HttpRequest) -> HttpResponse:
 @require_GET
 @strata_page("schema.view")
 def failed_event_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    event = selectors.failed_event(_actor(request).account, pk)
+    event = selectors.failed_event(page_actor(request).account, pk)
     if event is None:
         return render_page(request, "cdp_site/404.html", {
             "heading": "No such failed event",
@@ -495,7 +491,7 @@ USAGE_MONTHS = 12
 @require_GET
 @strata_page("admin.view")
 def usage_page(request: HttpRequest) -> HttpResponse:
-    account = _actor(request).account
+    account = page_actor(request).account
     shown = request.GET.get("range", "30d")
     if shown not in USAGE_RANGES:
         shown = "30d"
@@ -521,7 +517,7 @@ def usage_page(request: HttpRequest) -> HttpResponse:
         "percent": percent,
         "meter": min(100.0, percent or 0.0),
         "month_total_streams": sum(n for _s, n in report.streams) or 1,
-        "can_resolve": _actor(request).has("admin.edit"),
+        "can_resolve": page_actor(request).has("admin.edit"),
     }, section="usage", title="Usage")
 
 
@@ -529,7 +525,7 @@ def usage_page(request: HttpRequest) -> HttpResponse:
 @strata_page("admin.edit")
 def resolve_notice(request: HttpRequest, pk: int) -> HttpResponse:
     """Dismiss a notice on the usage page (it stays in the API with ``resolved_at``)."""
-    notice = AccountNotice.objects.for_account(_actor(request).account).filter(pk=pk).first()
+    notice = AccountNotice.objects.for_account(page_actor(request).account).filter(pk=pk).first()
     if notice is not None:
         usage.resolve_notice(notice)
     return HttpResponseRedirect(reverse("explorer-usage"))

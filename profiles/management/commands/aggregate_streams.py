@@ -41,9 +41,9 @@ class Command(BaseCommand):
         if workers is None:
             workers = default_workers() if loop else 0
         if not loop:
-            result = aggregate_streams(chunk_size=chunk_size, workers=workers)
-            self.stdout.write(f"{result.events} events and {result.failed_events} failed events "
-                              f"in {result.seconds:.1f} s")
+            once = aggregate_streams(chunk_size=chunk_size, workers=workers)
+            self.stdout.write(f"{once.events} events and {once.failed_events} failed events "
+                              f"in {once.seconds:.1f} s")
             return
         stopping = False
 

@@ -106,7 +106,9 @@ class Command(BaseCommand):
             raise CommandError(f"Cannot read {path}: {exc.strerror}.") from None
         with source:
             size = None if path == "-" else os.fstat(source.fileno()).st_size
-            progress = Progress(self.stderr._out, size,  # type: ignore[attr-defined]
+            # The stream under the OutputWrapper (which would end and style each write); the
+            # stubs type the wrapper's unknown attributes as callables.
+            progress = Progress(self.stderr._out, size,  # type: ignore[arg-type]
                                 enabled=not options["no_progress"])
             try:
                 summary = bulk.import_events(
