@@ -75,7 +75,7 @@ from profiles.processing.identity import (
     to_json_text,
     write_identity,
 )
-from profiles.schema.drafts import CompiledSchema, live_schema
+from profiles.schema.compiled import CompiledSchema, event_view, live_schema
 from profiles.schema.expressions import ExpressionError
 from profiles.schema.merge import FieldTypeError, MergeError, coerce, to_json
 
@@ -94,7 +94,6 @@ __all__ = [
     "PipelineEvent",
     "ProcessingStatus",
     "RetryBatch",
-    "event_view",
     "identify",
     "map_fields",
     "merge",
@@ -226,20 +225,6 @@ def _load_steps(names: tuple[str, ...]) -> list[Callable[[Batch], None]]:
 
 def pipeline_steps() -> list[Callable[[Batch], None]]:
     return _load_steps(tuple(getattr(settings, "STRATA_PIPELINE_STEPS", DEFAULT_STEPS)))
-
-
-def event_view(message: dict[str, Any], anonymous_id: str = "", user_id: str = ""
-               ) -> dict[str, Any]:
-    """What expressions see of an event: the message as received, plus ``anonymousId`` and
-    ``userId`` from the stored columns when the message lacks them (a tag hit whose visitor
-    id came from its cookie)."""
-    if (anonymous_id and "anonymousId" not in message) or (user_id and "userId" not in message):
-        message = dict(message)
-        if anonymous_id:
-            message.setdefault("anonymousId", anonymous_id)
-        if user_id:
-            message.setdefault("userId", user_id)
-    return message
 
 
 # --------------------------------------------------------------------------- steps

@@ -10,9 +10,8 @@ failed events),
 with received times spread over the past days. Then the aggregator runs once.
 
 First the Lytics use-case schema is installed and published in the account
-(``profiles.schema.drafts.install_lytics_schema``), so the processor ``make run`` starts builds
-profiles
-from these events (people identified on the website are found by email on /profiles/).
+(``profiles.schema.lytics.install_lytics_schema``), so the processor ``make run`` starts builds
+profiles from these events (people identified on the website are found by email on /profiles/).
 
 Idempotent: nothing is sent when the demo streams already hold events (and the schema is
 published once; when it is published for events already there, their profiles are rebuilt).
@@ -37,7 +36,8 @@ from profiles.collection.messages import QuotaExceeded
 from profiles.collection.store import accept
 from profiles.explorer.aggregate import aggregate_streams
 from profiles.models import RawEvent, TrackingPlan
-from profiles.schema import drafts as profile_schema
+from profiles.schema.lytics import install_lytics_schema
+from profiles.schema.versions import live_version
 
 WEB = "web"
 CRM = "crm_users"
@@ -418,8 +418,8 @@ class Command(BaseCommand):
         published before any event is sent, so the running processor (``serve`` starts
         ``process_events --loop``) builds profiles from them. True when a version was
         published now (a later run finds it live and publishes nothing)."""
-        live = profile_schema.live_version(account)
-        version = profile_schema.install_lytics_schema(account)
+        live = live_version(account)
+        version = install_lytics_schema(account)
         if version is not None and (live is None or version.pk != live.pk):
             self.stdout.write(f"Published the Lytics use-case schema (version {version.number}) "
                               f"in {account.name}.")
