@@ -48,7 +48,7 @@ from audiences.realtime import reevaluate
 from audiences.rules import RuleError, RuleSchema, validate_rule
 from profiles.calculated.attributes import attribute_types
 from profiles.models import Profile
-from profiles.schema.drafts import live_schema
+from profiles.schema.compiled import live_schema
 
 if TYPE_CHECKING:
     from cdp_site.models import Account

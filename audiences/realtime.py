@@ -50,7 +50,7 @@ from audiences.models import Audience
 from audiences.rules import RuleError, RuleSchema, node_kind, walk_nodes
 from profiles.calculated.attributes import attribute_types
 from profiles.processing.identity import db_cursor
-from profiles.schema.drafts import live_schema
+from profiles.schema.compiled import live_schema
 from profiles.schema.merge import FieldTypeError, MergeError, coerce, to_json
 
 if TYPE_CHECKING:

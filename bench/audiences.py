@@ -172,15 +172,17 @@ def _without_indexes(cur: Any, table: str, fill: Callable[[], None]) -> None:
 
 def setup_account(now: datetime) -> Any:
     from cdp_site.models import Account
-    from profiles.schema import drafts as schema
+    from profiles.schema.drafts import save_field, save_mapping
+    from profiles.schema.lytics import install_lytics_schema
+    from profiles.schema.versions import publish
 
     account = Account.objects.create(name="Bench Audiences", slug=ACCOUNT_SLUG)
-    schema.install_lytics_schema(account, publish_now=False)
+    install_lytics_schema(account, publish_now=False)
     for name, type_, operator, expression in EXTRA_FIELDS:
-        field = schema.save_field(account, name=name, type=type_, merge_operator=operator)
+        field = save_field(account, name=name, type=type_, merge_operator=operator)
         if expression:
-            schema.save_mapping(account, field=field, stream="web", expression=expression)
-    schema.publish(account)
+            save_mapping(account, field=field, stream="web", expression=expression)
+    publish(account)
     return account
 
 
@@ -488,7 +490,7 @@ def bench_realtime(account: Any, first_id: int, profiles: int, now: datetime, sa
     from audiences import realtime
     from audiences.context import compile_context
     from profiles.processing.batch import Batch
-    from profiles.schema.drafts import live_schema
+    from profiles.schema.compiled import live_schema
 
     schema = live_schema(account.pk)
     fields = {n: fl.type for n, fl in schema.fields.items()}

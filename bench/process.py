@@ -367,7 +367,7 @@ def main() -> None:
 
     from cdp_site.models import Account
     from profiles.models import FailedEvent, RawEvent
-    from profiles.schema.drafts import install_lytics_schema
+    from profiles.schema.lytics import install_lytics_schema
 
     try:
         call_command("migrate", verbosity=0)

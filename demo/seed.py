@@ -23,8 +23,9 @@ from experiences import lifecycle
 from experiences.models import Experience, Goal
 from profiles.calculated import attributes as calculated
 from profiles.models import CalculatedAttribute, Field
-from profiles.schema import drafts as schema
-from profiles.schema.drafts import install_lytics_schema
+from profiles.schema.drafts import save_field, save_mapping
+from profiles.schema.lytics import install_lytics_schema
+from profiles.schema.versions import diff_schema, publish
 
 # The main account sorts first: it is where a new session lands, and where the demo events go.
 DEMO_ACCOUNTS = [("Demo Travel", "demo"), ("Demo Travel Sandbox", "demo-sandbox")]
@@ -211,13 +212,13 @@ def seed_demo_calculated_attributes(account: Account) -> None:
     for name, ftype, merge, description in DEMO_EVENT_FIELDS:
         if name in have:
             continue
-        field = schema.save_field(account, name=name, type=ftype, merge_operator=merge,
-                                  description=description)
+        field = save_field(account, name=name, type=ftype, merge_operator=merge,
+                           description=description)
         for stream in ("default", "web"):
-            schema.save_mapping(account, field=field, stream=stream,
-                                expression=f"properties.{name}")
-    if schema.diff_schema(account)["has_changes"]:
-        schema.publish(account, note="Demo: event properties for calculated attributes")
+            save_mapping(account, field=field, stream=stream,
+                         expression=f"properties.{name}")
+    if diff_schema(account)["has_changes"]:
+        publish(account, note="Demo: event properties for calculated attributes")
     defined = set(CalculatedAttribute.objects.filter(account=account)
                   .values_list("name", flat=True))
     for spec in DEMO_CALCULATED_ATTRIBUTES:

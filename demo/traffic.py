@@ -35,7 +35,8 @@ from profiles.collection.messages import QuotaExceeded
 from profiles.collection.store import accept
 from profiles.explorer.aggregate import aggregate_streams
 from profiles.models import RawEvent, SchemaVersion, TrackingPlan
-from profiles.schema import drafts as profile_schema
+from profiles.schema.lytics import install_lytics_schema
+from profiles.schema.versions import live_version
 
 __all__ = ["CRM", "WEB", "Demo", "SentTraffic", "experience_decider", "has_demo_events",
            "publish_schema", "send_traffic"]
@@ -415,8 +416,8 @@ def publish_schema(account: Account) -> SchemaVersion | None:
     published before any event is sent, so the running processor (``serve`` starts
     ``process_events --loop``) builds profiles from them. The version published now (None
     when a later run finds it live and publishes nothing)."""
-    live = profile_schema.live_version(account)
-    version = profile_schema.install_lytics_schema(account)
+    live = live_version(account)
+    version = install_lytics_schema(account)
     if version is not None and (live is None or version.pk != live.pk):
         return version
     return None

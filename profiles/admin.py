@@ -1,11 +1,12 @@
 """Admin for the schema: fields, mappings and route rules of the draft, published versions.
 
 Scoped to the current account and permitted by the role matrix (feature ``schema``) through
-cdp_site's AccountScopedAdmin. Every write goes through ``profiles.schema.drafts``: a form's clean()
-hands its values to the service, whose refusal (with an expression's line and column) becomes
-the form's errors, so the admin saves exactly what the API and the pages would. A mapping's
-change page previews what it would produce for the stream's latest raw events; versions are
-read-only, with their snapshot, a revert action and a page to publish the draft.
+cdp_site's AccountScopedAdmin. Every write goes through the services of ``profiles.schema.drafts``
+and ``profiles.schema.versions``: a form's clean() hands its values to the service, whose refusal
+(with an expression's line and column) becomes the form's errors, so the admin saves exactly
+what the API and the pages would. A mapping's change page previews what it would produce for
+the stream's latest raw events; versions are read-only, with their snapshot, a revert action
+and a page to publish the draft.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from django.utils.safestring import SafeString
 from cdp_site.admin import AccountScopedAdmin, ago, request_actor
 from profiles.calculated import attributes as calculated
 from profiles.models import CalculatedAttribute, Field, Mapping, RouteRule, SchemaVersion
-from profiles.schema import drafts as schema
+from profiles.schema import drafts, versions
 from profiles.schema.api.serializers import count_changes
-from profiles.schema.drafts import SchemaValidationError
+from profiles.schema.checks import SchemaValidationError
 
 ADMIN_PREVIEW_EVENTS = 10
 
@@ -105,12 +106,12 @@ class ServiceForm(SavingForm):
 class FieldForm(ServiceForm):
     class Meta:
         model = Field
-        fields = list(schema.FIELD_ATTRS)
+        fields = list(versions.FIELD_ATTRS)
 
     def save_through_service(self, data: dict[str, Any]) -> Field:
-        attrs = {attr: data.get(attr) for attr in schema.FIELD_ATTRS}
+        attrs = {attr: data.get(attr) for attr in versions.FIELD_ATTRS}
         attrs["description"] = attrs["description"] or ""
-        return schema.save_field(self.account, instance=self.instance if self.instance.pk
+        return drafts.save_field(self.account, instance=self.instance if self.instance.pk
                                  else None, actor=self.actor, **attrs)
 
 
@@ -161,7 +162,7 @@ class FieldAdmin(SchemaAdmin):
 
     def delete_model(self, request: HttpRequest, obj: Field) -> None:
         actor = self.actor(request)
-        schema.delete_field(actor.account, obj, actor)
+        drafts.delete_field(actor.account, obj, actor)
 
 
 # --------------------------------------------------------------------------- mappings
@@ -175,7 +176,7 @@ class MappingForm(ServiceForm):
                    "guard": forms.Textarea(attrs={"rows": 1, "cols": 80})}
 
     def save_through_service(self, data: dict[str, Any]) -> Mapping:
-        return schema.save_mapping(
+        return drafts.save_mapping(
             self.account, instance=self.instance if self.instance.pk else None,
             field=data["field"], stream=(data.get("stream") or "").strip(),
             expression=data.get("expression") or "", guard=data.get("guard") or "",
@@ -235,7 +236,7 @@ class MappingAdmin(SchemaAdmin):
         if not obj.pk:
             return "Save the mapping to preview it on the stream's latest events."
         try:
-            rows = schema.preview_mapping(obj.account, stream=obj.stream,
+            rows = drafts.preview_mapping(obj.account, stream=obj.stream,
                                           expression=obj.expression, guard=obj.guard,
                                           field=obj.field, limit=ADMIN_PREVIEW_EVENTS)
         except SchemaValidationError as exc:
@@ -246,7 +247,7 @@ class MappingAdmin(SchemaAdmin):
 
     def delete_model(self, request: HttpRequest, obj: Mapping) -> None:
         actor = self.actor(request)
-        schema.delete_mapping(actor.account, obj, actor)
+        drafts.delete_mapping(actor.account, obj, actor)
 
 
 # --------------------------------------------------------------------------- route rules
@@ -255,16 +256,16 @@ class MappingAdmin(SchemaAdmin):
 class RouteRuleForm(ServiceForm):
     class Meta:
         model = RouteRule
-        fields = list(schema.ROUTE_ATTRS)
+        fields = list(versions.ROUTE_ATTRS)
         widgets = {"expression": forms.Textarea(attrs={"rows": 2, "cols": 80})}
 
     def save_through_service(self, data: dict[str, Any]) -> RouteRule:
-        attrs: dict[str, Any] = {attr: data.get(attr) for attr in schema.ROUTE_ATTRS}
+        attrs: dict[str, Any] = {attr: data.get(attr) for attr in versions.ROUTE_ATTRS}
         attrs["name"] = attrs["name"] or ""
         attrs["priority"] = attrs["priority"] or 0
         attrs["input_stream"] = (attrs["input_stream"] or "").strip()
         attrs["output_stream"] = (attrs["output_stream"] or "").strip()
-        return schema.save_route_rule(self.account, instance=self.instance if self.instance.pk
+        return drafts.save_route_rule(self.account, instance=self.instance if self.instance.pk
                                       else None, actor=self.actor, **attrs)
 
 
@@ -277,7 +278,7 @@ class RouteRuleAdmin(SchemaAdmin):
 
     def delete_model(self, request: HttpRequest, obj: RouteRule) -> None:
         actor = self.actor(request)
-        schema.delete_route_rule(actor.account, obj, actor)
+        drafts.delete_route_rule(actor.account, obj, actor)
 
 
 # --------------------------------------------------------------------------- versions
@@ -339,7 +340,7 @@ class SchemaVersionAdmin(AccountScopedAdmin):
         target = queryset.get()
         try:
             actor = self.actor(request)
-            version = schema.revert(actor.account, target.number, actor=actor)
+            version = versions.revert(actor.account, target.number, actor=actor)
         except SchemaValidationError as exc:
             self.message_user(request, exc.problems[0].message, messages.WARNING)
             return
@@ -362,8 +363,8 @@ class SchemaVersionAdmin(AccountScopedAdmin):
         account = self.actor(request).account
         if request.method == "POST":
             try:
-                version = schema.publish(account, actor=self.actor(request),
-                                         note=request.POST.get("note", "").strip()[:500])
+                version = versions.publish(account, actor=self.actor(request),
+                                           note=request.POST.get("note", "").strip()[:500])
             except SchemaValidationError as exc:
                 for problem in exc.problems[:10]:
                     self.message_user(request, problem.message, messages.ERROR)
@@ -371,7 +372,7 @@ class SchemaVersionAdmin(AccountScopedAdmin):
                 self.message_user(request, f"Published version {version.number}: processing "
                                   "uses it from now on.", messages.SUCCESS)
                 return HttpResponseRedirect(reverse("admin:profiles_schemaversion_changelist"))
-        diff = schema.diff_schema(account)
+        diff = versions.diff_schema(account)
         return TemplateResponse(request, "admin/profiles/schemaversion/publish.html", {
             **self.admin_site.each_context(request),
             "title": "Publish the draft schema",
@@ -380,7 +381,7 @@ class SchemaVersionAdmin(AccountScopedAdmin):
             "changes": count_changes(diff),
             "kinds": [(kind, label, diff[kind]) for kind, label in (
                 ("fields", "Fields"), ("mappings", "Mappings"), ("route_rules", "Route rules"))],
-            "problems": schema.validate_draft(account),
+            "problems": versions.validate_draft(account),
         })
 
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import phonenumbers
 
 from profiles.models import Field
-from profiles.schema.drafts import live_schema
+from profiles.schema.compiled import live_schema
 
 if TYPE_CHECKING:
     from cdp_site.models import Account

@@ -7,8 +7,8 @@ within each month, by account, so a per-account retention drops whole partitions
 (``profiles.collection.partitions``). Django does not manage that table: migration 0002 creates it.
 
 Rows of the processing models are written by services only (``profiles.schema.drafts``,
-``profiles.processing.steps``, ``profiles.processing.identity``), mostly with bulk SQL: nothing
-hides in save().
+``profiles.schema.versions``, ``profiles.processing.steps``, ``profiles.processing.identity``),
+mostly with bulk SQL: nothing hides in save().
 """
 
 from __future__ import annotations
@@ -248,7 +248,8 @@ class AggregationCursor(models.Model):
 #
 # The draft schema is the editable Field, Mapping and RouteRule rows; publishing copies them
 # into an immutable SchemaVersion snapshot (JSON), which is what processing reads
-# (``profiles.schema.drafts``). Only services in ``profiles.schema.drafts`` write these rows.
+# (``profiles.schema.compiled``). Only the services in ``profiles.schema.drafts`` (editing) and
+# ``profiles.schema.versions`` (publish, revert) write these rows.
 
 FIELD_NAME_MAX = 100
 FIELD_TYPE_CHOICES = [(t, t) for t in (

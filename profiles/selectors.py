@@ -36,7 +36,7 @@ from profiles.masking import PiiPolicy
 from profiles.models import Field, Identifier, IdentityLog, Profile, ProfileEvent, RawEvent
 from profiles.processing.consent import profile_consents
 from profiles.processing.identity import find_profile, surviving_profile
-from profiles.schema.drafts import live_schema
+from profiles.schema.compiled import live_schema
 
 if TYPE_CHECKING:
     from cdp_site.models import Account

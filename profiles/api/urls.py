@@ -1,6 +1,6 @@
 """Routes of the profile API (under /api/v1/, included by profiles.urls).
 
-Field names never start with a digit (profiles.schema.drafts.FIELD_NAME), so ``/profiles/42/events``
+Field names never start with a digit (profiles.schema.checks.FIELD_NAME), so ``/profiles/42/events``
 is always a profile's timeline and never the identifier ``events`` of a field ``42``. The
 value of ``/profiles/{field}/{value}`` is the rest of the path, taken exactly as sent
 (percent-encoded; it may hold slashes)."""

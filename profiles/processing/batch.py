@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from profiles.processing.identity import Ident, IdentityGraph
-    from profiles.schema.drafts import CompiledSchema
+    from profiles.schema.compiled import CompiledSchema
 
 __all__ = ["Batch", "PipelineEvent", "Prepared", "ProfileRow", "RetryBatch", "Step",
            "unordered"]

@@ -68,7 +68,7 @@ from profiles.collection.messages import MESSAGE_ID_MAX
 from profiles.models import EventWarning, FailedEvent, PendingEvent, ProcessingStat
 from profiles.processing.batch import Batch, PipelineEvent, RetryBatch, Step
 from profiles.processing.identity import db_cursor
-from profiles.schema.drafts import live_schema
+from profiles.schema.compiled import event_view, live_schema
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -81,7 +81,6 @@ __all__ = [
     "BatchFailed",
     "BatchResult",
     "ProcessingStatus",
-    "event_view",
     "pending_accounts",
     "pipeline_steps",
     "process_batch",
@@ -135,20 +134,6 @@ def _load_steps(names: tuple[str, ...]) -> list[Step]:
 
 def pipeline_steps() -> list[Step]:
     return _load_steps(tuple(getattr(settings, "STRATA_PIPELINE_STEPS", DEFAULT_STEPS)))
-
-
-def event_view(message: dict[str, Any], anonymous_id: str = "", user_id: str = ""
-               ) -> dict[str, Any]:
-    """What expressions see of an event: the message as received, plus ``anonymousId`` and
-    ``userId`` from the stored columns when the message lacks them (a tag hit whose visitor
-    id came from its cookie)."""
-    if (anonymous_id and "anonymousId" not in message) or (user_id and "userId" not in message):
-        message = dict(message)
-        if anonymous_id:
-            message.setdefault("anonymousId", anonymous_id)
-        if user_id:
-            message.setdefault("userId", user_id)
-    return message
 
 
 # --------------------------------------------------------------------------- claiming

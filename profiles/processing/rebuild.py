@@ -21,7 +21,7 @@ from cdp_site import audit
 from cdp_site.models import AuditEvent
 from profiles.models import EventWarning, FailedEvent, PendingEvent, Profile, ProfileRebuild
 from profiles.processing.pipeline import claim_lock_key, in_flight_tickets
-from profiles.schema.drafts import live_version
+from profiles.schema.versions import live_version
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator

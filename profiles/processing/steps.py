@@ -48,7 +48,7 @@ from profiles.processing.identity import (
     to_json_text,
     write_identity,
 )
-from profiles.schema.drafts import live_schema
+from profiles.schema.compiled import live_schema
 from profiles.schema.expressions import ExpressionError
 from profiles.schema.merge import FieldTypeError, MergeError, coerce, to_json
 

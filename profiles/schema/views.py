@@ -5,10 +5,10 @@ profile rebuild, with its progress), forms to add and change fields, mappings (w
 Evaluate dry run over the stream's latest raw events) and route rules, and the published
 versions with revert.
 
-Thin views: forms check shapes only; every edit, publish and revert goes through
-``profiles.schema.drafts``, whose refusals are shown on the form (with the expression's line and
-column). Reads are scoped to the actor's current account: another account's objects are not
-found.
+Thin views: forms check shapes only; every edit goes through ``profiles.schema.drafts`` and
+every publish and revert through ``profiles.schema.versions``, whose refusals are shown on the
+form (with the expression's line and column). Reads are scoped to the actor's current account:
+another account's objects are not found.
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ from profiles.models import (
     Stream,
 )
 from profiles.processing import rebuild
-from profiles.schema import drafts as schema
+from profiles.schema import drafts, lytics, versions
 from profiles.schema.api.serializers import count_changes, evaluation_summary
 from profiles.schema.api.views import evaluate_mapping
-from profiles.schema.drafts import Problem, SchemaValidationError
+from profiles.schema.checks import Problem, SchemaValidationError
 from profiles.schema.merge import FIELD_TYPES, OPERATORS
 
 if TYPE_CHECKING:
@@ -177,8 +177,8 @@ def diff_parts(diff: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
 
 def draft_status(account: Account) -> dict[str, Any]:
     """The banner's facts: the diff with the live version and the draft's problems."""
-    diff = schema.diff_schema(account)
-    problems = schema.validate_draft(account)
+    diff = versions.diff_schema(account)
+    problems = versions.validate_draft(account)
     return {"diff": diff, "diff_parts": diff_parts(diff), "changes": count_changes(diff),
             "problems": problems, "live_version": diff["live_version"]}
 
@@ -231,8 +231,8 @@ def publish(request: HttpRequest) -> HttpResponse:
                        "finished.")
         return HttpResponseRedirect(reverse("schema:overview"))
     try:
-        version = schema.publish(actor.account, actor=actor,
-                                 note=request.POST.get("note", "").strip()[:500])
+        version = versions.publish(actor.account, actor=actor,
+                                   note=request.POST.get("note", "").strip()[:500])
     except SchemaValidationError as exc:
         if [p.code for p in exc.problems] == ["no_changes"]:
             messages.info(request, exc.problems[0].message)
@@ -278,7 +278,7 @@ def rebuild_panel(request: HttpRequest) -> HttpResponse:
         return response
     if not actor.has("schema.edit"):
         return forbidden(request)
-    if schema.live_version(actor.account) is None:
+    if versions.live_version(actor.account) is None:
         messages.error(request, "Publish a schema version before rebuilding profiles with it.")
     elif _rebuild_running(actor.account):
         messages.info(request, "A rebuild is already under way.")
@@ -294,7 +294,7 @@ def rebuild_panel(request: HttpRequest) -> HttpResponse:
 def install_lytics(request: HttpRequest) -> HttpResponse:
     """The Lytics use-case schema (email, _uid, taxonomy, loyalty tier, preferred activities)
     added to the draft, to review and publish."""
-    schema.install_lytics_schema(_actor(request).account, user=request.user, publish_now=False)
+    lytics.install_lytics_schema(_actor(request).account, user=request.user, publish_now=False)
     messages.success(request, "The Lytics use-case fields and mappings are in the draft. "
                      "Review them, then publish.")
     return HttpResponseRedirect(reverse("schema:overview"))
@@ -304,7 +304,7 @@ def install_lytics(request: HttpRequest) -> HttpResponse:
 
 
 def _field_initial(field: Field) -> dict[str, Any]:
-    return {attr: getattr(field, attr) for attr in schema.FIELD_ATTRS}
+    return {attr: getattr(field, attr) for attr in versions.FIELD_ATTRS}
 
 
 @require_http_methods(["GET", "POST"])
@@ -322,7 +322,7 @@ def field_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         form = FieldForm(request.POST)
         if form.is_valid():
             try:
-                saved = schema.save_field(account, instance=field, actor=actor,
+                saved = drafts.save_field(account, instance=field, actor=actor,
                                           **form.cleaned_data)
             except SchemaValidationError as exc:
                 add_problems(form, exc.problems)
@@ -357,7 +357,7 @@ def field_delete(request: HttpRequest, pk: int) -> HttpResponse:
     field = Field.objects.for_account(actor.account).filter(pk=pk).first()
     if field is None:
         return _not_found(request, "No such field")
-    schema.delete_field(actor.account, field, actor)
+    drafts.delete_field(actor.account, field, actor)
     messages.success(request, f"Field {field.name} and its mappings removed from the draft.")
     return HttpResponseRedirect(reverse("schema:overview"))
 
@@ -383,7 +383,7 @@ def mapping_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         if form.is_valid():
             data = form.cleaned_data
             try:
-                saved = schema.save_mapping(account, instance=mapping, field=data["field"],
+                saved = drafts.save_mapping(account, instance=mapping, field=data["field"],
                                             stream=data["stream"].strip(),
                                             expression=data["expression"],
                                             guard=data["guard"], actor=actor)
@@ -423,7 +423,7 @@ def mapping_delete(request: HttpRequest, pk: int) -> HttpResponse:
     mapping = Mapping.objects.for_account(account).select_related("field").filter(pk=pk).first()
     if mapping is None:
         return _not_found(request, "No such mapping")
-    schema.delete_mapping(account, mapping, actor)
+    drafts.delete_mapping(account, mapping, actor)
     messages.success(request, f"Mapping {mapping.field.name} ← {mapping.stream} removed from "
                      "the draft.")
     return HttpResponseRedirect(reverse("schema:overview"))
@@ -492,7 +492,7 @@ def rule_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
             data["input_stream"] = data["input_stream"].strip()
             data["output_stream"] = data["output_stream"].strip()
             try:
-                schema.save_route_rule(account, instance=rule, actor=actor, **data)
+                drafts.save_route_rule(account, instance=rule, actor=actor, **data)
             except SchemaValidationError as exc:
                 where = add_problems(form, exc.problems)
                 status = 400
@@ -504,7 +504,7 @@ def rule_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         else:
             status = 400
     elif rule is not None:
-        form = RouteRuleForm(initial={attr: getattr(rule, attr) for attr in schema.ROUTE_ATTRS})
+        form = RouteRuleForm(initial={attr: getattr(rule, attr) for attr in versions.ROUTE_ATTRS})
     else:
         form = RouteRuleForm()
     return render_page(request, "profiles/schema/rule_form.html", {
@@ -521,7 +521,7 @@ def rule_delete(request: HttpRequest, pk: int) -> HttpResponse:
     rule = RouteRule.objects.for_account(account).filter(pk=pk).first()
     if rule is None:
         return _not_found(request, "No such route rule")
-    schema.delete_route_rule(account, rule, actor)
+    drafts.delete_route_rule(account, rule, actor)
     messages.success(request, "Route rule removed from the draft.")
     return HttpResponseRedirect(reverse("schema:overview") + "#route-rules")
 
@@ -533,16 +533,16 @@ def rule_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @strata_page("schema.view")
 def version_list(request: HttpRequest) -> HttpResponse:
     actor = _actor(request)
-    versions = list(SchemaVersion.objects.for_account(actor.account)
-                    .select_related("published_by").order_by("-number"))
-    live = versions[0].number if versions else None
+    published = list(SchemaVersion.objects.for_account(actor.account)
+                     .select_related("published_by").order_by("-number"))
+    live = published[0].number if published else None
     return render_page(request, "profiles/schema/versions.html", {
         "versions": [{"version": v, "live": v.number == live,
                       "counts": {kind: len(v.snapshot.get(kind, []))
                                  for kind in ("fields", "mappings", "route_rules")}}
-                     for v in versions],
+                     for v in published],
         "live": live,
-        "changes": count_changes(schema.diff_schema(actor.account)),
+        "changes": count_changes(versions.diff_schema(actor.account)),
         "can_edit": actor.has("schema.edit"),
     }, section=SECTION, title="Schema versions")
 
@@ -555,7 +555,7 @@ def version_detail(request: HttpRequest, number: int) -> HttpResponse:
                .filter(number=number).first())
     if version is None:
         return _not_found(request, "No such version")
-    live = schema.live_version(actor.account)
+    live = versions.live_version(actor.account)
     return render_page(request, "profiles/schema/version_detail.html", {
         "version": version,
         "live": live is not None and live.number == version.number,
@@ -563,7 +563,7 @@ def version_detail(request: HttpRequest, number: int) -> HttpResponse:
         "snapshot_json": json.dumps(version.snapshot, indent=2, ensure_ascii=False),
         # what reverting would change in the live schema
         "diff_parts": diff_parts(
-            schema.diff_snapshots(live.snapshot if live else None, version.snapshot)),
+            versions.diff_snapshots(live.snapshot if live else None, version.snapshot)),
         "can_edit": actor.has("schema.edit"),
     }, section=SECTION, title=f"Schema version {version.number}")
 
@@ -575,7 +575,7 @@ def version_revert(request: HttpRequest, number: int) -> HttpResponse:
     if not SchemaVersion.objects.for_account(actor.account).filter(number=number).exists():
         return _not_found(request, "No such version")
     try:
-        version = schema.revert(actor.account, number, actor=actor)
+        version = versions.revert(actor.account, number, actor=actor)
     except SchemaValidationError as exc:
         messages.info(request, exc.problems[0].message if exc.problems else str(exc))
         return HttpResponseRedirect(reverse("schema:versions"))

@@ -11,7 +11,9 @@ from audiences.models import Audience, MembershipChange
 from cdp_site.models import Account
 from profiles.models import Profile
 from profiles.processing.identity import find_profile
-from profiles.schema import drafts as schema
+from profiles.schema.drafts import save_field, save_mapping
+from profiles.schema.lytics import install_lytics_schema
+from profiles.schema.versions import publish
 from tests.profiles.processing import run, send
 
 EXTRA_FIELDS = [
@@ -24,11 +26,11 @@ EXTRA_FIELDS = [
 def lytics_account(account: Account) -> Account:
     """The Lytics use-case schema (email, _uid, taxonomy from the web; loyalty_tier and
     preferred_activities from crm_users) and price/sku fields mapped from web events."""
-    schema.install_lytics_schema(account, publish_now=False)
+    install_lytics_schema(account, publish_now=False)
     for name, type_, operator, stream, expression in EXTRA_FIELDS:
-        field = schema.save_field(account, name=name, type=type_, merge_operator=operator)
-        schema.save_mapping(account, field=field, stream=stream, expression=expression)
-    schema.publish(account)
+        field = save_field(account, name=name, type=type_, merge_operator=operator)
+        save_mapping(account, field=field, stream=stream, expression=expression)
+    publish(account)
     return account
 
 

@@ -20,7 +20,7 @@ from profiles.models import (
     ProfileConsent,
     ProfileEvent,
 )
-from profiles.schema import drafts as schema
+from profiles.schema.lytics import install_lytics_schema
 from tests.conftest import make_user
 
 EMAIL = "jane.cook@example.com"
@@ -62,7 +62,7 @@ def audience(account: Account, slug: str, name: str, rule: dict[str, Any], *,
 
 
 def build_world(account: Account) -> World:
-    schema.install_lytics_schema(account)
+    install_lytics_schema(account)
     world = World(account)
     cook = person(account, {"email": EMAIL, "_uid": ["c-1"], "taxonomy": "cuisine",
                             "loyalty_tier": "Gold",

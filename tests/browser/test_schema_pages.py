@@ -12,7 +12,8 @@ from playwright.sync_api import expect
 from profiles.collection.messages import IncomingEvent
 from profiles.collection.store import accept
 from profiles.models import Field, Mapping, SchemaVersion
-from profiles.schema import drafts as schema
+from profiles.schema.drafts import save_field, save_mapping
+from profiles.schema.versions import live_version, publish
 from tests.browser.conftest import SCREENSHOTS
 from tests.conftest import PASSWORD, make_account, make_user
 
@@ -47,11 +48,11 @@ def test_a_data_manager_adds_a_field_and_a_mapping_evaluates_and_publishes(brows
     acme = make_account("Acme Travel", slug="acme")
     make_user("dana", acme, roles=["data_manager"])
     seed_crm(acme)
-    email = schema.save_field(acme, name="email", type="string", merge_operator="latest",
-                              is_identifier=True, identifier_rank=1, identifier_capacity=1,
-                              is_pii=True)
-    schema.save_mapping(acme, field=email, stream="crm_users", expression="email(origin.email)")
-    schema.publish(acme, note="email")
+    email = save_field(acme, name="email", type="string", merge_operator="latest",
+                       is_identifier=True, identifier_rank=1, identifier_capacity=1,
+                       is_pii=True)
+    save_mapping(acme, field=email, stream="crm_users", expression="email(origin.email)")
+    publish(acme, note="email")
     page = browser.page
 
     browser.log_in("dana", PASSWORD)
@@ -116,7 +117,7 @@ def test_a_data_manager_adds_a_field_and_a_mapping_evaluates_and_publishes(brows
     expect(page.get_by_test_id("draft-clean")).to_contain_text("version 2")
     browser.shot("published")
 
-    live = schema.live_version(acme)
+    live = live_version(acme)
     assert live is not None and (live.number, live.note) == (2, "Loyalty tier from the CRM")
     assert {f["name"] for f in live.snapshot["fields"]} == {"email", "loyalty_tier"}
     assert Field.objects.get(account=acme, name="loyalty_tier").description

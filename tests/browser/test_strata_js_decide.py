@@ -20,7 +20,7 @@ from cdp_site.models import Account
 from experiences import config
 from experiences.models import Assignment, Conversion, Impression, Phase
 from profiles.models import RawEvent
-from profiles.schema import drafts as schema
+from profiles.schema.lytics import install_lytics_schema
 from tests.browser.test_strata_js import (
     DOCS,
     SNIPPET_HOST,
@@ -92,7 +92,7 @@ def bistro(db: Any) -> tuple[Account, str]:
     """An account whose "hero" test gives every visitor the "bold" variant (custom weights
     0 / 100 %), with its title in the variant's content."""
     account = make_account("Bistro")
-    schema.install_lytics_schema(account)
+    install_lytics_schema(account)
     exp = ab_test(account, "hero", "h", goal_event="booked")
     Phase.objects.filter(experience=exp).update(weights={"control": 0.0, "bold": 1.0})
     exp.variants.filter(key="bold").update(content={"title": "Hungry? Tonight only"})

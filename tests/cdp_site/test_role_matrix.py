@@ -16,7 +16,8 @@ from rest_framework.test import APIClient
 
 from cdp_site.models import AccessToken, Account, AuditEvent, Membership, Permission, Role
 from cdp_site.tenancy import permissions_for_roles
-from profiles.schema import drafts as schema
+from profiles.schema.drafts import save_field, save_mapping, save_route_rule
+from profiles.schema.versions import publish
 from tests.conftest import audit_events, make_token, make_user, make_write_key, token_client
 
 # ROLES.md, "Abbreviations": abbreviation -> (role code, role name)
@@ -489,14 +490,14 @@ def _targets(account: Account, role: str) -> Targets:
     write_key, _key = make_write_key(account)
     # A schema with two published versions and a draft that differs from the live one, so
     # publishing and reverting to version 1 both have something to do.
-    field = schema.save_field(account, name="tier", type="string", merge_operator="latest")
-    mapping = schema.save_mapping(account, field=field, stream="web", expression="tier")
-    rule = schema.save_route_rule(account, input_stream="web", expression="exists(bot)",
-                                  output_stream="bots")
-    first = schema.publish(account)
-    schema.save_field(account, instance=field, description="Loyalty tier")
-    schema.publish(account)
-    schema.save_field(account, instance=field, is_pii=True)
+    field = save_field(account, name="tier", type="string", merge_operator="latest")
+    mapping = save_mapping(account, field=field, stream="web", expression="tier")
+    rule = save_route_rule(account, input_stream="web", expression="exists(bot)",
+                           output_stream="bots")
+    first = publish(account)
+    save_field(account, instance=field, description="Loyalty tier")
+    publish(account)
+    save_field(account, instance=field, is_pii=True)
     return Targets(
         account=account, role=role, token=token,
         membership=Membership.objects.get(account=account, user=member),

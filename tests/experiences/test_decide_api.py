@@ -13,7 +13,8 @@ from cdp_site import access
 from cdp_site.models import Account
 from experiences.models import Assignment, Experience
 from profiles.processing.pipeline import process_pending
-from profiles.schema import drafts as schema
+from profiles.schema.drafts import save_field, save_mapping
+from profiles.schema.versions import publish
 from tests.conftest import make_write_key, system_actor
 from tests.experiences.decide_helpers import (
     make_audience,
@@ -153,20 +154,20 @@ def test_withheld_consent_over_http(account: Account, key: str) -> None:
 
 
 def lytics_schema(account: Account) -> None:
-    uid = schema.save_field(account, name="_uid", type="[]string", merge_operator="merge",
-                            capacity=50, is_identifier=True, identifier_rank=2,
-                            identifier_capacity=50)
-    email = schema.save_field(account, name="email", type="string", merge_operator="latest",
-                              is_identifier=True, identifier_rank=1, identifier_capacity=1)
-    taxonomy = schema.save_field(account, name="taxonomy", type="string",
-                                 merge_operator="latest")
-    schema.save_mapping(account, field=uid, stream="default",
-                        expression="oneof(`_uid`, anonymousId)")
-    schema.save_mapping(account, field=email, stream="default",
-                        expression="email(oneof(email, traits.email))")
-    schema.save_mapping(account, field=taxonomy, stream="default", expression="taxonomy",
-                        guard="exists(taxonomy)")
-    schema.publish(account)
+    uid = save_field(account, name="_uid", type="[]string", merge_operator="merge",
+                     capacity=50, is_identifier=True, identifier_rank=2,
+                     identifier_capacity=50)
+    email = save_field(account, name="email", type="string", merge_operator="latest",
+                       is_identifier=True, identifier_rank=1, identifier_capacity=1)
+    taxonomy = save_field(account, name="taxonomy", type="string",
+                          merge_operator="latest")
+    save_mapping(account, field=uid, stream="default",
+                 expression="oneof(`_uid`, anonymousId)")
+    save_mapping(account, field=email, stream="default",
+                 expression="email(oneof(email, traits.email))")
+    save_mapping(account, field=taxonomy, stream="default", expression="taxonomy",
+                 guard="exists(taxonomy)")
+    publish(account)
 
 
 def collect(key: str, message: dict[str, Any]) -> None:

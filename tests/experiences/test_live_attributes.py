@@ -17,7 +17,8 @@ from audiences.models import Audience, AudienceMembership, MembershipChange
 from cdp_site.models import Account
 from experiences.models import Assignment, Experience
 from profiles.models import Profile, RawEvent
-from profiles.schema import drafts as schema
+from profiles.schema.drafts import save_field, save_mapping
+from profiles.schema.versions import publish
 from tests.conftest import make_write_key
 from tests.experiences.decide_helpers import make_experience, make_visitor, set_consent
 
@@ -37,14 +38,14 @@ def key(account: Account) -> str:
     """A published schema (taxonomy: string, age: int), audiences over it, and two
     experiences: a segmented banner (cuisine, then foodies: an include of cuisine) and an
     A/B test for adults."""
-    uid = schema.save_field(account, name="_uid", type="[]string", merge_operator="merge",
-                            capacity=50, is_identifier=True, identifier_rank=1,
-                            identifier_capacity=50)
-    schema.save_field(account, name="taxonomy", type="string", merge_operator="latest")
-    schema.save_field(account, name="age", type="int", merge_operator="latest")
-    schema.save_mapping(account, field=uid, stream="default",
-                        expression="oneof(`_uid`, anonymousId)")
-    schema.publish(account)
+    uid = save_field(account, name="_uid", type="[]string", merge_operator="merge",
+                     capacity=50, is_identifier=True, identifier_rank=1,
+                     identifier_capacity=50)
+    save_field(account, name="taxonomy", type="string", merge_operator="latest")
+    save_field(account, name="age", type="int", merge_operator="latest")
+    save_mapping(account, field=uid, stream="default",
+                 expression="oneof(`_uid`, anonymousId)")
+    publish(account)
     cuisine = _audience(account, "cuisine", {"field": "taxonomy", "op": "=", "value": "cuisine"})
     foodies = _audience(account, "foodies", {"or": [
         {"audience": "cuisine", "op": "include"},

@@ -26,7 +26,7 @@ from experiences.models import (
 )
 from profiles.models import FailedEvent, RawEvent
 from profiles.processing.identity import find_profile
-from profiles.schema import drafts as schema
+from profiles.schema.lytics import install_lytics_schema
 from tests.experiences.tracking_fixtures import ab_test, assigned, other_variant
 from tests.profiles.processing import live_profiles, run
 
@@ -43,7 +43,7 @@ def _fresh_config() -> Any:
 
 @pytest.fixture
 def hero(account: Account) -> Experience:
-    schema.install_lytics_schema(account)
+    install_lytics_schema(account)
     return ab_test(account, goal_event="booked")
 
 
@@ -114,7 +114,7 @@ def test_manifest_gives_null_to_visitors_outside_the_experiment(edge, account, h
 def test_manifest_serves_the_segment_of_the_visitors_lytics_profile(edge, account) -> None:
     """The SDK sends the seerid cookie as X-Lytics-Id-Field/-Value: the profile it names is
     in the cuisine audience, so the cuisine variant is active."""
-    schema.install_lytics_schema(account)
+    install_lytics_schema(account)
     cuisine = Audience.objects.create(account=account, slug="cuisine", name="Cuisine",
                                       rule={"field": "taxonomy", "op": "=", "value": "cuisine"},
                                       api_accessible=True)

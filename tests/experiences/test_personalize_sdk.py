@@ -21,7 +21,7 @@ from cdp_site.models import Account
 from experiences import config
 from experiences.models import Assignment, Conversion, Impression
 from profiles.models import RawEvent
-from profiles.schema import drafts as schema
+from profiles.schema.lytics import install_lytics_schema
 from tests.conftest import make_account
 from tests.experiences.tracking_fixtures import ab_test
 from tests.profiles.processing import live_profiles, run
@@ -55,7 +55,7 @@ def run_sdk(live_server: Any, project: str) -> dict[str, Any]:
 
 def test_the_personalize_edge_sdk_runs_against_strata(live_server: Any) -> None:
     account: Account = make_account("Node Shop")
-    schema.install_lytics_schema(account)
+    install_lytics_schema(account)
     hero = ab_test(account, goal_event="booked")
     config.invalidate()
 

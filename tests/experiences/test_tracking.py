@@ -17,7 +17,7 @@ from cdp_site.models import Account
 from experiences import config, tracking
 from experiences.models import Conversion, DataQualityWarning, Experience, Impression
 from profiles.processing.rebuild import start_rebuild
-from profiles.schema import drafts as schema
+from profiles.schema.lytics import install_lytics_schema
 from tests.experiences.tracking_fixtures import ab_test, assigned, other_variant, visitor_with
 from tests.profiles.processing import T0, run, send
 
@@ -33,7 +33,7 @@ def _fresh_config() -> Any:
 
 @pytest.fixture
 def hero(account: Account) -> Experience:
-    schema.install_lytics_schema(account)
+    install_lytics_schema(account)
     return ab_test(account, where=[{"property": "price", "op": ">", "value": 0}])
 
 
@@ -109,7 +109,7 @@ def test_impressions_are_scoped_to_the_account(account, hero) -> None:
 
 
 def test_a_segmented_experience_counts_impressions_of_its_variants(account) -> None:
-    schema.install_lytics_schema(account)
+    install_lytics_schema(account)
     cuisine = Audience.objects.create(account=account, slug="cuisine", name="Cuisine",
                                       rule={"field": "taxonomy", "op": "=", "value": "cuisine"},
                                       api_accessible=True)
@@ -170,7 +170,7 @@ def test_a_goal_event_without_an_impression_is_not_a_conversion(account, hero) -
 
 
 def test_goal_conditions_and_stream(account) -> None:
-    schema.install_lytics_schema(account)
+    install_lytics_schema(account)
     exp = ab_test(account, where=[{"property": "price", "op": ">", "value": 0}],
                   goal_stream="web")
     visitor = visitor_with(account, "bold", "s")

@@ -10,7 +10,8 @@ from typing import Any
 from cdp_site.models import Account
 from profiles.calculated import attributes as calculated
 from profiles.models import AttributeValue, CalculatedAttribute
-from profiles.schema import drafts as schema
+from profiles.schema.drafts import save_field, save_mapping
+from profiles.schema.versions import publish
 from tests.profiles.processing import identity_schema, profile_with, run, send
 
 DAY = timedelta(days=1)
@@ -31,10 +32,10 @@ def shop_schema(account: Account) -> None:
     identity_schema(account, extra=False)
     for name, ftype, merge in (("revenue", "number", "sum"), ("product_id", "string", "latest"),
                                ("currency", "string", "latest"), ("coupon", "bool", "latest")):
-        field = schema.save_field(account, name=name, type=ftype, merge_operator=merge)
-        schema.save_mapping(account, field=field, stream="web",
-                            expression=f"properties.{name}")
-    schema.publish(account)
+        field = save_field(account, name=name, type=ftype, merge_operator=merge)
+        save_mapping(account, field=field, stream="web",
+                     expression=f"properties.{name}")
+    publish(account)
 
 
 def define(account: Account, **data: Any) -> CalculatedAttribute:

@@ -13,7 +13,9 @@ from django.test import Client
 from cdp_site.models import Account, Permission, Role
 from profiles.models import Field, Profile
 from profiles.processing.identity import find_profile
-from profiles.schema import drafts as schema
+from profiles.schema.drafts import save_field, save_mapping
+from profiles.schema.lytics import install_lytics_schema
+from profiles.schema.versions import publish
 from tests.profiles.conftest import basic_auth, jstag_query, make_write_key
 from tests.profiles.processing import run
 
@@ -26,17 +28,17 @@ NO_PII_ROLE = "profile_reader"
 
 def install_schema(account: Account) -> None:
     """The Lytics use-case schema, plus two PII fields from the CRM: phone and first_name."""
-    schema.install_lytics_schema(account)
+    install_lytics_schema(account)
     if Field.objects.for_account(account).filter(name="phone").exists():
         return
-    phone = schema.save_field(account, name="phone", type="string", merge_operator="latest",
-                              is_pii=True, description="Phone number from the CRM.")
-    first = schema.save_field(account, name="first_name", type="string",
-                              merge_operator="latest", is_pii=True)
-    schema.save_mapping(account, field=phone, stream="crm_users", expression="response.phone")
-    schema.save_mapping(account, field=first, stream="crm_users",
-                        expression="response.first_name")
-    schema.publish(account, note="contact fields")
+    phone = save_field(account, name="phone", type="string", merge_operator="latest",
+                       is_pii=True, description="Phone number from the CRM.")
+    first = save_field(account, name="first_name", type="string",
+                       merge_operator="latest", is_pii=True)
+    save_mapping(account, field=phone, stream="crm_users", expression="response.phone")
+    save_mapping(account, field=first, stream="crm_users",
+                 expression="response.first_name")
+    publish(account, note="contact fields")
 
 
 @dataclass

@@ -11,7 +11,8 @@ from profiles.collection.messages import IncomingEvent
 from profiles.collection.store import store_events
 from profiles.models import Identifier, Profile
 from profiles.processing.pipeline import process_pending
-from profiles.schema import drafts as schema
+from profiles.schema.drafts import save_field, save_mapping
+from profiles.schema.versions import publish
 
 _counter = iter(range(1, 10**9))
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
@@ -21,22 +22,22 @@ def identity_schema(account: Account, *, stream: str = "web", extra: bool = True
     """email (rank 1, capacity 1) and the `_uid` cookie (rank 2, capacity 50), plus a
     `page` field (latest) and `pages` ([]string merge), all mapped on one stream; published."""
     fields = [
-        schema.save_field(account, name="email", type="string", merge_operator="latest",
-                          is_identifier=True, identifier_rank=1, identifier_capacity=1,
-                          is_pii=True),
-        schema.save_field(account, name="_uid", type="[]string", merge_operator="merge",
-                          capacity=50, is_identifier=True, identifier_rank=2,
-                          identifier_capacity=50),
+        save_field(account, name="email", type="string", merge_operator="latest",
+                   is_identifier=True, identifier_rank=1, identifier_capacity=1,
+                   is_pii=True),
+        save_field(account, name="_uid", type="[]string", merge_operator="merge",
+                   capacity=50, is_identifier=True, identifier_rank=2,
+                   identifier_capacity=50),
     ]
-    schema.save_mapping(account, field=fields[0], stream=stream, expression="email")
-    schema.save_mapping(account, field=fields[1], stream=stream, expression="`_uid`")
+    save_mapping(account, field=fields[0], stream=stream, expression="email")
+    save_mapping(account, field=fields[1], stream=stream, expression="`_uid`")
     if extra:
-        page = schema.save_field(account, name="page", type="string", merge_operator="latest")
-        pages = schema.save_field(account, name="pages", type="[]string",
-                                  merge_operator="merge")
-        schema.save_mapping(account, field=page, stream=stream, expression="page")
-        schema.save_mapping(account, field=pages, stream=stream, expression="page")
-    schema.publish(account)
+        page = save_field(account, name="page", type="string", merge_operator="latest")
+        pages = save_field(account, name="pages", type="[]string",
+                           merge_operator="merge")
+        save_mapping(account, field=page, stream=stream, expression="page")
+        save_mapping(account, field=pages, stream=stream, expression="page")
+    publish(account)
 
 
 def event(**message: Any) -> dict[str, Any]:

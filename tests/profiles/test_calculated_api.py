@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from profiles.models import AttributeValue, CalculatedAttribute
-from profiles.schema import drafts as schema
+from profiles.schema.drafts import save_field
 from tests.conftest import make_token, token_client
 from tests.profiles.calculated_helpers import (
     DAY,
@@ -130,7 +130,7 @@ def test_a_json_body_that_is_not_an_object_is_refused(account):
 
 
 def test_a_name_of_an_unpublished_draft_field_is_refused_too(account):
-    schema.save_field(account, name="lifetime_value", type="number", merge_operator="latest")
+    save_field(account, name="lifetime_value", type="number", merge_operator="latest")
     response = client(account).post(URL, {**GOOD, "name": "lifetime_value"}, format="json")
     assert response.json()["code"] == "name_taken_by_field"
 

@@ -7,7 +7,7 @@ import pytest
 from demo.seed import DEMO_CALCULATED_ATTRIBUTES, seed_demo_calculated_attributes
 from profiles.calculated import attributes as calculated
 from profiles.models import CalculatedAttribute
-from profiles.schema.drafts import install_lytics_schema
+from profiles.schema.lytics import install_lytics_schema
 from tests.profiles.calculated_helpers import DAY, now
 from tests.profiles.processing import profile_with, run, send
 

@@ -7,7 +7,8 @@ import re
 import pytest
 from django.test import Client
 
-from profiles.schema import drafts as schema
+from profiles.schema.drafts import save_field, save_mapping
+from profiles.schema.versions import publish
 from tests.conftest import make_user
 from tests.profiles.calculated_helpers import DAY, define, now, page, run, send_at, shop_schema
 from tests.profiles.calculated_helpers import track as track_event
@@ -33,10 +34,10 @@ def cell(html: str, testid: str) -> str:
 
 def test_profile_page_shows_attributes_and_consent(account):
     shop_schema(account)
-    field = schema.save_field(account, name="coupon_code", type="string",
-                              merge_operator="latest", is_pii=True)
-    schema.save_mapping(account, field=field, stream="web", expression="properties.coupon_code")
-    schema.publish(account)
+    field = save_field(account, name="coupon_code", type="string",
+                       merge_operator="latest", is_pii=True)
+    save_mapping(account, field=field, stream="web", expression="properties.coupon_code")
+    publish(account)
     define(account, name="1_week_page_views", aggregate="count", event="page", window_days=7)
     define(account, name="favourite_coupon", aggregate="most_frequent", event="order",
            property="coupon_code", window_days=7)

@@ -544,7 +544,7 @@ def test_function_type_errors_are_clear(text: str, message: str) -> None:
 
 
 def test_match_caches_compiled_patterns() -> None:
-    from profiles.schema.expressions import compile_pattern
+    from profiles.schema.expressions.functions import compile_pattern
 
     assert compile_pattern("^a+$") is compile_pattern("^a+$")
 

@@ -136,7 +136,8 @@ def test_merge_chains_resolve_to_the_last_survivor(account):
 
 def test_an_identifier_past_its_capacity_drops_the_oldest_seen_value(account):
     from profiles.models import Field
-    from profiles.schema.drafts import publish, save_field
+    from profiles.schema.drafts import save_field
+    from profiles.schema.versions import publish
 
     uid = Field.objects.get(account=account, name="_uid")
     save_field(account, instance=uid, identifier_capacity=2)

@@ -12,8 +12,10 @@ from django.test import Client
 from cdp_site.models import Account
 from profiles.explorer import aggregate
 from profiles.models import RawKey
-from profiles.schema import drafts as schema
+from profiles.schema.drafts import save_field, save_mapping, save_route_rule
 from profiles.schema.key_usage import recompute_key_usage
+from profiles.schema.lytics import install_lytics_schema
+from profiles.schema.versions import publish, revert
 from tests.conftest import make_user
 from tests.profiles.raw_events import ago, run_aggregator, store, track
 
@@ -48,7 +50,7 @@ def _seed(account: Account) -> None:
 def test_publish_counts_the_keys_each_mapping_guard_and_route_rule_reads(
         account: Account) -> None:
     _seed(account)
-    schema.install_lytics_schema(account)  # email, _uid, taxonomy on web; crm_users mappings
+    install_lytics_schema(account)  # email, _uid, taxonomy on web; crm_users mappings
     used = _used(account)
     # `email(oneof(email, traits.email, ...))` reads traits.email; oneof(`_uid`, anonymousId);
     # `oneof(taxonomy, properties.taxonomy)`: taxonomy is found under properties. too (one use)
@@ -56,12 +58,12 @@ def test_publish_counts_the_keys_each_mapping_guard_and_route_rule_reads(
     assert _used(account, "crm_users") == {
         "origin.email": 1, "response.loyalty_tier": 1, "response.preferred_activities[]": 1}
 
-    plan = schema.save_field(account, name="plan", type="string", merge_operator="latest")
-    schema.save_mapping(account, field=plan, stream="web", expression="traits.plan",
-                        guard='exists(traits.email) AND event != "x"')
-    schema.save_route_rule(account, input_stream="default", output_stream="app_divert",
-                           expression='contains(`_url`, "localhost")')
-    version = schema.publish(account)
+    plan = save_field(account, name="plan", type="string", merge_operator="latest")
+    save_mapping(account, field=plan, stream="web", expression="traits.plan",
+                 guard='exists(traits.email) AND event != "x"')
+    save_route_rule(account, input_stream="default", output_stream="app_divert",
+                    expression='contains(`_url`, "localhost")')
+    version = publish(account)
 
     used = _used(account)
     assert used["traits.email"] == 2  # the email mapping and the plan mapping's guard
@@ -69,7 +71,7 @@ def test_publish_counts_the_keys_each_mapping_guard_and_route_rule_reads(
     assert "properties.sku" not in used and "properties.price" not in used
     assert _used(account, "default") == {"_url": 1}
 
-    schema.revert(account, version.number - 1)  # back to the Lytics schema only
+    revert(account, version.number - 1)  # back to the Lytics schema only
     assert _used(account) == {"traits.email": 1, "anonymousId": 1, "properties.taxonomy": 1}
     assert _used(account, "default") == {}
 
@@ -88,7 +90,7 @@ def test_a_whole_object_read_counts_every_key_under_it(account: Account) -> None
 
 def test_the_explorer_filter_sees_published_usage(account: Account) -> None:
     _seed(account)
-    schema.install_lytics_schema(account)
+    install_lytics_schema(account)
     client = Client()
     client.force_login(make_user("dana", account, ["data_manager"]))
 

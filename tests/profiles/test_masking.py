@@ -16,7 +16,9 @@ from profiles.masking import (
     pii_fields,
     policy_for_actor,
 )
-from profiles.schema import drafts as schema
+from profiles.models import Field
+from profiles.schema.drafts import save_field
+from profiles.schema.versions import publish
 
 
 @pytest.mark.parametrize(("value", "masked"), [
@@ -80,23 +82,23 @@ def test_a_policy_masks_only_pii_fields_and_only_when_not_allowed():
 
 @pytest.mark.django_db
 def test_pii_fields_come_from_the_live_schema_and_the_draft(account):
-    email = schema.save_field(account, name="email", type="string", merge_operator="latest",
-                              is_pii=True)
-    schema.save_field(account, name="tier", type="string", merge_operator="latest")
-    schema.publish(account)
+    email = save_field(account, name="email", type="string", merge_operator="latest",
+                       is_pii=True)
+    save_field(account, name="tier", type="string", merge_operator="latest")
+    publish(account)
     assert pii_fields(account) == {"email"}
-    tier = schema.Field.objects.get(account=account, name="tier")
-    schema.save_field(account, instance=tier, is_pii=True)  # draft only: masked at once
-    schema.save_field(account, instance=email, is_pii=False)  # unmarked: not until published
+    tier = Field.objects.get(account=account, name="tier")
+    save_field(account, instance=tier, is_pii=True)  # draft only: masked at once
+    save_field(account, instance=email, is_pii=False)  # unmarked: not until published
     assert pii_fields(account) == {"email", "tier"}
-    schema.publish(account)
+    publish(account)
     assert pii_fields(account) == {"tier"}
 
 
 @pytest.mark.django_db
 def test_the_actor_policy_follows_pii_view(account):
-    schema.save_field(account, name="email", type="string", merge_operator="latest",
-                      is_pii=True)
+    save_field(account, name="email", type="string", merge_operator="latest",
+               is_pii=True)
     reader = Actor(account=account, permissions=frozenset({"profiles.view"}))
     manager = Actor(account=account, permissions=frozenset({"profiles.view", "pii.view"}))
     assert policy_for_actor(reader).masks("email")

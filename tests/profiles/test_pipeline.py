@@ -24,7 +24,9 @@ from profiles.processing.batch import Batch
 from profiles.processing.identity import find_profile
 from profiles.processing.pipeline import processing_status
 from profiles.processing.rebuild import rebuild_status, retry_failed_events, start_rebuild
-from profiles.schema import drafts as schema
+from profiles.schema.drafts import save_field, save_mapping, save_route_rule
+from profiles.schema.lytics import install_lytics_schema
+from profiles.schema.versions import publish
 from tests.profiles.conftest import basic_auth, jstag_query, make_write_key
 from tests.profiles.processing import (
     T0,
@@ -44,7 +46,7 @@ def test_page_view_identify_and_crm_record_make_one_profile(client: Client, acco
     """The Lytics use cases' data side, through the real collection paths: a tag page view
     with taxonomy=cuisine, a Segment identify with an email on the same cookie, and a CRM
     record joining by email."""
-    schema.install_lytics_schema(account)
+    install_lytics_schema(account)
     _key, secret = make_write_key(account, stream="default")
     client.cookies["seerid"] = "visitor-1"
     assert client.get(f"/c/{account.aid}?{jstag_query({'_e': 'pv', 'taxonomy': 'cuisine'})}"
@@ -85,9 +87,9 @@ def test_page_view_identify_and_crm_record_make_one_profile(client: Client, acco
 
 def test_a_value_that_does_not_fit_its_field_is_skipped_with_a_warning(account):
     identity_schema(account)
-    visits = schema.save_field(account, name="visits", type="int", merge_operator="sum")
-    schema.save_mapping(account, field=visits, stream="web", expression="visits")
-    schema.publish(account)
+    visits = save_field(account, name="visits", type="int", merge_operator="sum")
+    save_mapping(account, field=visits, stream="web", expression="visits")
+    publish(account)
     send(account, {"_uid": "x", "visits": "many", "page": "home"}, {"_uid": "x", "visits": 2})
     run(account)
     [profile] = live_profiles(account)
@@ -101,9 +103,9 @@ def test_a_value_that_does_not_fit_its_field_is_skipped_with_a_warning(account):
 
 def test_an_expression_error_fails_that_event_and_the_batch_goes_on(account):
     identity_schema(account)
-    name = schema.save_field(account, name="name", type="string", merge_operator="latest")
-    schema.save_mapping(account, field=name, stream="web", expression="tolower(name)")
-    schema.publish(account)
+    name = save_field(account, name="name", type="string", merge_operator="latest")
+    save_mapping(account, field=name, stream="web", expression="tolower(name)")
+    publish(account)
     send(account, {"_uid": "x", "name": "Ann"}, {"_uid": "y", "name": {"first": "Bo"}},
          {"_uid": "z", "name": "Cy"})
     assert run(account) == 3
@@ -118,9 +120,9 @@ def test_an_expression_error_fails_that_event_and_the_batch_goes_on(account):
 
 def test_route_rules_move_events_before_mapping(account):
     identity_schema(account)
-    schema.save_route_rule(account, input_stream="web", expression='contains(page, "localhost")',
-                           output_stream="app_divert")
-    schema.publish(account)
+    save_route_rule(account, input_stream="web", expression='contains(page, "localhost")',
+                    output_stream="app_divert")
+    publish(account)
     send(account, {"_uid": "x", "page": "http://localhost/"}, {"_uid": "y", "page": "/home"})
     run(account)
     [profile] = live_profiles(account)
@@ -130,10 +132,10 @@ def test_route_rules_move_events_before_mapping(account):
 
 def test_a_guard_decides_whether_a_mapping_applies(account):
     identity_schema(account)
-    plan = schema.save_field(account, name="plan", type="string", merge_operator="latest")
-    schema.save_mapping(account, field=plan, stream="web", expression="plan",
-                        guard='event = "Subscribed"')
-    schema.publish(account)
+    plan = save_field(account, name="plan", type="string", merge_operator="latest")
+    save_mapping(account, field=plan, stream="web", expression="plan",
+                 guard='event = "Subscribed"')
+    publish(account)
     send(account, {"_uid": "x", "plan": "free", "event": "Viewed"},
          {"_uid": "y", "plan": "pro", "event": "Subscribed"})
     run(account)
@@ -231,9 +233,9 @@ def test_a_rebuild_recomputes_profiles_with_the_new_schema(account):
     run(account)
     before = profile_with(account, "x")
     assert "plan" not in before.field_values
-    plan = schema.save_field(account, name="plan", type="string", merge_operator="latest")
-    schema.save_mapping(account, field=plan, stream="web", expression="plan")
-    schema.publish(account)
+    plan = save_field(account, name="plan", type="string", merge_operator="latest")
+    save_mapping(account, field=plan, stream="web", expression="plan")
+    publish(account)
     rebuild = start_rebuild(account)
     assert rebuild.events_total == 2 and rebuild.schema_version.number == 2
     assert Profile.objects.filter(account=account).count() == 0
@@ -252,15 +254,15 @@ def test_a_rebuild_recomputes_profiles_with_the_new_schema(account):
 
 def test_failed_events_can_be_retried_after_a_schema_fix(account):
     identity_schema(account)
-    name = schema.save_field(account, name="name", type="string", merge_operator="latest")
-    mapping = schema.save_mapping(account, field=name, stream="web", expression="tolower(name)")
-    schema.publish(account)
+    name = save_field(account, name="name", type="string", merge_operator="latest")
+    mapping = save_mapping(account, field=name, stream="web", expression="tolower(name)")
+    publish(account)
     send(account, {"_uid": "x", "name": 5})
     run(account)
     assert FailedEvent.objects.count() == 1 and live_profiles(account) == []
-    schema.save_mapping(account, instance=mapping, field=name, stream="web",
-                        expression="tolower(tostring(name))")
-    schema.publish(account)
+    save_mapping(account, instance=mapping, field=name, stream="web",
+                 expression="tolower(tostring(name))")
+    publish(account)
     assert retry_failed_events(account) == 1
     assert FailedEvent.objects.count() == 0
     run(account)
@@ -299,10 +301,10 @@ def test_values_past_keep_days_leave_profiles_nobody_touches(account):
     from profiles.processing.steps import refresh_aged_values
 
     identity_schema(account)
-    promo = schema.save_field(account, name="promo", type="string", merge_operator="latest",
-                              keep_days=30)
-    schema.save_mapping(account, field=promo, stream="web", expression="promo")
-    schema.publish(account)
+    promo = save_field(account, name="promo", type="string", merge_operator="latest",
+                       keep_days=30)
+    save_mapping(account, field=promo, stream="web", expression="promo")
+    publish(account)
     from django.utils import timezone
 
     recent = timezone.now() - timedelta(days=1)

@@ -154,11 +154,12 @@ def test_roles_with_pii_view_see_pii_unmasked(account, role):
 
 
 def test_a_field_marked_pii_in_the_draft_is_masked_before_publishing(account):
-    from profiles.schema import drafts as schema
+    from profiles.models import Field
+    from profiles.schema.drafts import save_field
 
     known_person(account)
-    tier = schema.Field.objects.for_account(account).get(name="loyalty_tier")
-    schema.save_field(account, instance=tier, is_pii=True)
+    tier = Field.objects.for_account(account).get(name="loyalty_tier")
+    save_field(account, instance=tier, is_pii=True)
     body = get_profile(api(account, role_without_pii()), "email", EMAIL).json()
     assert body["fields"]["loyalty_tier"] == "g***"
 

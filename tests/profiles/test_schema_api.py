@@ -18,7 +18,9 @@ from profiles.collection.messages import IncomingEvent
 from profiles.collection.store import accept
 from profiles.models import Field, Mapping, Profile, RouteRule, SchemaVersion
 from profiles.processing.pipeline import process_pending
-from profiles.schema import drafts as schema
+from profiles.schema.compiled import live_schema
+from profiles.schema.drafts import save_field, save_mapping, save_route_rule
+from profiles.schema.versions import live_version, publish
 from tests.conftest import make_token, token_client
 
 API = "/api/v1/schema"
@@ -40,12 +42,12 @@ def marketer(client_for_roles: Callable[..., APIClient]) -> APIClient:
 
 @pytest.fixture
 def tier(account: Account) -> Field:
-    return schema.save_field(account, name="tier", type="string", merge_operator="latest")
+    return save_field(account, name="tier", type="string", merge_operator="latest")
 
 
 @pytest.fixture
 def visits(account: Account) -> Field:
-    return schema.save_field(account, name="visits", type="int", merge_operator="sum")
+    return save_field(account, name="visits", type="int", merge_operator="sum")
 
 
 _ids = iter(range(1, 10**9))
@@ -115,7 +117,7 @@ def test_a_data_manager_defines_a_field(account: Account, manager: APIClient) ->
 
 def test_fields_list_with_their_mappings_and_filters(account: Account, manager: APIClient,
                                                      tier: Field, visits: Field) -> None:
-    schema.save_mapping(account, field=tier, stream="web", expression="tolower(tier)")
+    save_mapping(account, field=tier, stream="web", expression="tolower(tier)")
 
     rows = results(manager.get(f"{API}/fields/"))
     assert [r["name"] for r in rows] == ["tier", "visits"]
@@ -127,8 +129,8 @@ def test_fields_list_with_their_mappings_and_filters(account: Account, manager: 
 
 def test_patch_changes_only_what_is_sent_and_put_resets_the_rest(
         account: Account, manager: APIClient) -> None:
-    field = schema.save_field(account, name="score", type="number", merge_operator="max",
-                              description="Lead score", keep_days=30)
+    field = save_field(account, name="score", type="number", merge_operator="max",
+                       description="Lead score", keep_days=30)
 
     patched = manager.patch(f"{API}/fields/{field.pk}/", {"keep_days": 90}, format="json")
     assert patched.status_code == 200, patched.content
@@ -143,7 +145,7 @@ def test_patch_changes_only_what_is_sent_and_put_resets_the_rest(
 
 def test_deleting_a_field_removes_its_mappings_from_the_draft(
         account: Account, manager: APIClient, tier: Field) -> None:
-    schema.save_mapping(account, field=tier, stream="web", expression="tier")
+    save_mapping(account, field=tier, stream="web", expression="tier")
 
     assert manager.delete(f"{API}/fields/{tier.pk}/").status_code == 204
     assert not Field.objects.filter(pk=tier.pk).exists()
@@ -187,7 +189,7 @@ def test_a_description_too_long_for_its_column_is_refused(account: Account,
 
 def test_changing_a_fields_type_under_its_mappings_is_refused(
         account: Account, manager: APIClient, tier: Field) -> None:
-    schema.save_mapping(account, field=tier, stream="web", expression="tolower(tier)")
+    save_mapping(account, field=tier, stream="web", expression="tolower(tier)")
 
     with nothing_changes(account):
         body = refused(manager.patch(f"{API}/fields/{tier.pk}/", {"type": "int"},
@@ -221,8 +223,8 @@ def test_a_data_manager_maps_a_field_by_name_or_id(account: Account, manager: AP
 
 def test_a_mapping_is_changed_and_deleted(account: Account, manager: APIClient,
                                           tier: Field) -> None:
-    mapping = schema.save_mapping(account, field=tier, stream="web", expression="tier",
-                                  guard="exists(tier)")
+    mapping = save_mapping(account, field=tier, stream="web", expression="tier",
+                           guard="exists(tier)")
 
     patched = manager.patch(f"{API}/mappings/{mapping.pk}/", {"expression": "toupper(tier)"},
                             format="json")
@@ -270,7 +272,7 @@ def test_a_bad_guard_is_refused_with_its_position(account: Account, manager: API
 
 def test_a_syntax_error_in_an_edit_leaves_the_mapping_as_it_was(
         account: Account, manager: APIClient, tier: Field) -> None:
-    mapping = schema.save_mapping(account, field=tier, stream="web", expression="tier")
+    mapping = save_mapping(account, field=tier, stream="web", expression="tier")
 
     with nothing_changes(account):
         body = refused(manager.patch(f"{API}/mappings/{mapping.pk}/", {"expression": "tier +"},
@@ -294,7 +296,7 @@ def test_a_mapping_to_a_field_of_another_type_is_refused(account: Account, manag
 
 def test_moving_a_mapping_to_a_field_of_another_type_is_refused(
         account: Account, manager: APIClient, tier: Field, visits: Field) -> None:
-    mapping = schema.save_mapping(account, field=tier, stream="web", expression="tolower(tier)")
+    mapping = save_mapping(account, field=tier, stream="web", expression="tolower(tier)")
 
     with nothing_changes(account):
         refused(manager.patch(f"{API}/mappings/{mapping.pk}/", {"field": "visits"},
@@ -315,8 +317,8 @@ def test_an_empty_expression_and_a_bad_stream_name_are_refused(
 
 def test_a_mapping_to_an_unknown_field_is_refused(account: Account, other_account: Account,
                                                   manager: APIClient) -> None:
-    theirs = schema.save_field(other_account, name="tier", type="string",
-                               merge_operator="latest")
+    theirs = save_field(other_account, name="tier", type="string",
+                        merge_operator="latest")
     with nothing_changes(account):
         refused(manager.post(f"{API}/mappings/", {"field": "nosuch", "stream": "web",
                                                  "expression": "x"}, format="json"),
@@ -360,8 +362,8 @@ def test_a_data_manager_routes_localhost_traffic_away(account: Account,
 
 
 def test_a_route_rule_loop_is_refused(account: Account, manager: APIClient) -> None:
-    schema.save_route_rule(account, input_stream="a", expression="true", output_stream="b")
-    schema.save_route_rule(account, input_stream="b", expression="x = 1", output_stream="c")
+    save_route_rule(account, input_stream="a", expression="true", output_stream="b")
+    save_route_rule(account, input_stream="b", expression="x = 1", output_stream="c")
 
     with nothing_changes(account):
         body = refused(manager.post(f"{API}/route-rules/", {
@@ -377,9 +379,9 @@ def test_a_route_rule_loop_is_refused(account: Account, manager: APIClient) -> N
 
 def test_activating_a_rule_that_closes_a_loop_is_refused(account: Account,
                                                          manager: APIClient) -> None:
-    schema.save_route_rule(account, input_stream="a", expression="true", output_stream="b")
-    back = schema.save_route_rule(account, input_stream="b", expression="true",
-                                  output_stream="a", active=False)
+    save_route_rule(account, input_stream="a", expression="true", output_stream="b")
+    back = save_route_rule(account, input_stream="b", expression="true",
+                           output_stream="a", active=False)
 
     with nothing_changes(account):
         refused(manager.patch(f"{API}/route-rules/{back.pk}/", {"active": True},
@@ -402,7 +404,7 @@ def test_a_route_rule_with_a_bad_expression_is_refused_with_its_position(
 def test_validate_lists_the_drafts_problems(account: Account, manager: APIClient,
                                             tier: Field) -> None:
     assert manager.get(f"{API}/validate/").json() == {"valid": True, "problems": []}
-    mapping = schema.save_mapping(account, field=tier, stream="web", expression="tier")
+    mapping = save_mapping(account, field=tier, stream="web", expression="tier")
     Mapping.objects.filter(pk=mapping.pk).update(expression="tier +")  # behind the services
 
     body = manager.get(f"{API}/validate/").json()
@@ -418,11 +420,11 @@ def test_diff_counts_what_publishing_would_change(account: Account, manager: API
     first = manager.get(f"{API}/diff/").json()
     assert (first["live_version"], first["has_changes"], first["changes"]) == (None, True, 1)
     assert first["fields"]["added"][0]["name"] == "tier"
-    schema.publish(account)
+    publish(account)
     assert manager.get(f"{API}/diff/").json()["changes"] == 0
 
-    schema.save_field(account, instance=tier, keep_days=30)
-    schema.save_field(account, name="score", type="number", merge_operator="max")
+    save_field(account, instance=tier, keep_days=30)
+    save_field(account, name="score", type="number", merge_operator="max")
     body = manager.get(f"{API}/diff/").json()
 
     assert (body["live_version"], body["changes"]) == (1, 2)
@@ -431,10 +433,10 @@ def test_diff_counts_what_publishing_would_change(account: Account, manager: API
 
 def test_publish_makes_a_version_that_processing_uses(account: Account, manager: APIClient,
                                                       tier: Field) -> None:
-    schema.save_mapping(account, field=tier, stream="web", expression="tolower(tier)")
-    schema.save_field(account, name="email", type="string", merge_operator="latest",
-                      is_identifier=True, identifier_rank=1, identifier_capacity=1)
-    schema.save_mapping(account, field="email", stream="web", expression="email(email)")
+    save_mapping(account, field=tier, stream="web", expression="tolower(tier)")
+    save_field(account, name="email", type="string", merge_operator="latest",
+               is_identifier=True, identifier_rank=1, identifier_capacity=1)
+    save_mapping(account, field="email", stream="web", expression="email(email)")
 
     response = manager.post(f"{API}/publish/", {"note": "tiers"}, format="json")
 
@@ -444,7 +446,7 @@ def test_publish_makes_a_version_that_processing_uses(account: Account, manager:
     assert body["snapshot"]["mappings"][1] == {
         "field": "tier", "stream": "web", "expression": "tolower(tier)", "guard": ""}
     version = SchemaVersion.objects.get(account=account)
-    live = schema.live_schema(account)
+    live = live_schema(account)
     assert live is not None and live.version_id == version.pk
     seed(account, "web", {"email": "Ana@Example.com", "tier": "GOLD"})
     process_pending(account_id=account.pk)
@@ -455,8 +457,8 @@ def test_publish_makes_a_version_that_processing_uses(account: Account, manager:
 
 def test_publishing_a_draft_that_fails_validation_is_refused_and_nothing_changes(
         account: Account, manager: APIClient, tier: Field) -> None:
-    mapping = schema.save_mapping(account, field=tier, stream="web", expression="tier")
-    first = schema.publish(account)
+    mapping = save_mapping(account, field=tier, stream="web", expression="tier")
+    first = publish(account)
     Mapping.objects.filter(pk=mapping.pk).update(expression="tolower(tier")  # behind the API
 
     with nothing_changes(account):
@@ -467,12 +469,12 @@ def test_publishing_a_draft_that_fails_validation_is_refused_and_nothing_changes
         "invalid_expression", str(mapping.pk), 1, 13)
     assert (body["line"], body["column"]) == (1, 13)
     assert "1 problem" in body["message"]
-    assert schema.live_version(account) == first
+    assert live_version(account) == first
 
 
 def test_publishing_nothing_new_is_refused(account: Account, manager: APIClient,
                                            tier: Field) -> None:
-    schema.publish(account)
+    publish(account)
     with nothing_changes(account):
         refused(manager.post(f"{API}/publish/", {}, format="json"), "no_changes")
 
@@ -482,9 +484,9 @@ def test_publishing_nothing_new_is_refused(account: Account, manager: APIClient,
 
 def test_versions_list_newest_first_and_detail_has_the_snapshot(
         account: Account, manager: APIClient, tier: Field) -> None:
-    schema.publish(account, note="first")
-    schema.save_field(account, name="score", type="number", merge_operator="max")
-    schema.publish(account, note="second")
+    publish(account, note="first")
+    save_field(account, name="score", type="number", merge_operator="max")
+    publish(account, note="second")
 
     rows = results(manager.get(f"{API}/versions/"))
 
@@ -499,18 +501,18 @@ def test_versions_list_newest_first_and_detail_has_the_snapshot(
 
 def test_revert_publishes_an_earlier_version_again(account: Account, manager: APIClient,
                                                    tier: Field) -> None:
-    schema.save_mapping(account, field=tier, stream="web", expression="tier")
-    schema.publish(account)
-    schema.save_field(account, name="score", type="number", merge_operator="max")
+    save_mapping(account, field=tier, stream="web", expression="tier")
+    publish(account)
+    save_field(account, name="score", type="number", merge_operator="max")
     Mapping.objects.filter(account=account).delete()
-    schema.publish(account)
+    publish(account)
 
     response = manager.post(f"{API}/versions/1/revert/", {}, format="json")
 
     assert response.status_code == 201, response.content
     body = response.json()
     assert (body["number"], body["reverted_from"], body["live"]) == (3, 1, True)
-    assert schema.live_version(account).number == 3
+    assert live_version(account).number == 3
     assert list(Field.objects.filter(account=account).values_list("name", flat=True)) == [
         "tier"]
     assert Mapping.objects.get(account=account).expression == "tier"
@@ -519,8 +521,8 @@ def test_revert_publishes_an_earlier_version_again(account: Account, manager: AP
 
 def test_revert_to_the_live_schema_is_refused_and_nothing_changes(
         account: Account, manager: APIClient, tier: Field) -> None:
-    schema.publish(account)
-    schema.save_field(account, name="draft_only", type="string", merge_operator="latest")
+    publish(account)
+    save_field(account, name="draft_only", type="string", merge_operator="latest")
 
     with nothing_changes(account):
         refused(manager.post(f"{API}/versions/1/revert/", {}, format="json"), "no_changes")
@@ -529,16 +531,16 @@ def test_revert_to_the_live_schema_is_refused_and_nothing_changes(
 def test_revert_without_publishing_restores_the_draft_only(account: Account,
                                                            manager: APIClient,
                                                            tier: Field) -> None:
-    schema.publish(account)
-    schema.save_field(account, name="score", type="number", merge_operator="max")
-    schema.publish(account)
+    publish(account)
+    save_field(account, name="score", type="number", merge_operator="max")
+    publish(account)
 
     response = manager.post(f"{API}/versions/1/revert/", {"publish": False}, format="json")
 
     assert response.status_code == 200, response.content
     assert response.json()["draft_restored_from"] == 1
     assert response.json()["diff"]["changes"] == 1
-    assert schema.live_version(account).number == 2
+    assert live_version(account).number == 2
     assert not Field.objects.filter(account=account, name="score").exists()
 
 
@@ -569,7 +571,7 @@ def test_evaluate_shows_what_a_mapping_would_give_for_the_latest_events(
 
 def test_evaluate_a_saved_mapping_converts_to_its_field_and_honours_the_limit(
         account: Account, manager: APIClient, visits: Field) -> None:
-    mapping = schema.save_mapping(account, field=visits, stream="web", expression="visits")
+    mapping = save_mapping(account, field=visits, stream="web", expression="visits")
     seed(account, "web", {"visits": "3"}, {"visits": "many"}, {"visits": 7})
 
     body = manager.post(f"{API}/evaluate/", {"mapping": mapping.pk}, format="json").json()
@@ -593,9 +595,9 @@ def test_evaluate_masks_a_pii_fields_values_for_a_reader_without_pii_access(
                                  abbreviation="SRd")
     reader.permissions.set(Permission.objects.filter(code="schema.view"))
     _token, secret = make_token(account, ["schema_reader"])
-    email = schema.save_field(account, name="email", type="string", merge_operator="latest",
-                              is_pii=True)
-    mapping = schema.save_mapping(account, field=email, stream="crm", expression="email(e)")
+    email = save_field(account, name="email", type="string", merge_operator="latest",
+                       is_pii=True)
+    mapping = save_mapping(account, field=email, stream="crm", expression="email(e)")
     seed(account, "crm", {"e": "Jane@Example.com"})
 
     masked = token_client(secret).post(f"{API}/evaluate/", {"mapping": mapping.pk},
@@ -707,12 +709,12 @@ def test_the_lytics_use_case_schema_defined_and_published_through_the_api(
 
 def test_publish_with_rebuild_recomputes_profiles_with_the_new_version(
         account: Account, manager: APIClient) -> None:
-    email = schema.save_field(account, name="email", type="string", merge_operator="latest",
-                              is_identifier=True, identifier_rank=1, identifier_capacity=1)
-    schema.save_mapping(account, field=email, stream="web", expression="email(email)")
-    tier = schema.save_field(account, name="tier", type="string", merge_operator="latest")
-    mapping = schema.save_mapping(account, field=tier, stream="web", expression="tier")
-    schema.publish(account)
+    email = save_field(account, name="email", type="string", merge_operator="latest",
+                       is_identifier=True, identifier_rank=1, identifier_capacity=1)
+    save_mapping(account, field=email, stream="web", expression="email(email)")
+    tier = save_field(account, name="tier", type="string", merge_operator="latest")
+    mapping = save_mapping(account, field=tier, stream="web", expression="tier")
+    publish(account)
     seed(account, "web", {"email": "ana@example.com", "tier": "GOLD"},
          {"email": "bo@example.com", "tier": "Silver"})
     process_pending(account_id=account.pk)
@@ -720,8 +722,8 @@ def test_publish_with_rebuild_recomputes_profiles_with_the_new_version(
         "GOLD", "Silver"]
     assert manager.post(f"{API}/rebuild/").status_code == 202
     process_pending(account_id=account.pk)
-    schema.save_mapping(account, instance=mapping, field=tier, stream="web",
-                        expression="tolower(tier)")
+    save_mapping(account, instance=mapping, field=tier, stream="web",
+                 expression="tolower(tier)")
 
     response = manager.post(f"{API}/publish/", {"rebuild": True}, format="json")
 
@@ -745,10 +747,10 @@ def test_a_rebuild_needs_a_published_version(account: Account, manager: APIClien
 
 def test_publishing_with_a_rebuild_while_one_runs_is_refused_and_nothing_changes(
         account: Account, manager: APIClient, tier: Field) -> None:
-    schema.publish(account)
+    publish(account)
     seed(account, "web", {"tier": "x"})
     assert manager.post(f"{API}/rebuild/").status_code == 202
-    schema.save_field(account, name="score", type="number", merge_operator="max")
+    save_field(account, name="score", type="number", merge_operator="max")
 
     with nothing_changes(account):
         refused(manager.post(f"{API}/publish/", {"rebuild": True}, format="json"),
@@ -759,14 +761,14 @@ def test_publishing_with_a_rebuild_while_one_runs_is_refused_and_nothing_changes
 
 
 def _schema_objects(account: Account) -> dict[str, Any]:
-    field = schema.save_field(account, name="tier", type="string", merge_operator="latest")
-    mapping = schema.save_mapping(account, field=field, stream="web", expression="tier")
-    rule = schema.save_route_rule(account, input_stream="web", expression="exists(bot)",
-                                  output_stream="bots")
-    schema.publish(account)
-    schema.save_field(account, instance=field, keep_days=10)
-    schema.publish(account)
-    schema.save_field(account, instance=field, description="Tier")  # the draft differs
+    field = save_field(account, name="tier", type="string", merge_operator="latest")
+    mapping = save_mapping(account, field=field, stream="web", expression="tier")
+    rule = save_route_rule(account, input_stream="web", expression="exists(bot)",
+                           output_stream="bots")
+    publish(account)
+    save_field(account, instance=field, keep_days=10)
+    publish(account)
+    save_field(account, instance=field, description="Tier")  # the draft differs
     return {"field": field.pk, "mapping": mapping.pk, "rule": rule.pk, "version": 1}
 
 

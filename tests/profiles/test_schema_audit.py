@@ -14,7 +14,8 @@ from cdp_site.models import Account, AuditEvent
 from profiles.collection.messages import IncomingEvent
 from profiles.collection.store import accept
 from profiles.models import Field, ProfileRebuild, SchemaVersion
-from profiles.schema import drafts as schema
+from profiles.schema.drafts import save_field, save_mapping
+from profiles.schema.versions import publish
 from tests.conftest import make_token, make_user, session_client, token_client
 
 pytestmark = pytest.mark.django_db
@@ -45,8 +46,8 @@ def manager(token: Any) -> APIClient:
 
 @pytest.fixture
 def tier(account: Account) -> Field:
-    tier = schema.save_field(account, name="tier", type="string", merge_operator="latest")
-    schema.save_mapping(account, field=tier, stream="web", expression="tier")
+    tier = save_field(account, name="tier", type="string", merge_operator="latest")
+    save_mapping(account, field=tier, stream="web", expression="tier")
     return tier
 
 
@@ -62,8 +63,8 @@ def test_publish_writes_one_entry_with_the_diff(account: Account, manager: APICl
     assert event.changes == {"version": [None, 1], "note": "tiers",
                              "fields": {"added": ["tier"]},
                              "mappings": {"added": ["tier ← web: tier"]}}
-    schema.save_field(account, instance=tier, name="tier", type="string",
-                      merge_operator="oldest")
+    save_field(account, instance=tier, name="tier", type="string",
+               merge_operator="oldest")
     assert manager.post(f"{API}/publish/", {}, format="json").status_code == 201
     second = logged(account)[-1]
     assert second.changes == {"version": [1, 2], "fields": {"changed": {
@@ -72,10 +73,10 @@ def test_publish_writes_one_entry_with_the_diff(account: Account, manager: APICl
 
 def test_a_refused_publish_writes_nothing(account: Account, manager: APIClient,
                                           tier: Field) -> None:
-    schema.publish(account)
+    publish(account)
     nothing_new = manager.post(f"{API}/publish/", {}, format="json")
     assert nothing_new.status_code == 400
-    schema.save_mapping(account, field=tier, stream="crm", expression="tier")
+    save_mapping(account, field=tier, stream="crm", expression="tier")
     Field.objects.filter(pk=tier.pk).update(type="nonsense")  # a draft that fails validation
     invalid = manager.post(f"{API}/publish/", {}, format="json")
     assert invalid.status_code == 400
@@ -86,9 +87,9 @@ def test_a_refused_publish_writes_nothing(account: Account, manager: APIClient,
 
 def test_revert_writes_one_reverted_entry(account: Account, manager: APIClient,
                                           tier: Field) -> None:
-    schema.publish(account)
-    schema.save_field(account, name="score", type="number", merge_operator="max")
-    schema.publish(account)
+    publish(account)
+    save_field(account, name="score", type="number", merge_operator="max")
+    publish(account)
     response = manager.post(f"{API}/versions/1/revert/", {}, format="json")
     assert response.status_code == 201, response.content
     version = SchemaVersion.objects.get(account=account, number=3)
@@ -101,9 +102,9 @@ def test_revert_writes_one_reverted_entry(account: Account, manager: APIClient,
 
 def test_revert_of_the_draft_only_is_recorded_on_the_old_version(
         account: Account, manager: APIClient, tier: Field) -> None:
-    first = schema.publish(account)
-    schema.save_field(account, name="score", type="number", merge_operator="max")
-    schema.publish(account)
+    first = publish(account)
+    save_field(account, name="score", type="number", merge_operator="max")
+    publish(account)
     response = manager.post(f"{API}/versions/1/revert/", {"publish": False}, format="json")
     assert response.status_code == 200, response.content
     event = only(account, "schema.reverted")
@@ -113,7 +114,7 @@ def test_revert_of_the_draft_only_is_recorded_on_the_old_version(
 
 def test_a_refused_revert_writes_nothing(account: Account, manager: APIClient,
                                          tier: Field) -> None:
-    schema.publish(account)
+    publish(account)
     assert manager.post(f"{API}/versions/1/revert/", {}, format="json").status_code == 400
     assert manager.post(f"{API}/versions/9/revert/", {}, format="json").status_code == 404
     assert logged(account) == []
@@ -123,7 +124,7 @@ def test_a_rebuild_writes_one_entry_and_a_refused_one_none(
         account: Account, manager: APIClient, tier: Field) -> None:
     assert manager.post(f"{API}/rebuild/").status_code == 400  # nothing published
     assert logged(account) == []
-    schema.publish(account)
+    publish(account)
     accept(account, "web", [IncomingEvent(message={"tier": "gold"}, message_id="m-1",
                                           type="track", event="", event_at=datetime.now(UTC))],
            [], source="test", received_at=datetime.now(UTC))

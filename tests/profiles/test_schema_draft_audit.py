@@ -14,7 +14,14 @@ from rest_framework.test import APIClient
 
 from cdp_site.models import Account, AuditEvent
 from profiles.models import Field, Mapping, RouteRule
-from profiles.schema import drafts as schema
+from profiles.schema.drafts import (
+    delete_field,
+    delete_mapping,
+    delete_route_rule,
+    save_field,
+    save_mapping,
+    save_route_rule,
+)
 from tests.conftest import make_token, make_user, session_client, token_client
 
 pytestmark = pytest.mark.django_db
@@ -44,16 +51,16 @@ def manager(token: Any) -> APIClient:
 
 @pytest.fixture
 def tier(account: Account) -> Field:
-    return schema.save_field(account, name="tier", type="string", merge_operator="latest")
+    return save_field(account, name="tier", type="string", merge_operator="latest")
 
 
 def test_seeds_without_an_actor_write_nothing(account: Account, tier: Field) -> None:
-    mapping = schema.save_mapping(account, field=tier, stream="web", expression="tier")
-    rule = schema.save_route_rule(account, input_stream="a", expression="true",
-                                  output_stream="b")
-    schema.delete_route_rule(account, rule)
-    schema.delete_mapping(account, mapping)
-    schema.delete_field(account, tier)
+    mapping = save_mapping(account, field=tier, stream="web", expression="tier")
+    rule = save_route_rule(account, input_stream="a", expression="true",
+                           output_stream="b")
+    delete_route_rule(account, rule)
+    delete_mapping(account, mapping)
+    delete_field(account, tier)
     assert logged(account) == []
 
 
@@ -88,7 +95,7 @@ def test_a_field_created_changed_and_deleted_writes_one_entry_each(
     assert same.status_code == 200
     assert len(logged(account)) == 2  # nothing changed: no entry
 
-    schema.save_mapping(account, field=field, stream="web", expression="tonumber(score)")
+    save_mapping(account, field=field, stream="web", expression="tonumber(score)")
     assert manager.delete(f"{API}/fields/{field.pk}/").status_code == 204
     deleted = logged(account)[-1]
     assert (deleted.action, deleted.target_id, deleted.target_label) == (
@@ -101,7 +108,7 @@ def test_a_field_created_changed_and_deleted_writes_one_entry_each(
 
 def test_a_refused_field_edit_writes_nothing(account: Account, manager: APIClient,
                                              tier: Field) -> None:
-    schema.save_mapping(account, field=tier, stream="web", expression="tolower(tier)")
+    save_mapping(account, field=tier, stream="web", expression="tolower(tier)")
     wrong_type = manager.post(f"{API}/fields/", {"name": "visits", "type": "string",
                                                  "merge_operator": "sum"}, format="json")
     assert wrong_type.status_code == 400
@@ -140,7 +147,7 @@ def test_a_mapping_created_changed_and_deleted_writes_one_entry_each(
     assert updated.changes == {"expression": ["tier", "tolower(tier)"],
                                "guard": ["", "exists(tier)"]}
 
-    schema.save_field(account, name="level", type="string", merge_operator="latest")
+    save_field(account, name="level", type="string", merge_operator="latest")
     moved = client.patch(f"{API}/mappings/{mapping.pk}/", {"field": "level"}, format="json")
     assert moved.status_code == 200, moved.content
     assert logged(account)[-1].changes == {"field": ["tier", "level"]}
@@ -155,8 +162,8 @@ def test_a_mapping_created_changed_and_deleted_writes_one_entry_each(
 
 def test_a_refused_mapping_edit_writes_nothing(account: Account, manager: APIClient,
                                                tier: Field) -> None:
-    schema.save_field(account, name="visits", type="int", merge_operator="sum")
-    mapping = schema.save_mapping(account, field=tier, stream="web", expression="tier")
+    save_field(account, name="visits", type="int", merge_operator="sum")
+    mapping = save_mapping(account, field=tier, stream="web", expression="tier")
     bad_expression = manager.post(f"{API}/mappings/", {
         "field": "tier", "stream": "web", "expression": "tolower(tier"}, format="json")
     assert bad_expression.status_code == 400
@@ -208,9 +215,9 @@ def test_a_route_rule_created_changed_and_deleted_writes_one_entry_each(
 
 def test_a_refused_route_rule_edit_writes_nothing(account: Account,
                                                   manager: APIClient) -> None:
-    schema.save_route_rule(account, input_stream="a", expression="true", output_stream="b")
-    back = schema.save_route_rule(account, input_stream="b", expression="true",
-                                  output_stream="a", active=False)
+    save_route_rule(account, input_stream="a", expression="true", output_stream="b")
+    back = save_route_rule(account, input_stream="b", expression="true",
+                           output_stream="a", active=False)
     bad_expression = manager.post(f"{API}/route-rules/", {
         "input_stream": "default", "expression": 'contains(`_url`, "localhost"',
         "output_stream": "app_divert"}, format="json")

@@ -20,7 +20,10 @@ from profiles.collection.messages import IncomingEvent
 from profiles.collection.store import accept
 from profiles.models import Field, Mapping, RouteRule, SchemaVersion
 from profiles.processing.pipeline import process_pending
-from profiles.schema import drafts as schema
+from profiles.schema.compiled import live_schema
+from profiles.schema.drafts import save_field, save_mapping, save_route_rule
+from profiles.schema.lytics import install_lytics_schema
+from profiles.schema.versions import live_version, publish
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
@@ -41,7 +44,7 @@ def manager(account: Account) -> Client:
 
 @pytest.fixture
 def tier(account: Account) -> Field:
-    return schema.save_field(account, name="tier", type="string", merge_operator="latest")
+    return save_field(account, name="tier", type="string", merge_operator="latest")
 
 
 _ids = iter(range(1, 10**9))
@@ -81,10 +84,10 @@ def text(response: Any) -> str:
 
 def _lytics(account: Account) -> dict[str, Any]:
     """The Lytics use-case schema published, plus a route rule and a draft change."""
-    schema.install_lytics_schema(account)
-    rule = schema.save_route_rule(account, input_stream="default",
-                                  expression='contains(`_url`, "localhost")',
-                                  output_stream="app_divert", name="Local testing")
+    install_lytics_schema(account)
+    rule = save_route_rule(account, input_stream="default",
+                           expression='contains(`_url`, "localhost")',
+                           output_stream="app_divert", name="Local testing")
     field = Field.objects.get(account=account, name="taxonomy")
     return {"field": field.pk, "mapping": Mapping.objects.filter(field=field).first().pk,
             "rule": rule.pk, "version": 1}
@@ -181,7 +184,7 @@ def test_the_overview_lists_fields_mappings_and_route_rules(account: Account,
 def test_the_banner_says_how_the_draft_differs_and_offers_publish(account: Account,
                                                                   manager: Client) -> None:
     _lytics(account)  # one route rule added after the publish
-    schema.save_field(account, name="score", type="number", merge_operator="max")
+    save_field(account, name="score", type="number", merge_operator="max")
 
     response = manager.get("/schema/")
     page = text(response)
@@ -204,12 +207,12 @@ def test_publishing_from_the_page_makes_the_next_version(account: Account, manag
     page = text(response)
     assert "Published version 1" in page
     assert "The draft is the live schema (version 1)" in page
-    assert schema.live_schema(account).version_id == version.pk
+    assert live_schema(account).version_id == version.pk
 
 
 def test_problems_show_inline_and_publishing_is_refused(account: Account, manager: Client,
                                                         tier: Field) -> None:
-    mapping = schema.save_mapping(account, field=tier, stream="web", expression="tier")
+    mapping = save_mapping(account, field=tier, stream="web", expression="tier")
     Mapping.objects.filter(pk=mapping.pk).update(expression="tolower(tier")  # behind the form
 
     response = manager.get("/schema/")
@@ -295,7 +298,7 @@ def test_a_mapping_with_an_unknown_function_shows_where(account: Account, manage
 
 def test_a_mapping_to_a_field_of_another_type_is_refused_on_the_page(
         account: Account, manager: Client) -> None:
-    schema.save_field(account, name="visits", type="int", merge_operator="sum")
+    save_field(account, name="visits", type="int", merge_operator="sum")
     with nothing_changes(account):
         response = manager.post("/schema/mappings/new/", {
             "field": "visits", "stream": "web", "expression": "email(address)"})
@@ -321,7 +324,7 @@ def test_a_mapping_is_saved_and_changed(account: Account, manager: Client, tier:
 
 
 def test_a_route_rule_loop_is_refused_on_the_page(account: Account, manager: Client) -> None:
-    schema.save_route_rule(account, input_stream="a", expression="true", output_stream="b")
+    save_route_rule(account, input_stream="a", expression="true", output_stream="b")
     with nothing_changes(account):
         response = manager.post("/schema/route-rules/new/", {
             "input_stream": "b", "expression": "true", "output_stream": "a", "priority": "0",
@@ -331,7 +334,7 @@ def test_a_route_rule_loop_is_refused_on_the_page(account: Account, manager: Cli
 
 
 def test_deleting_a_field_from_its_page(account: Account, manager: Client, tier: Field) -> None:
-    schema.save_mapping(account, field=tier, stream="web", expression="tier")
+    save_mapping(account, field=tier, stream="web", expression="tier")
     response = manager.post(f"/schema/fields/{tier.pk}/delete/", follow=True)
     assert "Field tier and its mappings removed from the draft." in text(response)
     assert not Field.objects.filter(account=account).exists()
@@ -375,7 +378,7 @@ def test_evaluate_answers_a_bad_expression_with_its_position(account: Account,
 
 def test_publishing_with_a_rebuild_shows_its_progress(account: Account, manager: Client,
                                                       tier: Field) -> None:
-    schema.save_mapping(account, field=tier, stream="web", expression="tier")
+    save_mapping(account, field=tier, stream="web", expression="tier")
     seed(account, "web", {"tier": "a"}, {"tier": "b"}, {"tier": "c"})
 
     response = manager.post("/schema/publish/", {"rebuild": "on"}, follow=True)
@@ -396,7 +399,7 @@ def test_a_rebuild_from_the_page_needs_a_published_version(account: Account, man
     response = manager.post("/schema/rebuild/", follow=True)
     assert "Publish a schema version before rebuilding" in text(response)
     assert 'data-testid="start-rebuild"' not in response.content.decode()
-    schema.publish(account)
+    publish(account)
     assert 'data-testid="start-rebuild"' in manager.get("/schema/").content.decode()
     manager.post("/schema/rebuild/")
     # no raw events: nothing to wait for
@@ -407,9 +410,9 @@ def test_a_rebuild_from_the_page_needs_a_published_version(account: Account, man
 
 
 def test_versions_list_and_revert(account: Account, manager: Client, tier: Field) -> None:
-    schema.publish(account, note="first")
-    schema.save_field(account, name="score", type="number", merge_operator="max")
-    schema.publish(account, note="second")
+    publish(account, note="first")
+    save_field(account, name="score", type="number", merge_operator="max")
+    publish(account, note="second")
 
     page = text(manager.get("/schema/versions/"))
     assert "v2 live" in page and "first" in page
@@ -419,7 +422,7 @@ def test_versions_list_and_revert(account: Account, manager: Client, tier: Field
     response = manager.post("/schema/versions/1/revert/", follow=True)
 
     assert "Version 1 published again as version 3" in text(response)
-    live = schema.live_version(account)
+    live = live_version(account)
     assert (live.number, live.reverted_from) == (3, 1)
     assert not Field.objects.filter(account=account, name="score").exists()
 
@@ -494,8 +497,8 @@ def test_the_admin_saves_a_field_through_the_schema_service(account: Account,
 def test_the_admin_refuses_a_bad_mapping_with_its_position(account: Account,
                                                           other_account: Account,
                                                           manager: Client, tier: Field) -> None:
-    theirs = schema.save_field(other_account, name="secret", type="string",
-                               merge_operator="latest")
+    theirs = save_field(other_account, name="secret", type="string",
+                        merge_operator="latest")
     page = manager.get("/admin/profiles/mapping/add/").content.decode()
     assert f'value="{tier.pk}"' in page and f'value="{theirs.pk}"' not in page
 
@@ -516,8 +519,8 @@ def test_the_admin_refuses_a_bad_mapping_with_its_position(account: Account,
 
 def test_the_admin_mapping_page_previews_the_latest_events(account: Account, manager: Client,
                                                            tier: Field) -> None:
-    mapping = schema.save_mapping(account, field=tier, stream="crm_users",
-                                  expression="tolower(tier)")
+    mapping = save_mapping(account, field=tier, stream="crm_users",
+                           expression="tolower(tier)")
     seed(account, "crm_users", *[{"tier": f"Tier{i}"} for i in range(12)], {"tier": 5})
 
     response = manager.get(f"/admin/profiles/mapping/{mapping.pk}/change/")
@@ -533,14 +536,14 @@ def test_the_admin_mapping_page_previews_the_latest_events(account: Account, man
 
 def test_the_admin_shows_versions_read_only_and_publishes_and_reverts(
         account: Account, manager: Client, tier: Field) -> None:
-    schema.publish(account, note="first")
-    schema.save_field(account, name="score", type="number", merge_operator="max")
+    publish(account, note="first")
+    save_field(account, name="score", type="number", merge_operator="max")
 
     publish_page = manager.get("/admin/profiles/schemaversion/publish/")
     assert "1 change to publish" in text(publish_page)
     response = manager.post("/admin/profiles/schemaversion/publish/", {"note": "second"})
     assert response.status_code == 302
-    assert schema.live_version(account).number == 2
+    assert live_version(account).number == 2
 
     first = SchemaVersion.objects.get(account=account, number=1)
     change = manager.get(f"/admin/profiles/schemaversion/{first.pk}/change/")
@@ -551,14 +554,14 @@ def test_the_admin_shows_versions_read_only_and_publishes_and_reverts(
 
     manager.post("/admin/profiles/schemaversion/", {
         "action": "revert_to_version", "_selected_action": [first.pk]})
-    live = schema.live_version(account)
+    live = live_version(account)
     assert (live.number, live.reverted_from) == (3, 1)
 
 
 def test_the_admin_deletes_through_the_service_and_hides_other_accounts(
         account: Account, other_account: Account, manager: Client, tier: Field) -> None:
-    theirs = schema.save_field(other_account, name="secret", type="string",
-                               merge_operator="latest")
+    theirs = save_field(other_account, name="secret", type="string",
+                        merge_operator="latest")
     assert "secret" not in text(manager.get("/admin/profiles/field/"))
     with nothing_changes(other_account):
         response = manager.get(f"/admin/profiles/field/{theirs.pk}/change/")

@@ -1,5 +1,5 @@
 """Serializers of the schema API: shapes only. Whether a field, mapping or route rule is
-acceptable is decided by ``profiles.schema.drafts`` (its problems become the 400 answer), so these
+acceptable is decided by ``profiles.schema.checks`` (its problems become the 400 answer), so these
 check little more than JSON types and column lengths."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 from rest_framework import serializers
 
 from profiles.models import FIELD_NAME_MAX, Field, Mapping, RouteRule, SchemaVersion
-from profiles.schema.drafts import Problem
+from profiles.schema.checks import Problem
 
 DB_INT_MAX = 2_147_483_647  # PositiveIntegerField / IntegerField columns
 EVALUATE_DEFAULT = 20

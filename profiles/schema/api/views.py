@@ -1,9 +1,8 @@
 """The schema API (/api/v1/schema/…): fields, mappings and route rules of the draft, its
 validation and diff with the live version, publish, versions and revert, the mapping dry run,
-and profile rebuilds (``profiles.processing.rebuild``). Thin views over ``profiles.schema.drafts``:
-every edit
-goes through its services, whose refusals (with the reason and, for an expression, its line
-and column) become 400 answers.
+and profile rebuilds (``profiles.processing.rebuild``). Thin views over ``profiles.schema.drafts``
+and ``profiles.schema.versions``: every edit goes through their services, whose refusals (with
+the reason and, for an expression, its line and column) become 400 answers.
 
 Permissions (feature ``schema``): reading and the dry run need ``schema.view``; edits,
 publish, revert and rebuild ``schema.edit``; deletes ``schema.delete``. Another account's
@@ -27,9 +26,9 @@ from cdp_site.api.viewsets import AccountAPIView, AccountScopedViewSet
 from profiles.masking import PII_PERMISSION, PiiPolicy
 from profiles.models import Field, Mapping, RouteRule, SchemaVersion
 from profiles.processing import rebuild
-from profiles.schema import drafts as schema
+from profiles.schema import drafts, versions
 from profiles.schema.api import serializers as s
-from profiles.schema.drafts import Problem, SchemaValidationError
+from profiles.schema.checks import Problem, SchemaValidationError
 
 if TYPE_CHECKING:
     from cdp_site.tenancy import Actor
@@ -93,7 +92,7 @@ class FieldViewSet(SchemaRefusals, AccountScopedViewSet, mixins.ListModelMixin,
     def create(self, request: Request) -> Response:
         serializer = s.FieldWriteSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        field = schema.save_field(self.actor.account, actor=self.actor,
+        field = drafts.save_field(self.actor.account, actor=self.actor,
                                   **serializer.validated_data)
         return self._answer(field, status.HTTP_201_CREATED)
 
@@ -106,7 +105,7 @@ class FieldViewSet(SchemaRefusals, AccountScopedViewSet, mixins.ListModelMixin,
         attrs = dict(serializer.validated_data)
         if not partial:
             attrs = {**s.FIELD_DEFAULTS, **attrs}
-        schema.save_field(self.actor.account, instance=field, actor=self.actor, **attrs)
+        drafts.save_field(self.actor.account, instance=field, actor=self.actor, **attrs)
         return self._answer(field)
 
     @extend_schema(request=s.FieldWriteSerializer, responses={200: s.FieldSerializer, **REFUSED})
@@ -116,7 +115,7 @@ class FieldViewSet(SchemaRefusals, AccountScopedViewSet, mixins.ListModelMixin,
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, pk: str | None = None) -> Response:
         """Remove the field and its mappings from the draft (published versions keep them)."""
-        schema.delete_field(self.actor.account, self.get_object(), self.actor)
+        drafts.delete_field(self.actor.account, self.get_object(), self.actor)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -151,7 +150,7 @@ class MappingViewSet(SchemaRefusals, AccountScopedViewSet, mixins.ListModelMixin
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         account = self.actor.account
-        mapping = schema.save_mapping(
+        mapping = drafts.save_mapping(
             account, field=field_ref(account, data["field"]), stream=data["stream"],
             expression=data["expression"], guard=data.get("guard", ""), actor=self.actor)
         return self._answer(mapping, status.HTTP_201_CREATED)
@@ -166,7 +165,7 @@ class MappingViewSet(SchemaRefusals, AccountScopedViewSet, mixins.ListModelMixin
         data = serializer.validated_data
         account = self.actor.account
         field = field_ref(account, data["field"]) if "field" in data else mapping.field
-        schema.save_mapping(
+        drafts.save_mapping(
             account, instance=mapping, field=field,
             stream=data.get("stream", mapping.stream),
             expression=data.get("expression", mapping.expression),
@@ -180,7 +179,7 @@ class MappingViewSet(SchemaRefusals, AccountScopedViewSet, mixins.ListModelMixin
 
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, pk: str | None = None) -> Response:
-        schema.delete_mapping(self.actor.account, self.get_object(), self.actor)
+        drafts.delete_mapping(self.actor.account, self.get_object(), self.actor)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -204,7 +203,7 @@ class RouteRuleViewSet(SchemaRefusals, AccountScopedViewSet, mixins.ListModelMix
     def create(self, request: Request) -> Response:
         serializer = s.RouteRuleWriteSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        rule = schema.save_route_rule(self.actor.account, actor=self.actor,
+        rule = drafts.save_route_rule(self.actor.account, actor=self.actor,
                                       **{**s.ROUTE_DEFAULTS, **serializer.validated_data})
         return Response(s.RouteRuleSerializer(rule).data, status=status.HTTP_201_CREATED)
 
@@ -215,9 +214,9 @@ class RouteRuleViewSet(SchemaRefusals, AccountScopedViewSet, mixins.ListModelMix
         rule = self.get_object()
         serializer = s.RouteRuleWriteSerializer(data=request.data, partial=partial)
         serializer.is_valid(raise_exception=True)
-        current = {attr: getattr(rule, attr) for attr in schema.ROUTE_ATTRS}
+        current = {attr: getattr(rule, attr) for attr in versions.ROUTE_ATTRS}
         base = current if partial else {**current, **s.ROUTE_DEFAULTS}
-        schema.save_route_rule(self.actor.account, instance=rule, actor=self.actor,
+        drafts.save_route_rule(self.actor.account, instance=rule, actor=self.actor,
                                **{**base, **serializer.validated_data})
         return Response(s.RouteRuleSerializer(rule).data)
 
@@ -228,7 +227,7 @@ class RouteRuleViewSet(SchemaRefusals, AccountScopedViewSet, mixins.ListModelMix
 
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, pk: str | None = None) -> Response:
-        schema.delete_route_rule(self.actor.account, self.get_object(), self.actor)
+        drafts.delete_route_rule(self.actor.account, self.get_object(), self.actor)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -239,13 +238,13 @@ class ValidateView(AccountAPIView):
 
     @extend_schema(responses=s.ValidationSerializer)
     def get(self, request: Request) -> Response:
-        problems = schema.validate_draft(self.actor.account)
+        problems = versions.validate_draft(self.actor.account)
         return Response(s.ValidationSerializer(
             {"valid": not problems, "problems": [p.as_dict() for p in problems]}).data)
 
 
 def diff_data(account: Any) -> dict[str, Any]:
-    diff = schema.diff_schema(account)
+    diff = versions.diff_schema(account)
     return {**diff, "changes": s.count_changes(diff)}
 
 
@@ -278,8 +277,8 @@ class PublishView(SchemaRefusals, AccountAPIView):
         if serializer.validated_data["rebuild"]:
             refuse_rebuild_while_running(account)
         try:
-            version = schema.publish(account, actor=self.actor,
-                                     note=serializer.validated_data["note"])
+            version = versions.publish(account, actor=self.actor,
+                                       note=serializer.validated_data["note"])
         except SchemaValidationError as exc:
             return refused_publish(exc)
         body = s.SchemaVersionDetailSerializer(version,
@@ -326,7 +325,7 @@ class RebuildView(AccountAPIView):
                                             400: s.RefusalSerializer, 409: s.RefusalSerializer})
     def post(self, request: Request) -> Response:
         account = self.actor.account
-        if schema.live_version(account) is None:
+        if versions.live_version(account) is None:
             raise APIError("no_live_schema", "Nothing is published yet: publish a schema "
                            "version before rebuilding profiles with it.")
         refuse_rebuild_while_running(account)
@@ -358,7 +357,7 @@ class SchemaVersionViewSet(SchemaRefusals, AccountScopedViewSet, mixins.ListMode
     def get_serializer_context(self) -> dict[str, Any]:
         context = super().get_serializer_context()
         if not getattr(self, "swagger_fake_view", False):
-            live = schema.live_version(self.actor.account)
+            live = versions.live_version(self.actor.account)
             context["live_number"] = live.number if live else None
         return context
 
@@ -374,10 +373,10 @@ class SchemaVersionViewSet(SchemaRefusals, AccountScopedViewSet, mixins.ListMode
         serializer.is_valid(raise_exception=True)
         account = self.actor.account
         if not serializer.validated_data["publish"]:
-            schema.revert(account, target.number, actor=self.actor, publish_now=False)
+            versions.revert(account, target.number, actor=self.actor, publish_now=False)
             return Response(s.DraftRestoredSerializer(
                 {"draft_restored_from": target.number, "diff": diff_data(account)}).data)
-        version = schema.revert(account, target.number, actor=self.actor)
+        version = versions.revert(account, target.number, actor=self.actor)
         assert version is not None
         return Response(s.SchemaVersionDetailSerializer(
             version, context={"live_number": version.number}).data,
@@ -388,7 +387,7 @@ def evaluate_mapping(actor: Actor, *, stream: str, expression: str, guard: str,
                      field: Field | None, limit: int) -> list[dict[str, Any]]:
     """``preview_mapping`` as this reader may see it: a PII field's values masked for a reader
     without ``pii.view`` (ROLES.md)."""
-    rows = schema.preview_mapping(actor.account, stream=stream, expression=expression,
+    rows = drafts.preview_mapping(actor.account, stream=stream, expression=expression,
                                   guard=guard, field=field, limit=limit)
     if field is not None:
         policy = PiiPolicy(pii_fields=frozenset({field.name}) if field.is_pii else frozenset(),
