@@ -23,9 +23,13 @@ run: install
 	$(PY) manage.py seed_demo_events
 	$(PY) manage.py serve
 
-## make test: install what the tests need, then lint, migration and deploy checks, the suite.
+## make test: install what the tests need, then lint, the import layers, the type check,
+## migration and deploy checks, the suite. import-linter has no `python -m` entry (`-m
+## importlinter.cli` silently does nothing), hence its script.
 test: install chromium node-deps
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
+	$(PY) -m mypy
 	$(PY) manage.py makemigrations --check --dry-run
 	DEBUG=0 SECRET_KEY=check-deploy-only-never-a-real-secret-key-for-ci-$$RANDOM-$$RANDOM-$$RANDOM-$$RANDOM-xyz \
 	  ALLOWED_HOSTS=strata.example.com STRATA_TOKEN_PEPPER=check-deploy-pepper \

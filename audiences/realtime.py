@@ -277,9 +277,9 @@ def _changed_keys(batch: Batch, aging: list[str]) -> tuple[dict[int, set[str] | 
     for pid in batch.changed_profiles:
         changed[pid] = None if pid in everything else {f"field:{f}" for f in aging}
     for ev in batch.live:
-        pid = ev.profile_id
-        if pid is None or pid not in changed:
+        if ev.profile_id is None or ev.profile_id not in changed:
             continue
+        pid = ev.profile_id
         raw[pid] = max(raw.get(pid, 0), ev.raw_event_id)
         keys = changed[pid]
         if keys is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
@@ -83,8 +83,11 @@ class Role(models.Model):
         return self.name
 
 
-class AccountScopedQuerySet(models.QuerySet):
-    def for_account(self, account: Account | int) -> AccountScopedQuerySet:
+_M = TypeVar("_M", bound=models.Model)
+
+
+class AccountScopedQuerySet(models.QuerySet[_M]):
+    def for_account(self, account: Account | int) -> Self:
         return self.filter(account=account)
 
 

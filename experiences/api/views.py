@@ -61,8 +61,10 @@ class ExperienceViewSet(
     }
 
     def scope_queryset(self, queryset: QuerySet) -> QuerySet:
+        # one Prefetch per call: the stubs type a call's Prefetches as one queryset type
         queryset = queryset.select_related("winner").prefetch_related(
             Prefetch("variants", queryset=Variant.objects.select_related("audience")),
+        ).prefetch_related(
             Prefetch("experience_goals", queryset=ExperienceGoal.objects.select_related("goal")),
             "target_audiences",
         ).order_by("-created_at", "-id")

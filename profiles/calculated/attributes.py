@@ -497,7 +497,7 @@ def backfill(attribute_id: int, revision: int, *, now: datetime | None = None,
     now = now or timezone.now()
     defn = Definition.of(attr)
     since = _midnight(defn.first_day(now))
-    params = {"account": attr.account_id, "event": attr.event, "since": since}
+    params: dict[str, Any] = {"account": attr.account_id, "event": attr.event, "since": since}
     _set_status(attr, CalculatedAttribute.Status.BACKFILLING, progress=0.0, error="",
                 backfill_started_at=timezone.now(), backfill_finished_at=None)
     try:

@@ -52,7 +52,7 @@ import contextlib
 import json
 import logging
 import time
-from collections import Counter
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -301,7 +301,7 @@ def _process(account_id: int, events: list[PipelineEvent], earlier: list[int],
 
 # Wall seconds this process spent per step (and in the parts between steps), for the
 # benchmark and ``process_events --timings``; the commit is not included.
-STEP_SECONDS: Counter[str] = Counter()
+STEP_SECONDS: defaultdict[str, float] = defaultdict(float)
 
 
 def _step_name(step: Step) -> str:

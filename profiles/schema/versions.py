@@ -59,8 +59,8 @@ def draft_snapshot(account: Account, *, with_ids: bool = False) -> dict[str, Any
     mappings = []
     for m in (Mapping.objects.for_account(account).select_related("field")
               .order_by("stream", "field__name", "id")):
-        entry = {"field": m.field.name, "stream": m.stream, "expression": m.expression,
-                 "guard": m.guard}
+        entry: dict[str, Any] = {"field": m.field.name, "stream": m.stream,
+                                 "expression": m.expression, "guard": m.guard}
         if with_ids:
             entry["id"] = m.pk
         mappings.append(entry)
@@ -134,7 +134,7 @@ def diff_snapshots(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str,
     (with each changed attribute as ``[before, after]``). ``has_changes`` sums it up."""
     old = _strip_ids(old or {"fields": [], "mappings": [], "route_rules": []})
     new = _strip_ids(new)
-    diff = {
+    diff: dict[str, Any] = {
         "fields": _diff_grouped(old.get("fields", []), new.get("fields", []), ("name",)),
         "mappings": _diff_grouped(old.get("mappings", []), new.get("mappings", []),
                                   ("field", "stream")),

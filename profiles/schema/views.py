@@ -23,7 +23,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from cdp_site.shell import forbidden, render_page, strata_page
+from cdp_site.shell import forbidden, page_actor, render_page, strata_page
 from profiles.models import (
     FIELD_NAME_MAX,
     FIELD_TYPE_CHOICES,
@@ -46,14 +46,9 @@ if TYPE_CHECKING:
     from django.http import HttpRequest
 
     from cdp_site.models import Account
-    from cdp_site.tenancy import Actor
 
 EVALUATE_LIMIT = 20
 SECTION = "schema"
-
-
-def _actor(request: HttpRequest) -> Actor:
-    return request.actor  # set by strata_page
 
 
 def _not_found(request: HttpRequest, heading: str) -> HttpResponse:
@@ -104,9 +99,16 @@ class MappingForm(forms.Form):
 
     def __init__(self, *args: Any, account: Account, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["field"].choices = [
+        self.field_choice.choices = [
             (name, f"{name} ({ftype})") for name, ftype in
             Field.objects.for_account(account).order_by("name").values_list("name", "type")]
+
+    @property
+    def field_choice(self) -> forms.ChoiceField:
+        """The field selector as the ChoiceField it is (``self.fields`` types it as Field)."""
+        choice = self.fields["field"]
+        assert isinstance(choice, forms.ChoiceField)
+        return choice
 
 
 class RouteRuleForm(forms.Form):
@@ -186,14 +188,14 @@ def draft_status(account: Account) -> dict[str, Any]:
 @require_GET
 @strata_page("schema.view")
 def overview(request: HttpRequest) -> HttpResponse:
-    actor = _actor(request)
+    actor = page_actor(request)
     account = actor.account
     status = draft_status(account)
     index = _problem_index(status["problems"])
     fields = list(Field.objects.for_account(account).prefetch_related("mappings")
                   .order_by("name"))
     field_ids = {f.name: f.pk for f in fields}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for field in fields:
         mappings = sorted(field.mappings.all(), key=lambda m: (m.stream, m.pk))
         rows.append({
@@ -224,7 +226,7 @@ def overview(request: HttpRequest) -> HttpResponse:
 def publish(request: HttpRequest) -> HttpResponse:
     """Publish the draft; a refusal (problems, or nothing to publish) is shown on the
     overview, and nothing changes."""
-    actor = _actor(request)
+    actor = page_actor(request)
     with_rebuild = request.POST.get("rebuild") == "on"
     if with_rebuild and _rebuild_running(actor.account):
         messages.error(request, "Not published: a rebuild is under way. Publish when it has "
@@ -258,7 +260,7 @@ def _rebuild_running(account: Account) -> bool:
 
 
 def _rebuild_context(request: HttpRequest) -> dict[str, Any]:
-    actor = _actor(request)
+    actor = page_actor(request)
     current = rebuild.rebuild_status(actor.account)
     return {"rebuild": current, "rebuild_percent": round(100 * current.progress, 1)
             if current else 0, "can_edit": actor.has("schema.edit")}
@@ -269,7 +271,7 @@ def _rebuild_context(request: HttpRequest) -> dict[str, Any]:
 def rebuild_panel(request: HttpRequest) -> HttpResponse:
     """GET (htmx): the rebuild card, polled while a rebuild runs. POST (schema.edit):
     recompute every profile from the raw store with the live version."""
-    actor = _actor(request)
+    actor = page_actor(request)
     if request.method == "GET":
         if request.headers.get("HX-Request") != "true":
             return HttpResponseRedirect(reverse("schema:overview") + "#rebuild")
@@ -294,7 +296,7 @@ def rebuild_panel(request: HttpRequest) -> HttpResponse:
 def install_lytics(request: HttpRequest) -> HttpResponse:
     """The Lytics use-case schema (email, _uid, taxonomy, loyalty tier, preferred activities)
     added to the draft, to review and publish."""
-    lytics.install_lytics_schema(_actor(request).account, user=request.user, publish_now=False)
+    lytics.install_lytics_schema(page_actor(request).account, user=request.user, publish_now=False)
     messages.success(request, "The Lytics use-case fields and mappings are in the draft. "
                      "Review them, then publish.")
     return HttpResponseRedirect(reverse("schema:overview"))
@@ -310,7 +312,7 @@ def _field_initial(field: Field) -> dict[str, Any]:
 @require_http_methods(["GET", "POST"])
 @strata_page("schema.edit")
 def field_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
-    actor = _actor(request)
+    actor = page_actor(request)
     account = actor.account
     field = None
     if pk is not None:
@@ -353,7 +355,7 @@ def schema_operator_help() -> list[dict[str, Any]]:
 @require_POST
 @strata_page("schema.delete")
 def field_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    actor = _actor(request)
+    actor = page_actor(request)
     field = Field.objects.for_account(actor.account).filter(pk=pk).first()
     if field is None:
         return _not_found(request, "No such field")
@@ -368,7 +370,7 @@ def field_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @strata_page("schema.edit")
 def mapping_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
-    actor = _actor(request)
+    actor = page_actor(request)
     account = actor.account
     mapping = None
     if pk is not None:
@@ -409,7 +411,7 @@ def mapping_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     return render_page(request, "profiles/schema/mapping_form.html", {
         "form": form, "mapping": mapping, "where": where,
         "streams": _stream_names(account),
-        "has_fields": bool(form.fields["field"].choices),
+        "has_fields": bool(form.field_choice.choices),
         "can_delete": actor.has("schema.delete"),
         "evaluate_limit": EVALUATE_LIMIT,
     }, section=SECTION, title="Mapping" if mapping else "New mapping", status=status)
@@ -418,7 +420,7 @@ def mapping_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
 @require_POST
 @strata_page("schema.delete")
 def mapping_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    actor = _actor(request)
+    actor = page_actor(request)
     account = actor.account
     mapping = Mapping.objects.for_account(account).select_related("field").filter(pk=pk).first()
     if mapping is None:
@@ -434,7 +436,7 @@ def mapping_delete(request: HttpRequest, pk: int) -> HttpResponse:
 def evaluate(request: HttpRequest) -> HttpResponse:
     """The Evaluate panel (htmx): what the form's expression (and guard) would give the
     field for the latest raw events of the stream. Nothing is stored."""
-    actor = _actor(request)
+    actor = page_actor(request)
     account = actor.account
     stream = request.POST.get("stream", "").strip()[:100]
     expression = request.POST.get("expression", "")
@@ -476,7 +478,7 @@ def _shown(value: Any) -> str:
 @require_http_methods(["GET", "POST"])
 @strata_page("schema.edit")
 def rule_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
-    actor = _actor(request)
+    actor = page_actor(request)
     account = actor.account
     rule = None
     if pk is not None:
@@ -516,7 +518,7 @@ def rule_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
 @require_POST
 @strata_page("schema.delete")
 def rule_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    actor = _actor(request)
+    actor = page_actor(request)
     account = actor.account
     rule = RouteRule.objects.for_account(account).filter(pk=pk).first()
     if rule is None:
@@ -532,7 +534,7 @@ def rule_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 @strata_page("schema.view")
 def version_list(request: HttpRequest) -> HttpResponse:
-    actor = _actor(request)
+    actor = page_actor(request)
     published = list(SchemaVersion.objects.for_account(actor.account)
                      .select_related("published_by").order_by("-number"))
     live = published[0].number if published else None
@@ -550,7 +552,7 @@ def version_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 @strata_page("schema.view")
 def version_detail(request: HttpRequest, number: int) -> HttpResponse:
-    actor = _actor(request)
+    actor = page_actor(request)
     version = (SchemaVersion.objects.for_account(actor.account).select_related("published_by")
                .filter(number=number).first())
     if version is None:
@@ -571,7 +573,7 @@ def version_detail(request: HttpRequest, number: int) -> HttpResponse:
 @require_POST
 @strata_page("schema.edit")
 def version_revert(request: HttpRequest, number: int) -> HttpResponse:
-    actor = _actor(request)
+    actor = page_actor(request)
     if not SchemaVersion.objects.for_account(actor.account).filter(number=number).exists():
         return _not_found(request, "No such version")
     try:

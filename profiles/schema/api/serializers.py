@@ -59,7 +59,10 @@ class RefusalSerializer(serializers.Serializer):
     message = serializers.CharField()
     line = serializers.IntegerField(required=False, help_text="Where an expression failed.")
     column = serializers.IntegerField(required=False)
-    errors = serializers.DictField(child=ProblemSerializer(many=True))
+    # DRF's metaclass takes declared fields out of the class: this does not replace
+    # Serializer.errors, which the stubs see.
+    errors = serializers.DictField(  # type: ignore[assignment]
+        child=ProblemSerializer(many=True))
     problems = ProblemSerializer(many=True)
 
 
@@ -183,7 +186,8 @@ class DiffSerializer(serializers.Serializer):
     live_version = serializers.IntegerField(allow_null=True)
     has_changes = serializers.BooleanField()
     changes = serializers.IntegerField(help_text="Entries added, removed or changed.")
-    fields = DiffPartSerializer()
+    # not Serializer.fields: DRF's metaclass takes declared fields out of the class
+    fields = DiffPartSerializer()  # type: ignore[assignment]
     mappings = DiffPartSerializer()
     route_rules = DiffPartSerializer()
 

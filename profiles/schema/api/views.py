@@ -281,8 +281,8 @@ class PublishView(SchemaRefusals, AccountAPIView):
                                        note=serializer.validated_data["note"])
         except SchemaValidationError as exc:
             return refused_publish(exc)
-        body = s.SchemaVersionDetailSerializer(version,
-                                               context={"live_number": version.number}).data
+        body: dict[str, Any] = s.SchemaVersionDetailSerializer(
+            version, context={"live_number": version.number}).data
         if serializer.validated_data["rebuild"]:
             rebuild.start_rebuild(account, actor=self.actor)
             body = {**body, "rebuild": s.rebuild_data(rebuild.rebuild_status(account))}
@@ -355,7 +355,7 @@ class SchemaVersionViewSet(SchemaRefusals, AccountScopedViewSet, mixins.ListMode
         return s.SchemaVersionDetailSerializer
 
     def get_serializer_context(self) -> dict[str, Any]:
-        context = super().get_serializer_context()
+        context = dict(super().get_serializer_context())  # the stubs say Mapping; DRF builds a dict
         if not getattr(self, "swagger_fake_view", False):
             live = versions.live_version(self.actor.account)
             context["live_number"] = live.number if live else None

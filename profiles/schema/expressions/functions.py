@@ -17,8 +17,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
-from urllib.parse import parse_qs, unquote_plus, urlsplit
+from typing import Any, TypeVar
+from urllib.parse import SplitResult, parse_qs, unquote_plus, urlsplit
 
 import ua_parser
 
@@ -101,7 +101,7 @@ _SECOND_LEVEL = frozenset({"co", "com", "net", "org", "gov", "edu", "ac", "or", 
                            "mil", "nom", "sch", "ltd", "plc", "gob", "gv"})
 
 
-def _split_url(value: str) -> Any:
+def _split_url(value: str) -> SplitResult | None:
     text = value.strip()
     if not text:
         return None
@@ -148,13 +148,16 @@ FUNCTIONS: dict[str, FunctionSpec] = {}
 NOT_CONSTANT = object()
 
 
+_Impl = TypeVar("_Impl", bound=Callable[..., Any])
+
+
 def function(name: str, min_args: int, max_args: int | None = -1, *, returns: str = "any",
              strict: bool = True, pure: bool = True, uses_now: bool = False,
              check: Callable[[list[Any]], None] | None = None,
-             ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+             ) -> Callable[[_Impl], _Impl]:
     """Register an implementation; its docstring is the reference line in the docs."""
 
-    def register(impl: Callable[..., Any]) -> Callable[..., Any]:
+    def register(impl: _Impl) -> _Impl:
         FUNCTIONS[name] = FunctionSpec(
             name=name, impl=impl, min_args=min_args,
             max_args=min_args if max_args == -1 else max_args,
@@ -386,7 +389,7 @@ def fn_tobool(value: Any) -> bool | None:
     if t is bool:
         return value  # type: ignore[no-any-return]
     if t in NUMBER_TYPES:
-        return value != 0
+        return bool(value != 0)
     word = want_str(value, "a bool, number or string").strip().lower()
     if word in _TRUE_WORDS:
         return True
@@ -448,7 +451,7 @@ def fn_path(value: Any) -> str | None:
     if parts is None:
         return None
     if parts.path:
-        return parts.path  # type: ignore[no-any-return]
+        return parts.path
     return "/" if parts.hostname else None
 
 
@@ -522,7 +525,7 @@ def fn_md5(value: Any) -> str:
 
 def _first_chars(items: Any) -> set[int] | None:
     """The characters a regex piece can start with; None when it could be any (or none)."""
-    from re import _constants as c  # type: ignore[attr-defined]
+    from re import _constants as c
 
     if not items:
         return None
@@ -573,7 +576,7 @@ def _slow_pattern(items: Any, inside: bool = False) -> bool:
     ((a|aa)+) can take exponential time on a hostile input; we refuse such patterns
     instead of timing them out. ``inside`` says whether we are within a repeat.
     """
-    from re import _constants as c  # type: ignore[attr-defined]
+    from re import _constants as c
 
     repeats = {c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", c.MAX_REPEAT)}
     for op, av in items:
@@ -610,7 +613,7 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
     except re.error as exc:
         raise ExpressionError(f"invalid pattern: {exc}") from None
     try:
-        from re import _parser  # type: ignore[attr-defined]
+        from re import _parser
 
         nested = _slow_pattern(_parser.parse(pattern))
     except (ImportError, AttributeError):  # a Python without re._parser: textual fallback

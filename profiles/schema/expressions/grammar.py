@@ -140,6 +140,10 @@ def _pos(tok: Token) -> tuple[int, int]:
     return tok.line or 1, tok.column or 1
 
 
+# A rule's children. Named here because inside _ToAst the rule method `list` shadows the builtin.
+_Children = list[Any]
+
+
 class _ToAst(Transformer[Token, Node]):
     """Lark's parse tree into our AST, with the position of each operator and call."""
 
@@ -208,14 +212,14 @@ class _ToAst(Transformer[Token, Node]):
     def contains_op(self, left: Node, op: Token, right: Node) -> Node:
         return Binary(*_pos(op), op="contains", left=left, right=right)
 
-    def or_expr(self, children: list[Any]) -> Node:
+    def or_expr(self, children: _Children) -> Node:
         return self._logical("or", children)
 
-    def and_expr(self, children: list[Any]) -> Node:
+    def and_expr(self, children: _Children) -> Node:
         return self._logical("and", children)
 
     @staticmethod
-    def _logical(op: str, children: list[Any]) -> Node:
+    def _logical(op: str, children: _Children) -> Node:
         first_op = next(c for c in children if isinstance(c, Token))
         operands = tuple(c for c in children if not isinstance(c, Token))
         return Logical(*_pos(first_op), op=op, operands=operands)
@@ -235,7 +239,7 @@ def parse(text: str) -> Node:
     except UnexpectedToken as exc:
         raise _unexpected_token(text, exc) from None
     except UnexpectedCharacters as exc:
-        ch = text[exc.pos_in_stream]
+        ch = exc.char  # the character at exc.pos_in_stream, which lark types as None
         reason = {'"': "unterminated string", "'": "unterminated string",
                   "`": "unterminated backtick name"}.get(ch, f"unexpected character {ch!r}")
         raise ExpressionSyntaxError(reason, exc.line, exc.column) from None
