@@ -44,6 +44,9 @@ class Account(models.Model):
         "name", "enabled", "timezone", "retention_days", "monthly_event_quota",
         "max_identifiers_per_profile",
     )
+    # Of those, the ones only the site operator may change (DESIGN.md: the operator enables,
+    # disables and sets quotas; an Admin cannot lock everyone out or raise their own quota).
+    OPERATOR_FIELDS = ("enabled", "monthly_event_quota")
 
     class Meta:
         ordering = ["name"]
@@ -168,6 +171,10 @@ class AccessToken(SecretKeyModel):
         models.CharField(max_length=64), default=list, blank=True,
         help_text="CIDR networks allowed to use the token; empty for any.",
     )
+    site_operator = models.BooleanField(
+        default=False, help_text="Acts as the site operator (accounts, enabling, quotas) while "
+        "its creator is one; only an operator may mint such a token.",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -221,6 +228,7 @@ class AuditEvent(AccountScopedModel):
         USER_REMOVED = "membership.removed"
         ROLES_CHANGED = "membership.roles_changed"
         ACCOUNT_SETTINGS_CHANGED = "account.settings_changed"
+        ACCOUNT_CREATED = "account.created"
         PROFILE_DELETED = "profile.deleted"
         AUDIENCE_CREATED = "audience.created"
         AUDIENCE_UPDATED = "audience.updated"

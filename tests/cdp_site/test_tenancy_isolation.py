@@ -98,6 +98,8 @@ CROSS_ACCOUNT_CASES: dict[str, CrossAccountCase] = {
 # Router endpoints that serve no account data (and why).
 NOT_ACCOUNT_DATA_ENDPOINTS = {
     "roles": "the eleven roles and their permissions are the same in every account",
+    "accounts": "accounts are the scope itself: the caller's own (tests/cdp_site/"
+                "test_accounts_api.py), all of them only for the site operator",
 }
 
 
