@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from cdp_site import access, audit
@@ -145,12 +144,3 @@ def update_account_settings(account: Account, *, actor: Actor, **values: Any) ->
         audit.record(account, actor, AuditEvent.Action.ACCOUNT_SETTINGS_CHANGED, account,
                      changes=changes)
     return account
-
-
-def find_user(identifier: str) -> User | None:
-    """A user by username or email."""
-    users = get_user_model().objects
-    return (
-        users.filter(username=identifier).first()
-        or users.filter(email__iexact=identifier).order_by("pk").first()
-    )

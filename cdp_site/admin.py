@@ -10,7 +10,6 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
@@ -23,7 +22,7 @@ from django.utils.safestring import SafeString
 from django.utils.text import capfirst
 from django.utils.timesince import timesince
 
-from cdp_site import access, accounts
+from cdp_site import access, accounts, invitations
 from cdp_site.access import AccessError
 from cdp_site.models import AccessToken, Account, AuditEvent, Membership, Role, WriteKey
 from cdp_site.tenancy import Actor, accounts_for_user, actor_for_user, client_ip, session_actor
@@ -423,12 +422,9 @@ class WriteKeyAdmin(AccountScopedAdmin):
 
 
 class MembershipAddForm(forms.Form):
-    user = forms.CharField(label="Username or email", max_length=254)
+    email = forms.EmailField(max_length=254, help_text="They get an email with a link to join "
+                             "(signing in if they already use Strata, else choosing a password).")
     roles = RoleChoiceField(queryset=Role.objects.order_by("name").prefetch_related("permissions"))
-    initial_password = forms.CharField(
-        required=False, widget=forms.PasswordInput,
-        help_text="When no such user exists yet, create one (username = email) with this password.",
-    )
 
 
 class MembershipChangeForm(forms.ModelForm):
@@ -469,30 +465,18 @@ class MembershipAdmin(AccountScopedAdmin):
         actor = self.actor(request)
         form = MembershipAddForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            identifier = form.cleaned_data["user"]
-            user = accounts.find_user(identifier)
-            if user is None and form.cleaned_data["initial_password"]:
-                user = get_user_model().objects.create_user(
-                    username=identifier, email=identifier if "@" in identifier else "",
-                    password=form.cleaned_data["initial_password"],
-                )
-            if user is None:
-                form.add_error("user", "No such user; give an initial password to create one.")
-            else:
-                try:
-                    accounts.add_member(account=actor.account, actor=actor, user=user,
-                                        roles=form.cleaned_data["roles"])
-                except AccessError as exc:
-                    form.add_error("user", exc.message)
-                else:
-                    self.message_user(request, f"Added {user.get_username()}.", messages.SUCCESS)
-                    return HttpResponseRedirect(reverse("admin:cdp_site_membership_changelist"))
+            # The same answer whether or not the address has a user anywhere (#18 finding 6).
+            invitations.invite(account=actor.account, actor=actor,
+                               email=form.cleaned_data["email"], roles=form.cleaned_data["roles"])
+            self.message_user(request, f"Invited {form.cleaned_data['email']}: they join "
+                              "through the link in the email.", messages.SUCCESS)
+            return HttpResponseRedirect(reverse("admin:cdp_site_membership_changelist"))
         return TemplateResponse(request, "admin/cdp_site/secret_form.html", {
             **self.admin_site.each_context(request),
-            "title": "Add a member", "form": form, "opts": self.model._meta,
+            "title": "Invite a member", "form": form, "opts": self.model._meta,
             "intro": f"Give someone access to {actor.account.name}. Their roles decide what "
                      "they may see and do here.",
-            "submit_label": "Add member",
+            "submit_label": "Send invitation",
         })
 
     def save_model(self, request: HttpRequest, obj: Membership, form: forms.ModelForm[Membership],

@@ -10,6 +10,7 @@ from cdp_site.models import (
     AccessToken,
     Account,
     AuditEvent,
+    Invitation,
     Membership,
     Permission,
     Role,
@@ -91,9 +92,7 @@ class NewWriteKeySerializer(WriteKeySerializer):
 
 
 class MembershipSerializer(serializers.ModelSerializer[Membership]):
-    user = serializers.CharField(
-        source="user.username", help_text="Username or email of an existing user."
-    )
+    user = serializers.CharField(source="user.username", read_only=True)
     email = serializers.EmailField(source="user.email", read_only=True)
     roles = serializers.SlugRelatedField(
         slug_field="code", queryset=Role.objects.all(), many=True
@@ -103,6 +102,24 @@ class MembershipSerializer(serializers.ModelSerializer[Membership]):
         model = Membership
         fields = ["id", "user", "email", "roles", "created_at"]
         read_only_fields = ["created_at"]
+
+
+class InvitationSerializer(serializers.ModelSerializer[Invitation]):
+    """Adding a member: an invitation emailed to the address, whether or not it has a user."""
+
+    email = serializers.EmailField(max_length=254)
+    roles = serializers.SlugRelatedField(
+        slug_field="code", queryset=Role.objects.all(), many=True
+    )
+    status = serializers.CharField(read_only=True, help_text="pending, accepted, revoked or "
+                                   "expired")
+    invited_by = serializers.SlugRelatedField[User](slug_field="username", read_only=True)
+
+    class Meta:
+        model = Invitation
+        fields = ["id", "email", "roles", "status", "invited_by", "created_at", "expires_at",
+                  "accepted_at", "revoked_at"]
+        read_only_fields = ["created_at", "expires_at", "accepted_at", "revoked_at"]
 
 
 class MembershipUpdateSerializer(serializers.Serializer[Any]):

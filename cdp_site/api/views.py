@@ -12,7 +12,7 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from cdp_site import access, accounts
+from cdp_site import access, accounts, invitations
 from cdp_site.api.accounts import visible_accounts
 from cdp_site.api.errors import APIError
 from cdp_site.api.serializers import (
@@ -20,6 +20,7 @@ from cdp_site.api.serializers import (
     AccessTokenUpdateSerializer,
     AccountSerializer,
     AuditEventSerializer,
+    InvitationSerializer,
     MembershipSerializer,
     MembershipUpdateSerializer,
     NewAccessTokenSerializer,
@@ -29,7 +30,7 @@ from cdp_site.api.serializers import (
 )
 from cdp_site.api.viewsets import AccountAPIView, AccountScopedViewSet, ActorMixin
 from cdp_site.hooks import hooks
-from cdp_site.models import AccessToken, AuditEvent, Membership, Role, WriteKey
+from cdp_site.models import AccessToken, AuditEvent, Invitation, Membership, Role, WriteKey
 from cdp_site.tenancy import Actor, actor_for_user, client_ip
 
 
@@ -260,19 +261,17 @@ class MembershipViewSet(
             "user__username", "id"
         )
 
-    @extend_schema(request=MembershipSerializer, responses={201: MembershipSerializer})
+    @extend_schema(request=InvitationSerializer, responses={202: InvitationSerializer})
     def create(self, request: Request) -> Response:
-        serializer = MembershipSerializer(data=request.data)
+        """Invite an email address: the same 202 whether or not the address has a user
+        anywhere (no existence oracle); the person accepts through the emailed link."""
+        serializer = InvitationSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        identifier = serializer.validated_data["user"]["username"]
-        user = accounts.find_user(identifier)
-        if user is None:
-            raise APIError("unknown_user", f"No user {identifier!r}.", 400)
-        membership = accounts.add_member(
-            account=self.actor.account, actor=self.actor, user=user,
-            roles=serializer.validated_data["roles"],
+        invitation = invitations.invite(
+            account=self.actor.account, actor=self.actor,
+            email=serializer.validated_data["email"], roles=serializer.validated_data["roles"],
         )
-        return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
+        return Response(InvitationSerializer(invitation).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=MembershipUpdateSerializer, responses=MembershipSerializer)
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
@@ -287,6 +286,27 @@ class MembershipViewSet(
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, pk: str | None = None) -> Response:
         accounts.remove_member(self.get_object(), actor=self.actor)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class InvitationViewSet(
+    AccountScopedViewSet[Invitation], mixins.ListModelMixin, mixins.RetrieveModelMixin
+):
+    """Invitations of the account (Admins): ``POST /api/v1/memberships/`` makes them; DELETE
+    revokes a pending one."""
+
+    model = Invitation
+    serializer_class = InvitationSerializer
+    permission_feature = "admin"
+
+    def scope_queryset(self, queryset: QuerySet[Invitation]) -> QuerySet[Invitation]:
+        return queryset.select_related("invited_by").prefetch_related("roles").order_by(
+            "-created_at", "-id"
+        )
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        invitations.revoke(self.get_object(), actor=self.actor)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
