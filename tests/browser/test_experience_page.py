@@ -2,9 +2,10 @@
 list, opens an A/B test with two weeks of results (table against control, suggested winner,
 the three charts drawn from hourly snapshots), pauses and resumes it, completes it with the
 suggested winner; a bandit's page draws its weights history (a stacked area: equal shares
-stay visible), says when it reweights next and reweights now at a click; a segmented experience shows its variants by audience. Neither the page nor the
-results table (three variants, every column) scrolls sideways in a 1280 px window. An observer
-reads the same page without any action.
+stay visible), says when it reweights next and reweights now at a click; a segmented
+experience shows its variants by audience. Neither the page nor the results table (three
+variants, every column) scrolls sideways in a 1280 px window. An observer reads the same page
+without any action.
 
 Screenshots of every step land in test-artifacts/screenshots/.
 """
