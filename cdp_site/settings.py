@@ -260,6 +260,10 @@ STRATA_PROFILE_DELETED_HOOKS = ["audiences.membership.profiles_deleted"]
 STRATA_AUDIENCE_USERS_HOOKS = ["experiences.lifecycle.audience_users"]
 # Functions (account) -> dict whose keys GET /api/v1/dashboard/ adds to its answer.
 STRATA_DASHBOARD_HOOKS = ["profiles.explorer.dashboard.api_figures"]
+# Functions (actor, profile, merged profile ids) -> dict whose keys the profile API's document
+# adds (profiles.selectors.profile_document): a profile's audiences and experience assignments.
+STRATA_PROFILE_DOCUMENT_HOOKS = ["audiences.membership.profile_document_audiences",
+                                 "experiences.decide.profile_document_assignments"]
 
 LOGGING = {
     "version": 1,

@@ -14,6 +14,7 @@ page_patterns = [
     path("", views.experience_list, name="list"),
     path("<str:key>/", views.experience_detail, name="detail"),
     path("<str:key>/snapshot/", views.experience_snapshot, name="snapshot"),
+    path("<str:key>/reweight/", views.experience_reweight, name="reweight"),
     path("<str:key>/<slug:action>/", views.experience_action, name="action"),
 ]
 
