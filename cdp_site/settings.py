@@ -175,6 +175,7 @@ SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_REDIRECT_EXEMPT = [r"^health/$"]
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
+CSRF_FAILURE_VIEW = "cdp_site.api.errors.csrf_failure"  # JSON under /api/, HTML on pages
 X_FRAME_OPTIONS = "DENY"
 
 # CORS: only the public collection and decision paths, any origin, no credentials.
