@@ -89,6 +89,7 @@ MIDDLEWARE = [
     # Collection requests skip the session, CSRF, auth, account and message middleware below.
     "profiles.collection.middleware.CollectionMiddleware",
     "experiences.decisions.middleware.DecisionMiddleware",  # the same for decision requests
+    "cdp_site.text.RefuseNulMiddleware",  # a NUL in a path or query: 400, not a failed query
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -162,6 +163,9 @@ STORAGES = {
     },
 }
 
+# Django's debug pages (stack, request, settings) reach loopback clients only.
+DEFAULT_EXCEPTION_REPORTER = "cdp_site.debug.LoopbackExceptionReporter"
+
 LOGIN_URL = "admin:login"
 LOGIN_REDIRECT_URL = "/admin/"
 
@@ -204,6 +208,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["cdp_site.permissions.HasRolePermission"],
+    "DEFAULT_PARSER_CLASSES": [  # DRF's three, JSON refusing a NUL anywhere in the body
+        "cdp_site.api.parsers.StrictJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "cdp_site.api.pagination.OrderedLimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
