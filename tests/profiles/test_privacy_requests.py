@@ -13,6 +13,8 @@ from django.test import Client
 from django_q.models import Task
 
 from cdp_site.models import AuditEvent
+from experiences import config
+from experiences.models import Assignment, Conversion, Impression
 from profiles.models import (
     FailedEvent,
     PendingEvent,
@@ -26,10 +28,12 @@ from profiles.models import (
 from profiles.privacy import requests as service
 from profiles.processing.rebuild import start_rebuild
 from tests.conftest import make_account, system_actor
+from tests.experiences.test_tracking import booked, viewed
+from tests.experiences.tracking_fixtures import ab_test, assigned
 from tests.profiles.conftest import basic_auth
 from tests.profiles.people import COOKIE, EMAIL, PHONE, Journey, known_person
 from tests.profiles.privacy_helpers import api, make_request, q_sync, tables_holding
-from tests.profiles.processing import run
+from tests.profiles.processing import run, send
 from tests.profiles.raw_events import run_aggregator
 
 pytestmark = pytest.mark.django_db
@@ -220,3 +224,20 @@ def test_two_delete_requests_for_one_person_at_once_one_does_the_work():
     assert sorted(r.result["profiles"] for r in done) == [0, 1]
     assert not Profile.objects.filter(account=account).exists()
     assert service.run_request(first.pk) == "not received"  # a repeated task does nothing
+
+
+def test_a_delete_takes_experience_assignments_impressions_and_conversions(account, capture):
+    config.invalidate()
+    known_person(account)
+    ab_test(account)
+    _variant, uid = assigned(account, COOKIE)
+    assigned(account, "someone-else")
+    send(account, viewed(COOKIE, "a", uid), booked(COOKIE), stream="default")
+    run(account)
+    assert Conversion.objects.filter(visitor=COOKIE).exists()
+    done = make_request(api(account, "admin"), capture, kind="delete", value=EMAIL)
+    assert done["result"]["downstream"] >= 3
+    for model in (Assignment, Impression, Conversion):
+        assert not model.objects.filter(visitor=COOKIE).exists()
+    assert Assignment.objects.filter(visitor="someone-else").exists()
+    config.invalidate()
