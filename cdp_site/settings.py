@@ -245,6 +245,8 @@ Q_CLUSTER = {
 }
 
 # Strata's own settings.
+# How long a process trusts its copy of an account's suppression list (profiles.collection).
+STRATA_SUPPRESSION_CACHE_SECONDS = float(os.environ.get("STRATA_SUPPRESSION_CACHE_SECONDS", "5"))
 STRATA_TOKEN_LAST_USED_INTERVAL = 60  # seconds between writes of a token's last_used_at
 STRATA_WORKER_STALE_AFTER = int(os.environ.get("STRATA_WORKER_STALE_AFTER", "180"))
 # Reverse proxies in front of Strata that append to X-Forwarded-For (0: use the peer address).
@@ -265,6 +267,11 @@ STRATA_ACCOUNT_CREATED_HOOKS = ["profiles.collection.partitions.on_account_creat
 # Called in a GDPR delete's transaction with (account_id, profile ids, now) before the profiles
 # go (profiles.gdpr); a hook that raises fails the deletion.
 STRATA_PROFILE_DELETED_HOOKS = ["audiences.membership.profiles_deleted"]
+# A privacy delete (profiles.privacy.erase), in its transaction: (account_id, profile ids,
+# identifier values, now) -> rows removed; and an access document's sections from the apps
+# above profiles: (account_id, profile ids, identifier values) -> (section, rows) pairs.
+STRATA_PERSON_ERASED_HOOKS = ["experiences.privacy.person_erased"]
+STRATA_PERSON_DATA_HOOKS = ["audiences.privacy.person_data", "experiences.privacy.person_data"]
 # Functions (audience) -> list of "kind key" strings naming what uses an audience; audiences
 # refuses to rename or delete an audience in use (audiences.editing.users_of).
 STRATA_AUDIENCE_USERS_HOOKS = ["experiences.lifecycle.audience_users"]
