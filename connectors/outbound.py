@@ -20,6 +20,7 @@ from urllib.parse import urljoin, urlsplit
 
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from connectors.errors import PermanentError, TransientError
@@ -127,6 +128,8 @@ def request(account_id: int, method: str, url: str, *, headers: dict[str, str] |
             raw = pool.urlopen(method, path, body=body, headers=send, redirect=False,
                                preload_content=False, assert_same_host=False)
             data = _read(raw, max_bytes, deadline, url)
+        except NewConnectionError:  # a subclass of the connect timeout in urllib3
+            raise TransientError(f"cannot connect to {host}", code="connection_failed") from None
         except Urllib3Timeout:
             raise TransientError(f"{host} did not answer in {timeout:g} s",
                                  code="timeout") from None

@@ -77,7 +77,7 @@ class AudienceWebhook(Kind):
                 slug=config["audience"], archived=False).exists():
             raise InvalidInput("config.audience", f"no audience {config['audience']!r}")
         config.setdefault("batch_size", 1000)
-        config.setdefault("identifiers", ["email"])
+        config.setdefault("identifiers", ["email"] if job.creator_sees_pii else [])
         config.setdefault("fields", [])
         config.setdefault("hash", {})
         config.setdefault("purposes", [])
