@@ -9,8 +9,10 @@ and the process refuses to start without them, naming what is missing.
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 import dj_database_url
@@ -30,12 +32,12 @@ def envlist(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-def dev_secret(name: str) -> str:
+def dev_secret(name: str, make: Callable[[], str] = lambda: secrets.token_urlsafe(50)) -> str:
     """A secret generated once into var/ for development; never used with DEBUG off."""
     path = VAR_DIR / name
     if not path.exists():
         VAR_DIR.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(50))
+        path.write_text(make())
         path.chmod(0o600)
     return path.read_text().strip()
 
@@ -275,6 +277,15 @@ STRATA_PERSON_DATA_HOOKS = ["audiences.privacy.person_data", "experiences.privac
 # Functions (audience) -> list of "kind key" strings naming what uses an audience; audiences
 # refuses to rename or delete an audience in use (audiences.editing.users_of).
 STRATA_AUDIENCE_USERS_HOOKS = ["experiences.lifecycle.audience_users"]
+# Connectors (docs/connectors.md): Fernet keys that encrypt authorizations, newest first (the
+# first encrypts, all decrypt; `manage.py rotate_connector_keys` re-encrypts under the first).
+# Development generates one into var/; production without any cannot store authorizations.
+STRATA_CONNECTOR_KEYS = envlist("STRATA_CONNECTOR_KEYS") or (
+    [dev_secret("connector_key", lambda: base64.urlsafe_b64encode(secrets.token_bytes(32))
+                .decode())] if DEBUG else [])
+# A running job whose worker has not saved a batch for this long is taken over (a dead worker).
+STRATA_CONNECTOR_STALE_AFTER = int(os.environ.get("STRATA_CONNECTOR_STALE_AFTER", "120"))
+STRATA_CONNECTOR_FAIL_AFTER_HOURS = 10  # errors on every attempt this long: the job fails
 # Functions (account) -> dict whose keys GET /api/v1/dashboard/ adds to its answer.
 STRATA_DASHBOARD_HOOKS = ["profiles.explorer.dashboard.api_figures"]
 # Functions (actor, profile, merged profile ids) -> dict whose keys the profile API's document
