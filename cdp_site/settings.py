@@ -229,6 +229,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models name a choice field "kind": give each set its own component name.
+    "ENUM_NAME_OVERRIDES": {
+        "ProfileEventKindEnum": ["merge", "conflict", "compaction"],
+        "PrivacyRequestKindEnum": "profiles.models.PrivacyRequest.Kind",
+    },
 }
 
 # django-q2 with the ORM broker (the Redis broker loses a task when a worker dies).

@@ -9,6 +9,7 @@ from typing import Any
 from rest_framework import serializers
 
 from audiences.models import Audience
+from cdp_site.api.serializers import ErrorSerializer  # noqa: F401 (the shared component)
 from experiences.models import Experience, Goal, Phase, Variant
 
 # --------------------------------------------------------------------------- reading
@@ -84,11 +85,6 @@ class ExperienceProblemSerializer(serializers.Serializer):
     code = serializers.CharField()
     message = serializers.CharField()
     field = serializers.CharField(required=False)
-
-
-class ErrorSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
 
 
 class ExperienceRefusalSerializer(serializers.Serializer):
