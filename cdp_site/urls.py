@@ -17,6 +17,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("health/", health.health, name="health"),
     path("account/switch/", views.switch_account_view, name="switch-account"),
+    path("invitations/<str:secret>/", views.accept_invitation, name="accept-invitation"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

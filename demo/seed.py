@@ -1,4 +1,5 @@
-"""The demo accounts `make run` creates: an admin user who belongs to two accounts."""
+"""The demo accounts `make run` creates: an admin user, the site operator, who belongs to two
+accounts."""
 
 from __future__ import annotations
 
@@ -64,6 +65,11 @@ def seed_demo(credentials_file: Path | None = None) -> DemoCredentials:
         else:
             user.set_password(password)
             user.save(update_fields=["password"])
+    if not user.is_superuser:
+        # The first user `make run` creates is the site operator (DESIGN.md): it creates,
+        # enables and disables accounts and sets their quotas.
+        user.is_superuser = user.is_staff = True
+        user.save(update_fields=["is_superuser", "is_staff"])
     for account in accounts:
         membership, _ = Membership.objects.get_or_create(account=account, user=user)
         membership.roles.add(admin_role)
