@@ -9,15 +9,15 @@ Lytics tag's flat messages simply ``amount``. The leaves of a Segment message's
 the message has a top-level key of that name. Arrays are kept whole (a JSON array).
 
 Bounded, so a profile event stays small whatever a client sends: at most ``MAX_KEYS`` keys and
-``MAX_BYTES`` of compact JSON, ``properties``' leaves first, then ``traits``', then the rest of the
-message in its own order; a string longer than ``MAX_STRING`` characters (and an array or
-object whose JSON is) is left out rather than cut, so a condition never matches half a value.
+about ``MAX_BYTES`` characters of compact JSON, ``properties``' leaves first, then
+``traits``', then the rest of the message in its own order; a string longer than
+``MAX_STRING`` characters (and an array whose JSON is) is left out rather than cut, so a
+condition never matches half a value.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 MAX_KEYS = 100
@@ -27,53 +27,59 @@ MAX_STRING = 512
 BARE_OBJECTS = ("properties", "traits")
 
 
-def _leaves(value: dict[str, Any], prefix: str) -> Iterator[tuple[str, Any]]:
-    for key, item in value.items():
-        if isinstance(item, dict):
-            if item:
-                yield from _leaves(item, f"{prefix}{key}.")
-            continue
-        yield prefix + str(key), item
-
-
-def _size(key: str, value: Any) -> int | None:
-    """The JSON bytes the entry takes, or None if the value is too long to keep."""
-    if isinstance(value, str):
-        if len(value) > MAX_STRING:
-            return None
-        text = json.dumps(value, ensure_ascii=False)
-    elif isinstance(value, list):
+def _size(key: str, value: Any) -> int:
+    """About the characters the entry takes in compact JSON (``"key":value,``); -1 for a value
+    too long to keep. Cheap on purpose: it runs for every key of every processed event."""
+    kind = type(value)
+    if kind is str:
+        n = len(value)
+        return -1 if n > MAX_STRING else len(key) + n + 6
+    if kind is list:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-        if len(text) > MAX_STRING:
-            return None
-    else:
-        text = json.dumps(value, default=str)
-    return len(json.dumps(key, ensure_ascii=False).encode()) + len(text.encode()) + 2  # : and ,
+        return -1 if len(text) > MAX_STRING else len(key) + len(text) + 4
+    return len(key) + (len(str(value)) if kind in (int, float) else 5) + 4
 
 
-def _candidates(message: dict[str, Any]) -> Iterator[tuple[str, Any]]:
-    for name in BARE_OBJECTS:
-        inner = message.get(name)
-        if isinstance(inner, dict):
-            for key, value in _leaves(inner, ""):
-                yield f"{name}.{key}", value
-                if key not in message:
-                    yield key, value
-    yield from _leaves(message, "")
+class _Keeper:
+    """Entries taken in order until ``MAX_KEYS`` keys or ``MAX_BYTES`` characters."""
+
+    __slots__ = ("budget", "kept")
+
+    def __init__(self) -> None:
+        self.kept: dict[str, Any] = {}
+        self.budget = MAX_BYTES
+
+    def take(self, key: str, value: Any) -> bool:
+        """Keep one entry if it fits; False once the keys are used up."""
+        if key in self.kept:
+            return True
+        size = _size(key, value)
+        if 0 <= size <= self.budget:
+            self.kept[key] = value
+            self.budget -= size
+        return len(self.kept) < MAX_KEYS
+
+    def leaves(self, value: dict[str, Any], prefix: str, bare: dict[str, Any] | None) -> bool:
+        """Every leaf of ``value`` under ``prefix`` (and under its own path within ``value``
+        when ``bare`` is the message: unless the message has that top-level key)."""
+        for key, item in value.items():
+            if type(item) is dict:
+                if item and not self.leaves(item, f"{prefix}{key}.", None):
+                    return False
+                continue
+            if not self.take(prefix + key, item):
+                return False
+            if bare is not None and key not in bare and not self.take(key, item):
+                return False
+        return True
 
 
 def own_properties(message: dict[str, Any]) -> dict[str, Any]:
     """The message's properties by key path, within the bounds."""
-    kept: dict[str, Any] = {}
-    budget = MAX_BYTES
-    for key, value in _candidates(message):
-        if key in kept:
-            continue
-        size = _size(key, value)
-        if size is None or size > budget:
-            continue
-        kept[key] = value
-        budget -= size
-        if len(kept) >= MAX_KEYS:
-            break
-    return kept
+    keeper = _Keeper()
+    for name in BARE_OBJECTS:
+        inner = message.get(name)
+        if type(inner) is dict and not keeper.leaves(inner, f"{name}.", message):
+            return keeper.kept
+    keeper.leaves(message, "", None)
+    return keeper.kept
