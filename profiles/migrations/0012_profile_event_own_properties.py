@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('profiles', '0009_correct_calculated_attributes_schedule'),
+        ('profiles', '0011_merge_notify_and_privacy'),
     ]
 
     operations = [
