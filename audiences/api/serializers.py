@@ -10,6 +10,10 @@ from rest_framework import serializers
 from audiences.editing import rule_text
 from audiences.models import Audience
 
+# re-exported: one schema component each, shared with the profile and calculated APIs
+from profiles.api.serializers import ProfileAudienceSerializer as ProfileAudienceSerializer
+from profiles.calculated.api.serializers import ErrorSerializer as ErrorSerializer
+
 
 class AudienceSerializer(serializers.ModelSerializer):
     text = serializers.SerializerMethodField(help_text="The rule in FilterQL text form.")
@@ -76,22 +80,10 @@ class MemberSerializer(serializers.Serializer):
         help_text="Field values, PII masked without pii.view.")
 
 
-class ProfileAudienceSerializer(serializers.Serializer):
-    slug = serializers.CharField()
-    name = serializers.CharField()
-    api_accessible = serializers.BooleanField()
-    since = serializers.DateTimeField(allow_null=True)
-
-
 def member_data(rows: list[Any], policy: Any) -> list[dict[str, Any]]:
     """Members as the reader may see them (``rows``: memberships with their profile)."""
     return [{"profile_id": m.profile_id, "since": m.since,
              "fields": policy.fields(m.profile.field_values or {})} for m in rows]
-
-
-class ErrorSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
 
 
 class StepSerializer(serializers.Serializer):

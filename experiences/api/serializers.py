@@ -11,6 +11,9 @@ from rest_framework import serializers
 from audiences.models import Audience
 from experiences.models import Experience, Goal, Phase, Variant
 
+# re-exported: one schema component, shared with the other APIs
+from profiles.calculated.api.serializers import ErrorSerializer as ErrorSerializer
+
 # --------------------------------------------------------------------------- reading
 
 
@@ -84,11 +87,6 @@ class ExperienceProblemSerializer(serializers.Serializer):
     code = serializers.CharField()
     message = serializers.CharField()
     field = serializers.CharField(required=False)
-
-
-class ErrorSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
 
 
 class ExperienceRefusalSerializer(serializers.Serializer):
