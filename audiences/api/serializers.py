@@ -12,6 +12,10 @@ from audiences.models import Audience
 from cdp_site.api.serializers import ErrorSerializer  # noqa: F401 (the shared component)
 from profiles.api.serializers import ProfileAudienceSerializer  # noqa: F401 (one component)
 
+# re-exported: one schema component each, shared with the profile and calculated APIs
+from profiles.api.serializers import ProfileAudienceSerializer as ProfileAudienceSerializer
+from profiles.calculated.api.serializers import ErrorSerializer as ErrorSerializer
+
 
 class AudienceSerializer(serializers.ModelSerializer):
     text = serializers.SerializerMethodField(help_text="The rule in FilterQL text form.")

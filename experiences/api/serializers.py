@@ -12,6 +12,9 @@ from audiences.models import Audience
 from cdp_site.api.serializers import ErrorSerializer  # noqa: F401 (the shared component)
 from experiences.models import Experience, Goal, Phase, Variant
 
+# re-exported: one schema component, shared with the other APIs
+from profiles.calculated.api.serializers import ErrorSerializer as ErrorSerializer
+
 # --------------------------------------------------------------------------- reading
 
 
@@ -327,6 +330,27 @@ class ResultPhaseSerializer(serializers.Serializer):
     current = serializers.BooleanField()
 
 
+class SeriesField(serializers.DictField):
+    """Per variant key, one value per time (null where the variant had no figure)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(child=serializers.ListField(
+            child=serializers.FloatField(allow_null=True)), **kwargs)
+
+
+class SplitHistorySerializer(serializers.Serializer):
+    times = serializers.ListField(child=serializers.DateTimeField())
+    series = SeriesField(help_text="Each variant's share of the split, a step per time.")
+
+
+class HistorySerializer(serializers.Serializer):
+    times = serializers.ListField(child=serializers.DateTimeField(),
+                                  help_text="The snapshots' times (at most 400), then now.")
+    conversion_rate = SeriesField(help_text="Cumulative primary-goal rate per variant.")
+    chance_to_be_best = SeriesField()
+    split = SplitHistorySerializer()
+
+
 class ResultsSerializer(serializers.Serializer):
     """One phase's results, as the results page shows them, at full precision."""
 
@@ -349,6 +373,7 @@ class ResultsSerializer(serializers.Serializer):
     warnings = WarningSerializer(many=True)
     engine = EngineSerializer()
     by_goal = GoalResultsSerializer(many=True, help_text="Every goal, the primary first.")
+    history = HistorySerializer(help_text="The page's charts over time.")
     phases = ResultPhaseSerializer(many=True)
 
 
