@@ -35,8 +35,9 @@ Then it measures, best and median of ``--rounds``:
    serve`` runs them); latency from the event's ``received_at`` to its ``MembershipChange.at``
    (the batch's clock) and to the moment the change was seen committed (polled every 20 ms),
    after a warm-up (20 events processed: the workers started, the audiences compiled). Use a
-   low ``--rate`` (``--rate 2 --seconds 60``) for an idle system: each event finds the worker
-   waiting, so the figure is how fast it wakes (LISTEN/NOTIFY, profiles.processing.wakeup).
+   rate below one a second (``--rate 0.4 --seconds 150``) for an idle system: each event finds
+   the worker idle (a second after its last events), so the figure is how fast it wakes
+   (LISTEN/NOTIFY, profiles.processing.wakeup).
 
 The load average is printed beside every figure (the machine is shared). Usage:
 
@@ -604,7 +605,7 @@ class ChangeWatch(threading.Thread):
                 time.sleep(0.02)
 
 
-def bench_latency(account: Any, url: str, rate: int, seconds: float, workers: int) -> None:
+def bench_latency(account: Any, url: str, rate: float, seconds: float, workers: int) -> None:
     import random
 
     from django.db import connection
@@ -698,7 +699,7 @@ def bench_latency(account: Any, url: str, rate: int, seconds: float, workers: in
     by_seen = [watch.seen[raw] - received[raw] for raw in received if raw in watch.seen]
     say(f"event → membership change, {workers} worker{'s' * (workers > 1)} "
         f"(process_events --loop, as serve runs it): {sent:,} events stored at "
-        f"{sent / sent_seconds:,.0f} events/s over {sent_seconds:.0f} s "
+        f"{sent / sent_seconds:,.1f} events/s over {sent_seconds:.0f} s "
         f"({pool:,} visitors), backlog at the end {backlog_at_end:,} (drained in "
         f"{drained:.1f} s); load {min(loads):.1f} to {max(loads):.1f}\n"
         f"    {len(rows):,} changes ({sum(1 for r in rows if r[3] == 'entry'):,} entries) "
@@ -723,7 +724,8 @@ def main() -> None:
     parser.add_argument("--profiles", type=int, default=1_000_000)
     parser.add_argument("--events", type=int, default=5_000_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--rate", type=int, default=1000, help="events/s for the latency run")
+    parser.add_argument("--rate", type=float, default=1000,
+                        help="events/s for the latency run (below 1 for an idle system)")
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--samples", type=int, default=2000,
