@@ -12,7 +12,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -23,7 +23,7 @@ from django.utils.safestring import SafeString
 from django.utils.text import capfirst
 from django.utils.timesince import timesince
 
-from cdp_site import access, accounts
+from cdp_site import access, accounts, signin
 from cdp_site.access import AccessError
 from cdp_site.models import AccessToken, Account, AuditEvent, Membership, Role, WriteKey
 from cdp_site.tenancy import Actor, session_actor
@@ -404,6 +404,17 @@ class MembershipAddForm(forms.Form):
         required=False, widget=forms.PasswordInput,
         help_text="When no such user exists yet, create one (username = email) with this password.",
     )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        password, identifier = data.get("initial_password"), data.get("user", "")
+        if password:  # the site's password policy, as for every password set
+            try:
+                signin.check_new_password(password, username=identifier,
+                                          email=identifier if "@" in identifier else "")
+            except ValidationError as exc:
+                self.add_error("initial_password", exc)
+        return data
 
 
 class MembershipChangeForm(forms.ModelForm):

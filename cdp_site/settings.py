@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -74,6 +75,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "django_q",
+    "axes",  # sign-in throttling (cdp_site/signin.py)
     "cdp_site",
     "profiles",
     "audiences",
@@ -97,6 +99,7 @@ MIDDLEWARE = [
     "cdp_site.tenancy.CurrentAccountMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: a locked-out sign-in answers 429
 ]
 
 ROOT_URLCONF = "cdp_site.urls"
@@ -139,6 +142,18 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    "cdp_site.signin.SignInThrottleBackend",  # django-axes: a locked-out user or address
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Sign-in throttling (cdp_site/signin.py): a lockout per user name and per client address.
+AXES_FAILURE_LIMIT = int(os.environ.get("STRATA_SIGNIN_FAILURES", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("STRATA_SIGNIN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "cdp_site.signin.axes_client_ip"
+AXES_LOCKOUT_CALLABLE = "cdp_site.signin.lockout_response"
+AXES_VERBOSE = False
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
