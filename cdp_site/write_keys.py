@@ -12,7 +12,9 @@ import base64
 import binascii
 from typing import TYPE_CHECKING, Any
 
-from cdp_site.access import VISIBLE_PREFIX_LENGTH
+# Models-free (the access log of ``manage.py serve`` cuts keys with ``key_prefix`` before the
+# apps are loaded).
+VISIBLE_PREFIX_LENGTH = 12  # "stk_" + 8 characters
 
 if TYPE_CHECKING:
     from django.http import HttpRequest

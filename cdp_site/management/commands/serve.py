@@ -36,6 +36,8 @@ class Command(BaseCommand):
             "web": [
                 python, "-m", "gunicorn", "cdp_site.wsgi:application", "--bind", bind,
                 "--workers", str(web_workers), "--access-logfile", "-",
+                # no query strings of collection paths, write keys cut (cdp_site/access_log.py)
+                "--logger-class", "cdp_site.access_log.AccessLogger",
                 # Threads keep a worker's heartbeat going during a long bulk import, which
                 # a sync worker would be killed for after --timeout.
                 "--worker-class", "gthread", "--threads", "4", "--timeout", "120",
