@@ -261,6 +261,8 @@ Q_CLUSTER = {
 # Strata's own settings.
 STRATA_TOKEN_LAST_USED_INTERVAL = 60  # seconds between writes of a token's last_used_at
 STRATA_WORKER_STALE_AFTER = int(os.environ.get("STRATA_WORKER_STALE_AFTER", "180"))
+# The states of `manage.py serve`'s children (JSON), which /health/ and the dashboard show.
+STRATA_SERVE_STATUS = os.environ.get("STRATA_SERVE_STATUS", str(var_dir() / "serve.json"))
 # Reverse proxies in front of Strata that append to X-Forwarded-For (0: use the peer address).
 STRATA_TRUSTED_PROXY_HOPS = int(os.environ.get("STRATA_TRUSTED_PROXY_HOPS", "0"))
 STRATA_PUBLIC_URL = os.environ.get("STRATA_PUBLIC_URL", "http://127.0.0.1:8000")

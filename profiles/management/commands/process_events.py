@@ -11,9 +11,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 
+from cdp_site.health import PROCESSOR_HEARTBEAT, beat
 from profiles.processing.pipeline import DEFAULT_BATCH, STEP_SECONDS, process_pending
 
 log = logging.getLogger(__name__)
+BEAT_EVERY = 5.0  # seconds between the processor's heartbeats (/health/ shows their age)
 
 
 class Command(BaseCommand):
@@ -63,9 +65,13 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
         self.stdout.write(f"Processing events in batches of {batch} (Ctrl-C stops)")
+        last_beat = 0.0
         while not stopping:
             close_old_connections()
             try:
+                if time.monotonic() - last_beat >= BEAT_EVERY:
+                    beat(PROCESSOR_HEARTBEAT)
+                    last_beat = time.monotonic()
                 # bounded, so that connections are recycled and a stop is noticed
                 events = process_pending(limit=batch, account_id=account, max_seconds=10.0,
                                          should_stop=lambda: stopping)
