@@ -100,7 +100,7 @@ def create_audience(account: Account, actor: Actor | None, *, name: str, slug: s
     """Validate and save a new audience, then compute it in the background."""
     parsed = rule_from_input(rule, text)
     slug = _free_slug(account, _new_slug(slug, name))
-    membership.check_rule(account, parsed, slug=slug)
+    membership.check_rule(account, parsed, slug=slug, actor=actor)
     now = timezone.now()
     audience = Audience(account=account, slug=slug, name=name, description=description,
                         api_accessible=api_accessible, rule=parsed, created_by=_user(actor),
@@ -149,7 +149,7 @@ def update_audience(audience: Audience, actor: Actor | None, *, rule: Any = None
     rule_changed = False
     if rule is not None or text is not None:
         parsed = rule_from_input(rule, text)
-        membership.check_rule(audience.account, parsed, slug=audience.slug)
+        membership.check_rule(audience.account, parsed, slug=audience.slug, actor=actor)
         if parsed != audience.rule:
             diff["rule"] = [audience.rule, parsed]
             audience.rule = parsed

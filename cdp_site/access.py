@@ -23,13 +23,13 @@ from django.utils import timezone
 
 from cdp_site import audit
 from cdp_site.models import AccessToken, Account, AuditEvent, Membership, Role, WriteKey
+from cdp_site.write_keys import VISIBLE_PREFIX_LENGTH
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from cdp_site.tenancy import Actor
 
-VISIBLE_PREFIX_LENGTH = 12  # "stk_" + 8 characters
 
 
 class AccessError(Exception):

@@ -13,6 +13,7 @@ import base64
 import os
 import secrets
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -76,6 +77,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "django_q",
+    "axes",  # sign-in throttling (cdp_site/signin.py)
     "cdp_site",
     "profiles",
     "audiences",
@@ -99,6 +101,7 @@ MIDDLEWARE = [
     "cdp_site.tenancy.CurrentAccountMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: a locked-out sign-in answers 429
 ]
 
 ROOT_URLCONF = "cdp_site.urls"
@@ -141,6 +144,18 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    "cdp_site.signin.SignInThrottleBackend",  # django-axes: a locked-out user or address
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Sign-in throttling (cdp_site/signin.py): a lockout per user name and per client address.
+AXES_FAILURE_LIMIT = int(os.environ.get("STRATA_SIGNIN_FAILURES", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("STRATA_SIGNIN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "cdp_site.signin.axes_client_ip"
+AXES_LOCKOUT_CALLABLE = "cdp_site.signin.lockout_response"
+AXES_VERBOSE = False
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
@@ -269,6 +284,8 @@ Q_CLUSTER = {
 STRATA_SUPPRESSION_CACHE_SECONDS = float(os.environ.get("STRATA_SUPPRESSION_CACHE_SECONDS", "5"))
 STRATA_TOKEN_LAST_USED_INTERVAL = 60  # seconds between writes of a token's last_used_at
 STRATA_WORKER_STALE_AFTER = int(os.environ.get("STRATA_WORKER_STALE_AFTER", "180"))
+# The states of `manage.py serve`'s children (JSON), which /health/ and the dashboard show.
+STRATA_SERVE_STATUS = os.environ.get("STRATA_SERVE_STATUS", str(var_dir() / "serve.json"))
 # Reverse proxies in front of Strata that append to X-Forwarded-For (0: use the peer address).
 STRATA_TRUSTED_PROXY_HOPS = int(os.environ.get("STRATA_TRUSTED_PROXY_HOPS", "0"))
 STRATA_PUBLIC_URL = os.environ.get("STRATA_PUBLIC_URL", "http://127.0.0.1:8000")

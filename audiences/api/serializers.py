@@ -9,12 +9,8 @@ from rest_framework import serializers
 
 from audiences.editing import rule_text
 from audiences.models import Audience
-from cdp_site.api.serializers import ErrorSerializer  # noqa: F401 (the shared component)
+from cdp_site.api.serializers import ErrorSerializer  # noqa: F401 (re-exported: one component)
 from profiles.api.serializers import ProfileAudienceSerializer  # noqa: F401 (one component)
-
-# re-exported: one schema component each, shared with the profile and calculated APIs
-from profiles.api.serializers import ProfileAudienceSerializer as ProfileAudienceSerializer
-from profiles.calculated.api.serializers import ErrorSerializer as ErrorSerializer
 
 
 class AudienceSerializer(serializers.ModelSerializer):

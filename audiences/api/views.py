@@ -198,7 +198,7 @@ class AudienceViewSet(
         data = serializer.validated_data
         rule = editing.rule_from_input(data.get("rule"), data.get("text"))
         account = self.actor.account
-        membership.check_rule(account, rule, slug=data.get("slug"))
+        membership.check_rule(account, rule, slug=data.get("slug"), actor=self.actor)
         size = membership.estimate_size(account, rule)
         return Response({"valid": True, "rule": rule, "text": editing.rule_text(rule),
                          "estimated_size": size})

@@ -9,11 +9,8 @@ from typing import Any
 from rest_framework import serializers
 
 from audiences.models import Audience
-from cdp_site.api.serializers import ErrorSerializer  # noqa: F401 (the shared component)
+from cdp_site.api.serializers import ErrorSerializer  # noqa: F401 (re-exported: one component)
 from experiences.models import Experience, Goal, Phase, Variant
-
-# re-exported: one schema component, shared with the other APIs
-from profiles.calculated.api.serializers import ErrorSerializer as ErrorSerializer
 
 # --------------------------------------------------------------------------- reading
 

@@ -12,10 +12,12 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 
+from cdp_site.health import PROCESSOR_HEARTBEAT, beat
 from profiles.processing.pipeline import DEFAULT_BATCH, STEP_SECONDS, process_pending
 from profiles.processing.wakeup import RECENT, RECENT_POLL, Waker
 
 log = logging.getLogger(__name__)
+BEAT_EVERY = 5.0  # seconds between the processor's heartbeats (/health/ shows their age)
 
 
 class Command(BaseCommand):
@@ -74,9 +76,15 @@ class Command(BaseCommand):
                           f"polling every {interval:g} s when idle; Ctrl-C stops)")
         self.stdout.flush()
 
+        last_beat = 0.0
+
         def work() -> int | None:
+            nonlocal last_beat
             close_old_connections()
             try:
+                if time.monotonic() - last_beat >= BEAT_EVERY:
+                    beat(PROCESSOR_HEARTBEAT)
+                    last_beat = time.monotonic()
                 # bounded, so that connections are recycled and a stop is noticed
                 return process_pending(limit=batch, account_id=account, max_seconds=10.0,
                                        should_stop=lambda: stopping)
