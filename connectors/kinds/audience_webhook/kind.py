@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+import orjson
 import phonenumbers
 from django.db.models import Max
 
@@ -26,7 +27,7 @@ from connectors.jobs import creator_sees_pii
 from connectors.models import ExportedMember, Job
 from connectors.registry import Kind, RunContext, StepResult, register
 from profiles.masking import pii_fields
-from profiles.models import Identifier, Profile
+from profiles.models import Identifier, Profile, ProfileConsent
 
 
 def hash_email(value: str) -> str | None:
@@ -115,28 +116,29 @@ class AudienceWebhook(Kind):
 
     def _full(self, ctx: RunContext, audience: Audience, cursor: dict[str, Any]) -> StepResult:
         size = ctx.job.config["batch_size"]
-        ids = list(AudienceMembership.objects.filter(
+        adds: dict[int, datetime | None] = dict(AudienceMembership.objects.filter(
             account_id=ctx.job.account_id, audience=audience, profile_id__gt=cursor["after"])
-            .order_by("profile_id").values_list("profile_id", flat=True)[:size])
-        following = ({"phase": "full", "after": ids[-1], "log_from": cursor["log_from"]}
-                     if len(ids) == size else {"phase": "changes", "after": cursor["log_from"]})
-        return self._deliver(ctx, audience, cursor, following, adds=ids, removes=[])
+            .order_by("profile_id").values_list("profile_id", "since")[:size])
+        following = ({"phase": "full", "after": max(adds), "log_from": cursor["log_from"]}
+                     if len(adds) == size else {"phase": "changes", "after": cursor["log_from"]})
+        return self._deliver(ctx, audience, cursor, following, adds=adds, removes={})
 
     def _changes(self, ctx: RunContext, audience: Audience, cursor: dict[str, Any]
                  ) -> StepResult:
         size = ctx.job.config["batch_size"]
         rows = list(MembershipChange.objects.filter(
             account_id=ctx.job.account_id, audience=audience, id__gt=cursor["after"])
-            .order_by("id").values_list("id", "profile_id")[:size])
-        touched = list(dict.fromkeys(pid for _id, pid in rows))
+            .order_by("id").values_list("id", "profile_id", "at")[:size])
+        touched = {pid: at for _id, pid, at in rows}  # each profile's latest change
         members = set(AudienceMembership.objects.filter(
-            audience=audience, profile_id__in=touched).values_list("profile_id", flat=True))
+            audience=audience, profile_id__in=list(touched)).values_list("profile_id",
+                                                                          flat=True))
         following = ({"phase": "changes", "after": rows[-1][0]} if len(rows) == size
                      else {"phase": "sweep", "after": rows[-1][0] if rows else cursor["after"],
                            "swept": 0})
         return self._deliver(ctx, audience, cursor, following,
-                             adds=[p for p in touched if p in members],
-                             removes=[p for p in touched if p not in members])
+                             adds={p: at for p, at in touched.items() if p in members},
+                             removes={p: at for p, at in touched.items() if p not in members})
 
     def _sweep(self, ctx: RunContext, audience: Audience, cursor: dict[str, Any]) -> StepResult:
         """Delivered profiles that no longer consent (or whose profile is gone): removed."""
@@ -148,32 +150,40 @@ class AudienceWebhook(Kind):
         done = len(ids) < size
         if not done:
             following = {**cursor, "swept": ids[-1]}
-        result = self._deliver(ctx, audience, cursor, following, adds=[],
-                               removes=[p for p in ids if p not in keep])
+        gone = [p for p in ids if p not in keep]
+        withdrawn = dict(ProfileConsent.objects.filter(
+            account_id=ctx.job.account_id, profile_id__in=gone, granted=False)
+            .order_by("at").values_list("profile_id", "at"))
+        result = self._deliver(ctx, audience, cursor, following, adds={},
+                               removes={p: withdrawn.get(p) for p in gone})
         result.done = done
         return result
 
     def _deliver(self, ctx: RunContext, audience: Audience, cursor: dict[str, Any],
-                 following: dict[str, Any], adds: list[int], removes: list[int]) -> StepResult:
+                 following: dict[str, Any], adds: dict[int, datetime | None],
+                 removes: dict[int, datetime | None]) -> StepResult:
+        """Send what changed for these profiles (each with the time of its change, so a
+        message sent again after a crash is the same message)."""
         job = ctx.job
         delivered = set(ExportedMember.objects.filter(
             job=job, profile_id__in=[*adds, *removes]).values_list("profile_id", flat=True))
         allowed = consented(job.account_id, adds, job.config["purposes"])
-        new_adds = [p for p in adds if p in allowed and p not in delivered]
+        new_adds = {p: at for p, at in adds.items() if p in allowed and p not in delivered}
         # Added before but no longer consented: removed like an exit.
-        removes = [*removes, *(p for p in adds if p not in allowed and p in delivered)]
-        removes = [p for p in removes if p in delivered]
+        removes = {**removes, **{p: at for p, at in adds.items() if p not in allowed}}
+        removes = {p: at for p, at in removes.items() if p in delivered}
         omitted = sum(1 for p in adds if p not in allowed and p not in delivered)
-        at = ctx.now()
-        changes = [*self._entries(job, new_adds, "add", at),
-                   *self._entries(job, removes, "remove", at)]
+        changes = [*self._entries(job, new_adds, "add"), *self._entries(job, removes, "remove")]
         if changes:
             payload = {"type": "audience.membership",
                        "audience": {"id": audience.pk, "slug": audience.slug,
                                     "name": audience.name},
                        "changes": changes}
-            message_id = f"msg_job{job.pk}_{cursor.get('phase')}_{cursor.get('after')}_" \
-                         f"{cursor.get('swept', '')}"
+            # The same batch sent again after a crash keeps its id (receivers deduplicate);
+            # a batch whose content changed meanwhile (a consent withdrawn) gets a new one.
+            digest = hashlib.sha256(orjson.dumps(payload)).hexdigest()[:16]
+            message_id = (f"msg_job{job.pk}_{cursor.get('phase')}_{cursor.get('after')}_"
+                          f"{cursor.get('swept', '')}_{digest}")
             post_signed(ctx, destination(ctx, job.config.get("path")), payload, message_id)
 
         def commit() -> None:
@@ -181,12 +191,12 @@ class AudienceWebhook(Kind):
                 [ExportedMember(account_id=job.account_id, job=job, profile_id=p)
                  for p in new_adds], ignore_conflicts=True, batch_size=5000)
             if removes:
-                ExportedMember.objects.filter(job=job, profile_id__in=removes).delete()
+                ExportedMember.objects.filter(job=job, profile_id__in=list(removes)).delete()
 
         return StepResult(cursor=following, done=False, added=len(new_adds),
                           removed=len(removes), omitted=omitted, commit=commit)
 
-    def _entries(self, job: Job, ids: list[int], action: str, at: datetime
+    def _entries(self, job: Job, ids: dict[int, datetime | None], action: str
                  ) -> list[dict[str, Any]]:
         if not ids:
             return []
@@ -201,9 +211,9 @@ class AudienceWebhook(Kind):
             for pid, fv in Profile.objects.filter(account_id=job.account_id, pk__in=ids
                                                   ).values_list("pk", "field_values"):
                 values[pid] = {name: (fv or {}).get(name) for name in fields}
-        stamp = at.isoformat()
         return [{"action": action, "profile_id": pid, "identifiers": identifiers.get(pid, {}),
-                 "fields": values.get(pid, {}), "at": stamp} for pid in ids]
+                 "fields": values.get(pid, {}), "at": at.isoformat() if at else None}
+                for pid, at in ids.items()]
 
 
 def _identifiers(account_id: int, ids: Iterable[int], fields: list[str],
