@@ -219,6 +219,7 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"AuthorizationKindEnum": "connectors.models.Authorization.Kind"},
 }
 
 # django-q2 with the ORM broker (the Redis broker loses a task when a worker dies).
@@ -259,7 +260,8 @@ STRATA_ACCOUNT_CREATED_HOOKS = ["profiles.collection.partitions.on_account_creat
 STRATA_PROFILE_DELETED_HOOKS = ["audiences.membership.profiles_deleted"]
 # Functions (audience) -> list of "kind key" strings naming what uses an audience; audiences
 # refuses to rename or delete an audience in use (audiences.editing.users_of).
-STRATA_AUDIENCE_USERS_HOOKS = ["experiences.lifecycle.audience_users"]
+STRATA_AUDIENCE_USERS_HOOKS = ["experiences.lifecycle.audience_users",
+                               "connectors.jobs.audience_users"]
 # Connectors (docs/connectors.md): Fernet keys that encrypt authorizations, newest first (the
 # first encrypts, all decrypt; `manage.py rotate_connector_keys` re-encrypts under the first).
 # Development generates one into var/; production without any cannot store authorizations.

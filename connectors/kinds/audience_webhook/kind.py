@@ -11,6 +11,7 @@ only the identifier fields and fields the job names, PII only when the creator m
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -94,6 +95,12 @@ class AudienceWebhook(Kind):
                         raise InvalidInput(f"config.{key}.{n}", f"{name} is PII; only members "
                                            "who may see PII may export it", code="pii_denied")
         return config
+
+    def test_connection(self, ctx: RunContext) -> str:
+        url = destination(ctx, ctx.job.config.get("path"))
+        response = post_signed(ctx, url, {"type": "ping", "job": ctx.job.name},
+                               f"msg_ping_{uuid.uuid4().hex}", timeout=10.0)
+        return f"{url} answered {response.status} in {response.elapsed * 1000:.0f} ms"
 
     # ------------------------------------------------------------------ running
 
