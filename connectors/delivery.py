@@ -48,13 +48,21 @@ def post_signed(ctx: RunContext, url: str, payload: Any, message_id: str,
     if len(body) > MAX_BODY_BYTES:
         raise PermanentError(f"a message of {len(body)} bytes is over the 1 MB bound; lower "
                              "the batch size", code="body_too_large")
+    return call_signed(ctx, "POST", url, body, message_id, timeout)
+
+
+def call_signed(ctx: RunContext, method: str, url: str, body: bytes, message_id: str,
+                timeout: float = 30.0) -> outbound.Response:
+    """One signed call with the authorization's headers, retried quickly on a transient error
+    (``Retry-After`` honoured up to a minute); the 2xx answer, or the last error."""
     base_headers = auth_headers(ctx.secret)
     for attempt in range(1, ATTEMPTS + 1):
         headers = {**base_headers, **signed_headers([ctx.secret["signing_secret"]], message_id,
                                                     body, ctx.now().timestamp())}
         try:
             return outbound.check_status(outbound.request(
-                ctx.job.account_id, "POST", url, headers=headers, body=body, timeout=timeout))
+                ctx.job.account_id, method, url, headers=headers,
+                body=body if method != "GET" else None, timeout=timeout))
         except TransientError as exc:
             wait = exc.retry_after if exc.retry_after is not None else (
                 2.0 ** attempt * random.uniform(0.5, 1.0))

@@ -17,7 +17,7 @@ from connectors.errors import InvalidInput
 if TYPE_CHECKING:
     from connectors.models import Job
 
-KIND_PACKAGES = ("audience_webhook",)
+KIND_PACKAGES = ("audience_webhook", "webhook_enrichment")
 _REGISTRY: dict[str, type[Kind]] = {}
 
 
@@ -46,6 +46,7 @@ class StepResult:
     omitted: int = 0
     errors: int = 0
     commit: Callable[[], None] | None = None
+    problems: list[str] = field(default_factory=list)  # logged as error entries
 
 
 class Kind:

@@ -13,6 +13,7 @@ Errors: a transient error puts the job to sleep with exponential backoff (or the
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from connectors.models import Job, JobLogEntry, JobRun
 from connectors.registry import RunContext, get_kind
 
 Clock = Callable[[], datetime]
+logger = logging.getLogger(__name__)
 
 
 def stale_after() -> timedelta:
@@ -96,6 +98,8 @@ def run_job(job_id: int, *, now: Clock = timezone.now, sleep: Callable[[float], 
                 JobRun.objects.filter(pk=run.pk).update(
                     added=F("added") + result.added, removed=F("removed") + result.removed,
                     omitted=F("omitted") + result.omitted, errors=F("errors") + result.errors)
+                for problem in result.problems[:20]:
+                    log(job, JobLogEntry.Kind.ERROR, problem, run_id=run.pk, at=now())
             ctx.cursor = dict(result.cursor)
             steps += 1
             if result.done or (max_steps is not None and steps >= max_steps):
@@ -104,6 +108,9 @@ def run_job(job_id: int, *, now: Clock = timezone.now, sleep: Callable[[float], 
         _errored(job, run, exc, now())
     except (PermanentError, ConnectorError) as exc:
         _failed(job, run, exc.message, now())
+    except Exception as exc:  # a bug or the database: retried with backoff, never a secret
+        logger.exception("connector job %s crashed", job.pk)
+        _errored(job, run, TransientError(f"internal error ({type(exc).__name__})"), now())
     else:
         _finished(job, run, now())
     run.refresh_from_db()
