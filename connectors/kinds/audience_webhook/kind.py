@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 import phonenumbers
+from django.db import connection
 from django.db.models import Max
 
 from audiences.models import Audience, AudienceMembership, MembershipChange
@@ -28,7 +29,7 @@ from connectors.jobs import creator_sees_pii
 from connectors.models import ExportedMember, Job
 from connectors.registry import Kind, RunContext, StepResult, register
 from profiles.masking import pii_fields
-from profiles.models import Identifier, Profile, ProfileConsent
+from profiles.models import Profile, ProfileConsent
 
 
 def hash_email(value: str) -> str | None:
@@ -105,8 +106,10 @@ class AudienceWebhook(Kind):
     # ------------------------------------------------------------------ running
 
     def step(self, ctx: RunContext) -> StepResult:
-        audience = Audience.objects.for_account(ctx.job.account_id).filter(
-            slug=ctx.job.config["audience"]).first()
+        audience = ctx.extra.get("audience")
+        if audience is None:
+            audience = ctx.extra["audience"] = Audience.objects.for_account(
+                ctx.job.account_id).filter(slug=ctx.job.config["audience"]).first()
         if audience is None:
             raise PermanentError(f"the audience {ctx.job.config['audience']!r} is gone",
                                  code="audience_missing")
@@ -172,15 +175,14 @@ class AudienceWebhook(Kind):
         """Send what changed for these profiles (each with the time of its change, so a
         message sent again after a crash is the same message)."""
         job = ctx.job
-        delivered = set(ExportedMember.objects.filter(
-            job=job, profile_id__in=[*adds, *removes]).values_list("profile_id", flat=True))
+        delivered = _delivered(job.pk, [*adds, *removes])
         allowed = consented(job.account_id, adds, job.config["purposes"])
         new_adds = {p: at for p, at in adds.items() if p in allowed and p not in delivered}
         # Added before but no longer consented: removed like an exit.
         removes = {**removes, **{p: at for p, at in adds.items() if p not in allowed}}
         removes = {p: at for p, at in removes.items() if p in delivered}
         omitted = sum(1 for p in adds if p not in allowed and p not in delivered)
-        changes = [*self._entries(job, new_adds, "add"), *self._entries(job, removes, "remove")]
+        changes = [*self._entries(ctx, new_adds, "add"), *self._entries(ctx, removes, "remove")]
         if changes:
             payload = {"type": "audience.membership",
                        "audience": {"id": audience.pk, "slug": audience.slug,
@@ -194,22 +196,26 @@ class AudienceWebhook(Kind):
             post_signed(ctx, destination(ctx, job.config.get("path")), payload, message_id)
 
         def commit() -> None:
-            ExportedMember.objects.bulk_create(
-                [ExportedMember(account_id=job.account_id, job=job, profile_id=p)
-                 for p in new_adds], ignore_conflicts=True, batch_size=5000)
-            if removes:
-                ExportedMember.objects.filter(job=job, profile_id__in=list(removes)).delete()
+            with connection.cursor() as cur:
+                if new_adds:
+                    cur.execute(_REMEMBER, {"account": job.account_id, "job": job.pk,
+                                            "ids": list(new_adds)})
+                if removes:
+                    cur.execute(_FORGET, {"job": job.pk, "ids": list(removes)})
 
         return StepResult(cursor=following, done=False, added=len(new_adds),
                           removed=len(removes), omitted=omitted, commit=commit)
 
-    def _entries(self, job: Job, ids: dict[int, datetime | None], action: str
+    def _entries(self, ctx: RunContext, ids: dict[int, datetime | None], action: str
                  ) -> list[dict[str, Any]]:
         if not ids:
             return []
+        job = ctx.job
         config = job.config
-        sees_pii = creator_sees_pii(job)
-        hidden = frozenset() if sees_pii else pii_fields(job.account_id)
+        if "hidden" not in ctx.extra:  # decided once per run
+            ctx.extra["hidden"] = (frozenset() if creator_sees_pii(job)
+                                   else pii_fields(job.account_id))
+        hidden = ctx.extra["hidden"]
         id_fields = [f for f in config["identifiers"] if f not in hidden]
         fields = [f for f in config["fields"] if f not in hidden]
         identifiers = _identifiers(job.account_id, ids, id_fields, config["hash"])
@@ -223,14 +229,34 @@ class AudienceWebhook(Kind):
                 for pid, at in ids.items()]
 
 
+# The hot path's statements: id lists travel as one array parameter each.
+_DELIVERED = """SELECT profile_id FROM connectors_exportedmember
+WHERE job_id = %(job)s AND profile_id = ANY(%(ids)s::bigint[])"""
+_REMEMBER = """INSERT INTO connectors_exportedmember (account_id, job_id, profile_id)
+SELECT %(account)s, %(job)s, unnest(%(ids)s::bigint[]) ON CONFLICT DO NOTHING"""
+_FORGET = """DELETE FROM connectors_exportedmember
+WHERE job_id = %(job)s AND profile_id = ANY(%(ids)s::bigint[])"""
+_IDENTIFIERS = """SELECT profile_id, field, value FROM profiles_identifier
+WHERE account_id = %(account)s AND profile_id = ANY(%(ids)s::bigint[])
+  AND field = ANY(%(fields)s::text[]) AND active ORDER BY profile_id, field, id"""
+
+
+def _delivered(job_id: int, ids: list[int]) -> set[int]:
+    if not ids:
+        return set()
+    with connection.cursor() as cur:
+        cur.execute(_DELIVERED, {"job": job_id, "ids": ids})
+        return {row[0] for row in cur.fetchall()}
+
+
 def _identifiers(account_id: int, ids: Iterable[int], fields: list[str],
                  hashing: dict[str, str]) -> dict[int, dict[str, list[str]]]:
     out: dict[int, dict[str, list[str]]] = {}
     if not fields:
         return out
-    rows = (Identifier.objects.filter(account_id=account_id, profile_id__in=list(ids),
-                                      field__in=fields, active=True)
-            .order_by("profile_id", "field", "id").values_list("profile_id", "field", "value"))
+    with connection.cursor() as cur:
+        cur.execute(_IDENTIFIERS, {"account": account_id, "ids": list(ids), "fields": fields})
+        rows = cur.fetchall()
     for pid, field, value in rows:
         kind = hashing.get(field)
         sent = HASHERS[kind](value) if kind else value
