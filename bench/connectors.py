@@ -69,7 +69,7 @@ def start_receiver(counter: Counter) -> ThreadingHTTPServer:
             self.end_headers()
             self.wfile.write(body)
 
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        def do_POST(self) -> None:
             data = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             changes = len(orjson.loads(data).get("changes", ())) if data else 0
             with counter.lock:
@@ -77,7 +77,7 @@ def start_receiver(counter: Counter) -> ThreadingHTTPServer:
                 counter.requests += 1
             self._answer(b"{}")
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             with counter.lock:
                 counter.requests += 1
             self._answer(b'{"loyalty_tier": "Gold"}')
