@@ -55,6 +55,7 @@ class Kind:
     description: ClassVar[str] = ""
     authorization_kind: ClassVar[str | None] = "http"
     config_schema: ClassVar[dict[str, Any]]
+    example_config: ClassVar[dict[str, Any]] = {}  # what the creation wizard starts from
 
     def validate(self, job: Job) -> dict[str, Any]:
         """The configuration as stored, or InvalidInput naming the field path."""

@@ -59,6 +59,8 @@ class AudienceWebhook(Kind):
     label = "Audience export to a webhook"
     description = ("Posts an audience's members, then its entries and exits, as signed "
                    "batches to a webhook.")
+    example_config = {"audience": "gold", "path": "", "identifiers": ["email"], "fields": [],
+                      "purposes": ["advertising"], "hash": {}, "batch_size": 1000}
     config_schema = {
         "type": "object",
         "required": ["audience"],

@@ -40,6 +40,8 @@ class WebhookEnrichment(Kind):
     label = "Webhook enrichment"
     description = ("Calls an endpoint for each profile with one of its identifiers and puts the "
                    "JSON answer into a stream as an event.")
+    example_config = {"identifier": "email", "url": "crm/customers/{value}", "method": "GET",
+                      "stream": "crm_enrichment", "rate_per_second": 10, "timeout": 10}
     config_schema = {
         "type": "object",
         "required": ["identifier", "url", "stream"],
