@@ -5,6 +5,7 @@ Standard Webhooks signature, a 1 MB body bound, and a few quick retries inside t
 from __future__ import annotations
 
 import base64
+import hashlib
 import random
 from typing import Any
 from urllib.parse import urljoin
@@ -29,6 +30,12 @@ def auth_headers(secret: dict[str, Any]) -> dict[str, str]:
         pair = f"{secret['basic_username']}:{secret['basic_password']}".encode()
         headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
     return headers
+
+
+def message_digest(payload: Any) -> str:
+    """A short digest of a message's content, part of its ``webhook-id``: a batch sent again
+    after a crash keeps its id, one whose content changed meanwhile gets a new one."""
+    return hashlib.sha256(orjson.dumps(payload)).hexdigest()[:16]
 
 
 def destination(ctx: RunContext, path: str | None) -> str:

@@ -74,7 +74,8 @@ def _claim(job_id: int, now: datetime) -> Job | None:
 
 
 def run_job(job_id: int, *, now: Clock = timezone.now, sleep: Callable[[float], None] = time.sleep,
-            max_steps: int | None = None) -> JobRun | None:
+            max_steps: int | None = None, monotonic: Callable[[], float] = time.monotonic
+            ) -> JobRun | None:
     """One run of a job (None when it is not due to run: paused, failed, taken)."""
     job = _claim(job_id, now())
     if job is None:
@@ -87,7 +88,8 @@ def run_job(job_id: int, *, now: Clock = timezone.now, sleep: Callable[[float], 
                                  code="authorization_missing")
         secret = secret_of(job.authorization) if job.authorization is not None else {}
         job.config = kind.validate(job)
-        ctx = RunContext(job=job, secret=secret, cursor=dict(job.cursor), now=now, sleep=sleep)
+        ctx = RunContext(job=job, secret=secret, cursor=dict(job.cursor), now=now, sleep=sleep,
+                         monotonic=monotonic)
         steps = 0
         while True:
             result = kind.step(ctx)

@@ -16,14 +16,13 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-import orjson
 import phonenumbers
 from django.db import connection
 from django.db.models import Max
 
 from audiences.models import Audience, AudienceMembership, MembershipChange
 from connectors.consent import consented
-from connectors.delivery import destination, post_signed
+from connectors.delivery import destination, message_digest, post_signed
 from connectors.errors import InvalidInput, PermanentError
 from connectors.jobs import creator_sees_pii
 from connectors.models import ExportedMember, Job
@@ -192,9 +191,8 @@ class AudienceWebhook(Kind):
                        "changes": changes}
             # The same batch sent again after a crash keeps its id (receivers deduplicate);
             # a batch whose content changed meanwhile (a consent withdrawn) gets a new one.
-            digest = hashlib.sha256(orjson.dumps(payload)).hexdigest()[:16]
             message_id = (f"msg_job{job.pk}_{cursor.get('phase')}_{cursor.get('after')}_"
-                          f"{cursor.get('swept', '')}_{digest}")
+                          f"{cursor.get('swept', '')}_{message_digest(payload)}")
             post_signed(ctx, destination(ctx, job.config.get("path")), payload, message_id)
 
         def commit() -> None:

@@ -16,7 +16,6 @@ are derived from the job and the identifier, so a batch stored again after a cra
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 from urllib.parse import quote
 
@@ -112,7 +111,7 @@ class WebhookEnrichment(Kind):
         if not targets:
             return StepResult(cursor={"after": after}, done=True)
         interval = 1.0 / float(config["rate_per_second"])
-        pace = ctx.extra.setdefault("next_call", time.monotonic())
+        pace = ctx.extra.setdefault("next_call", ctx.monotonic())
         events: list[IncomingEvent] = []
         problems: list[str] = []
         omitted = 0
@@ -120,10 +119,10 @@ class WebhookEnrichment(Kind):
             if not value:
                 omitted += 1
                 continue
-            wait = pace - time.monotonic()
+            wait = pace - ctx.monotonic()
             if wait > 0:
                 ctx.sleep(wait)
-            pace = max(pace, time.monotonic() - interval) + interval
+            pace = max(pace, ctx.monotonic() - interval) + interval
             message_id = f"enrich-{ctx.job.pk}-{key}"
             try:
                 response = self._call(ctx, value, message_id)
