@@ -32,6 +32,21 @@ def auth_headers(secret: dict[str, Any]) -> dict[str, str]:
     return headers
 
 
+def session(ctx: RunContext) -> outbound.Session:
+    """The run's outbound session (kept-alive connections, the allowlist read once)."""
+    found = ctx.extra.get("session")
+    if found is None:
+        found = ctx.extra["session"] = outbound.Session(ctx.job.account_id)
+    assert isinstance(found, outbound.Session)
+    return found
+
+
+def close_session(ctx: RunContext) -> None:
+    found = ctx.extra.pop("session", None)
+    if isinstance(found, outbound.Session):
+        found.close()
+
+
 def message_digest(payload: Any) -> str:
     """A short digest of a message's content, part of its ``webhook-id``: a batch sent again
     after a crash keeps its id, one whose content changed meanwhile gets a new one."""
@@ -67,9 +82,9 @@ def call_signed(ctx: RunContext, method: str, url: str, body: bytes, message_id:
         headers = {**base_headers, **signed_headers([ctx.secret["signing_secret"]], message_id,
                                                     body, ctx.now().timestamp())}
         try:
-            return outbound.check_status(outbound.request(
-                ctx.job.account_id, method, url, headers=headers,
-                body=body if method != "GET" else None, timeout=timeout))
+            return outbound.check_status(session(ctx).request(
+                method, url, headers=headers, body=body if method != "GET" else None,
+                timeout=timeout))
         except TransientError as exc:
             wait = exc.retry_after if exc.retry_after is not None else (
                 2.0 ** attempt * random.uniform(0.5, 1.0))

@@ -15,6 +15,7 @@ from django.utils import timezone
 from cdp_site.audit import record_change
 from cdp_site.tenancy import actor_for_user
 from connectors.authorizations import secret_of
+from connectors.delivery import close_session
 from connectors.errors import InvalidInput
 from connectors.models import Authorization, Job, JobLogEntry
 from connectors.registry import RunContext, get_kind
@@ -186,7 +187,10 @@ def test_connection(account: Account, actor: Actor | None, *, kind: str,
     job.config = kind_impl.validate(job)
     secret = secret_of(job.authorization) if job.authorization is not None else {}
     ctx = RunContext(job=job, secret=secret, cursor={}, now=timezone.now, sleep=time.sleep)
-    return kind_impl.test_connection(ctx)
+    try:
+        return kind_impl.test_connection(ctx)
+    finally:
+        close_session(ctx)
 
 
 def audience_users(audience: Any) -> list[str]:

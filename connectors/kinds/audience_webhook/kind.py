@@ -127,12 +127,15 @@ class AudienceWebhook(Kind):
 
     def _full(self, ctx: RunContext, audience: Audience, cursor: dict[str, Any]) -> StepResult:
         size = ctx.job.config["batch_size"]
-        adds: dict[int, datetime | None] = dict(AudienceMembership.objects.filter(
-            account_id=ctx.job.account_id, audience=audience, profile_id__gt=cursor["after"])
-            .order_by("profile_id").values_list("profile_id", "since")[:size])
-        following = ({"phase": "full", "after": max(adds), "log_from": cursor["log_from"]}
-                     if len(adds) == size else {"phase": "changes", "after": cursor["log_from"]})
-        return self._deliver(ctx, audience, cursor, following, adds=adds, removes={})
+        with connection.cursor() as cur:
+            cur.execute(_MEMBERS, {"audience": audience.pk, "job": ctx.job.pk,
+                                   "after": cursor["after"], "limit": size})
+            rows = cur.fetchall()
+        adds: dict[int, datetime | None] = {pid: since for pid, since, _d in rows}
+        following = ({"phase": "full", "after": rows[-1][0], "log_from": cursor["log_from"]}
+                     if len(rows) == size else {"phase": "changes", "after": cursor["log_from"]})
+        return self._deliver(ctx, audience, cursor, following, adds=adds, removes={},
+                             delivered={pid for pid, _s, done in rows if done})
 
     def _changes(self, ctx: RunContext, audience: Audience, cursor: dict[str, Any]
                  ) -> StepResult:
@@ -172,11 +175,13 @@ class AudienceWebhook(Kind):
 
     def _deliver(self, ctx: RunContext, audience: Audience, cursor: dict[str, Any],
                  following: dict[str, Any], adds: dict[int, datetime | None],
-                 removes: dict[int, datetime | None]) -> StepResult:
+                 removes: dict[int, datetime | None], delivered: set[int] | None = None
+                 ) -> StepResult:
         """Send what changed for these profiles (each with the time of its change, so a
         message sent again after a crash is the same message)."""
         job = ctx.job
-        delivered = _delivered(job.pk, [*adds, *removes])
+        if delivered is None:
+            delivered = _delivered(job.pk, [*adds, *removes])
         allowed = consented(job.account_id, adds, job.config["purposes"])
         new_adds = {p: at for p, at in adds.items() if p in allowed and p not in delivered}
         # Added before but no longer consented: removed like an exit.
@@ -230,6 +235,11 @@ class AudienceWebhook(Kind):
 
 
 # The hot path's statements: id lists travel as one array parameter each.
+_MEMBERS = """SELECT m.profile_id, m.since, e.profile_id IS NOT NULL
+FROM audiences_audiencemembership m
+LEFT JOIN connectors_exportedmember e ON e.job_id = %(job)s AND e.profile_id = m.profile_id
+WHERE m.audience_id = %(audience)s AND m.profile_id > %(after)s
+ORDER BY m.profile_id LIMIT %(limit)s"""
 _DELIVERED = """SELECT profile_id FROM connectors_exportedmember
 WHERE job_id = %(job)s AND profile_id = ANY(%(ids)s::bigint[])"""
 _REMEMBER = """INSERT INTO connectors_exportedmember (account_id, job_id, profile_id)
