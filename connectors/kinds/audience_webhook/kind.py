@@ -129,13 +129,24 @@ class AudienceWebhook(Kind):
         size = ctx.job.config["batch_size"]
         with connection.cursor() as cur:
             cur.execute(_MEMBERS, {"audience": audience.pk, "job": ctx.job.pk,
-                                   "after": cursor["after"], "limit": size})
+                                   "after": cursor["after"], "limit": size,
+                                   "account": ctx.job.account_id,
+                                   "fields": self._sent_identifiers(ctx)})
             rows = cur.fetchall()
-        adds: dict[int, datetime | None] = {pid: since for pid, since, _d in rows}
-        following = ({"phase": "full", "after": rows[-1][0], "log_from": cursor["log_from"]}
-                     if len(rows) == size else {"phase": "changes", "after": cursor["log_from"]})
+        adds: dict[int, datetime | None] = {}
+        delivered: set[int] = set()
+        found: dict[int, list[tuple[str, str]]] = {}
+        for pid, since, done, field, value in rows:
+            adds[pid] = since
+            if done:
+                delivered.add(pid)
+            if field is not None:
+                found.setdefault(pid, []).append((field, value))
+        ctx.extra["identifiers"] = found
+        following = ({"phase": "full", "after": max(adds), "log_from": cursor["log_from"]}
+                     if len(adds) == size else {"phase": "changes", "after": cursor["log_from"]})
         return self._deliver(ctx, audience, cursor, following, adds=adds, removes={},
-                             delivered={pid for pid, _s, done in rows if done})
+                             delivered=delivered)
 
     def _changes(self, ctx: RunContext, audience: Audience, cursor: dict[str, Any]
                  ) -> StepResult:
@@ -188,7 +199,9 @@ class AudienceWebhook(Kind):
         removes = {**removes, **{p: at for p, at in adds.items() if p not in allowed}}
         removes = {p: at for p, at in removes.items() if p in delivered}
         omitted = sum(1 for p in adds if p not in allowed and p not in delivered)
-        changes = [*self._entries(ctx, new_adds, "add"), *self._entries(ctx, removes, "remove")]
+        prefetched = ctx.extra.pop("identifiers", None)  # this batch's, if read with it
+        changes = [*self._entries(ctx, new_adds, "add", prefetched),
+                   *self._entries(ctx, removes, "remove")]
         if changes:
             payload = {"type": "audience.membership",
                        "audience": {"id": audience.pk, "slug": audience.slug,
@@ -211,19 +224,29 @@ class AudienceWebhook(Kind):
         return StepResult(cursor=following, done=False, added=len(new_adds),
                           removed=len(removes), omitted=omitted, commit=commit)
 
-    def _entries(self, ctx: RunContext, ids: dict[int, datetime | None], action: str
+    def _hidden(self, ctx: RunContext) -> frozenset[str]:
+        """The PII fields this run leaves out (none when the creator may see PII)."""
+        if "hidden" not in ctx.extra:  # decided once per run
+            ctx.extra["hidden"] = (frozenset() if creator_sees_pii(ctx.job)
+                                   else pii_fields(ctx.job.account_id))
+        hidden: frozenset[str] = ctx.extra["hidden"]
+        return hidden
+
+    def _sent_identifiers(self, ctx: RunContext) -> list[str]:
+        hidden = self._hidden(ctx)
+        return [f for f in ctx.job.config["identifiers"] if f not in hidden]
+
+    def _entries(self, ctx: RunContext, ids: dict[int, datetime | None], action: str,
+                 prefetched: dict[int, list[tuple[str, str]]] | None = None
                  ) -> list[dict[str, Any]]:
         if not ids:
             return []
         job = ctx.job
         config = job.config
-        if "hidden" not in ctx.extra:  # decided once per run
-            ctx.extra["hidden"] = (frozenset() if creator_sees_pii(job)
-                                   else pii_fields(job.account_id))
-        hidden = ctx.extra["hidden"]
-        id_fields = [f for f in config["identifiers"] if f not in hidden]
+        hidden = self._hidden(ctx)
         fields = [f for f in config["fields"] if f not in hidden]
-        identifiers = _identifiers(job.account_id, ids, id_fields, config["hash"])
+        identifiers = _identifiers(job.account_id, ids, self._sent_identifiers(ctx),
+                                   config["hash"], prefetched)
         values: dict[int, dict[str, Any]] = {}
         if fields and action == "add":
             for pid, fv in Profile.objects.filter(account_id=job.account_id, pk__in=ids
@@ -235,11 +258,17 @@ class AudienceWebhook(Kind):
 
 
 # The hot path's statements: id lists travel as one array parameter each.
-_MEMBERS = """SELECT m.profile_id, m.since, e.profile_id IS NOT NULL
-FROM audiences_audiencemembership m
+# The full sync's batch: members, whether each was delivered, and their identifiers.
+_MEMBERS = """WITH m AS (
+    SELECT profile_id, since FROM audiences_audiencemembership
+    WHERE audience_id = %(audience)s AND profile_id > %(after)s
+    ORDER BY profile_id LIMIT %(limit)s)
+SELECT m.profile_id, m.since, e.profile_id IS NOT NULL, i.field, i.value
+FROM m
 LEFT JOIN connectors_exportedmember e ON e.job_id = %(job)s AND e.profile_id = m.profile_id
-WHERE m.audience_id = %(audience)s AND m.profile_id > %(after)s
-ORDER BY m.profile_id LIMIT %(limit)s"""
+LEFT JOIN profiles_identifier i ON i.profile_id = m.profile_id
+    AND i.account_id = %(account)s AND i.field = ANY(%(fields)s::text[]) AND i.active
+ORDER BY m.profile_id, i.field, i.id"""
 _DELIVERED = """SELECT profile_id FROM connectors_exportedmember
 WHERE job_id = %(job)s AND profile_id = ANY(%(ids)s::bigint[])"""
 _REMEMBER = """INSERT INTO connectors_exportedmember (account_id, job_id, profile_id)
@@ -260,13 +289,21 @@ def _delivered(job_id: int, ids: list[int]) -> set[int]:
 
 
 def _identifiers(account_id: int, ids: Iterable[int], fields: list[str],
-                 hashing: dict[str, str]) -> dict[int, dict[str, list[str]]]:
+                 hashing: dict[str, str],
+                 prefetched: dict[int, list[tuple[str, str]]] | None = None
+                 ) -> dict[int, dict[str, list[str]]]:
+    """Each profile's identifier values by field (hashed where asked), read with the batch
+    (``prefetched``, the full sync) or here."""
     out: dict[int, dict[str, list[str]]] = {}
     if not fields:
         return out
-    with connection.cursor() as cur:
-        cur.execute(_IDENTIFIERS, {"account": account_id, "ids": list(ids), "fields": fields})
-        rows = cur.fetchall()
+    if prefetched is not None:
+        rows = [(pid, field, value) for pid in ids for field, value in prefetched.get(pid, ())]
+    else:
+        with connection.cursor() as cur:
+            cur.execute(_IDENTIFIERS, {"account": account_id, "ids": list(ids),
+                                       "fields": fields})
+            rows = cur.fetchall()
     for pid, field, value in rows:
         kind = hashing.get(field)
         sent = HASHERS[kind](value) if kind else value
