@@ -261,6 +261,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ProfileEventKindEnum": ["merge", "conflict", "compaction"],
         "PrivacyRequestKindEnum": "profiles.models.PrivacyRequest.Kind",
+        "AuthorizationKindEnum": "connectors.models.Authorization.Kind",
     },
 }
 
@@ -311,7 +312,8 @@ STRATA_PERSON_ERASED_HOOKS = ["experiences.privacy.person_erased"]
 STRATA_PERSON_DATA_HOOKS = ["audiences.privacy.person_data", "experiences.privacy.person_data"]
 # Functions (audience) -> list of "kind key" strings naming what uses an audience; audiences
 # refuses to rename or delete an audience in use (audiences.editing.users_of).
-STRATA_AUDIENCE_USERS_HOOKS = ["experiences.lifecycle.audience_users"]
+STRATA_AUDIENCE_USERS_HOOKS = ["experiences.lifecycle.audience_users",
+                               "connectors.jobs.audience_users"]
 # Connectors (docs/connectors.md): Fernet keys that encrypt authorizations, newest first (the
 # first encrypts, all decrypt; `manage.py rotate_connector_keys` re-encrypts under the first).
 # Development generates one into var/; production without any cannot store authorizations.

@@ -54,6 +54,7 @@ NAV: list[NavItem] = [
     NavItem("profiles", "Profiles", "profiles:search", "profiles.view"),
     NavItem("audiences", "Audiences", "audiences:list", "audiences.view"),
     NavItem("experiences", "Experiences", "experiences:list", "experiences.view"),
+    NavItem("connectors", "Jobs", "connectors:jobs", "jobs.view"),
     NavItem("usage", "Usage", "explorer-usage", "admin.view"),
 ]
 

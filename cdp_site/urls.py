@@ -25,5 +25,6 @@ urlpatterns = [
     path("", include("profiles.urls")),
     path("", include("audiences.urls")),
     path("", include("experiences.urls")),
+    path("", include("connectors.urls")),
     re_path(r"^api/", errors.not_found_view),
 ]
