@@ -217,6 +217,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # choice sets that share a field name get names of their own
+    "ENUM_NAME_OVERRIDES": {"PrivacyRequestKindEnum": "profiles.models.PrivacyRequest.Kind"},
 }
 
 # django-q2 with the ORM broker (the Redis broker loses a task when a worker dies).

@@ -735,6 +735,11 @@ class PrivacyRequest(AccountScopedModel):
     def __str__(self) -> str:
         return f"{self.kind} request {self.pk} ({self.state})"
 
+    def result_items(self) -> list[tuple[str, object]]:
+        """The result's counts, labelled, for pages."""
+        return [(key.replace("_", " "), value) for key, value in self.result.items()
+                if key not in ("message", "profile_ids", "found")]
+
 
 class Suppression(AccountScopedModel):
     """An identifier whose events collection drops (``profiles.collection.suppression``), kept
