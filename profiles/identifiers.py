@@ -18,11 +18,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from typing import TYPE_CHECKING
 
 import phonenumbers
 from django.conf import settings
+from django.db.models import Q
+from django.db.models.functions import Lower
 
-__all__ = ["identifier_hash", "normalize_identifier", "value_variants"]
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+
+__all__ = ["identifier_hash", "matching_values", "normalize_identifier", "value_variants"]
 
 _PHONE = re.compile(r"^\+[\d\s().\-]{6,30}$")
 HASH_MAX_INPUT = 256  # identifiers are at most 256 characters (Identifier.value)
@@ -55,3 +61,15 @@ def value_variants(value: str) -> list[str]:
     text = value.strip()
     normal = normalize_identifier(text)
     return [text] if normal == text else [text, normal]
+
+
+def matching_values(identifiers: QuerySet, value: str) -> tuple[QuerySet, Q]:
+    """Identifier rows (annotated as needed) and the condition that finds ``value`` among them
+    normalised: as given or normalised, and emails case-insensitively (the partial index
+    ``identifier_email_lower`` serves that)."""
+    condition = Q(value__in=value_variants(value))
+    normal = normalize_identifier(value)
+    if "@" in normal:
+        identifiers = identifiers.annotate(lowered=Lower("value"))
+        condition |= Q(value__contains="@", lowered=normal)
+    return identifiers, condition
