@@ -112,13 +112,3 @@ class IdentitySerializer(serializers.Serializer):
     identifiers = LinkedIdentifierSerializer(many=True)
     log = IdentityEntrySerializer(many=True, help_text="Newest first.")
     log_more = serializers.BooleanField(help_text="More entries than ``limit`` exist.")
-
-
-class DeletionSerializer(serializers.Serializer):
-    profile_id = serializers.IntegerField()
-    merged_profile_ids = serializers.ListField(child=serializers.IntegerField())
-    identifiers = serializers.DictField(child=serializers.IntegerField(),
-                                        help_text="Identifier rows removed, by field.")
-    profile_events = serializers.IntegerField()
-    raw_events = serializers.IntegerField()
-    warnings = serializers.IntegerField()
