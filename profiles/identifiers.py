@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import zlib
 from typing import TYPE_CHECKING
 
 import phonenumbers
@@ -28,18 +29,19 @@ from django.db.models.functions import Lower
 if TYPE_CHECKING:
     from django.db.models import QuerySet
 
-__all__ = ["identifier_hash", "matching_values", "normalize_identifier", "value_variants"]
+__all__ = ["bucket_seed", "identifier_bucket", "identifier_hash", "matching_values",
+           "normalize_identifier", "value_variants"]
 
 _PHONE = re.compile(r"^\+[\d\s().\-]{6,30}$")
 HASH_MAX_INPUT = 256  # identifiers are at most 256 characters (Identifier.value)
 
 
 def normalize_identifier(value: str) -> str:
-    """The form two values of one person compare equal in."""
+    """The form two values of one person compare equal in (idempotent)."""
     text = value.strip()
     if "@" in text:
         return text.lower()
-    if _PHONE.match(text):
+    if text[:1] == "+" and _PHONE.match(text):
         try:
             number = phonenumbers.parse(text, None)
         except phonenumbers.NumberParseException:
@@ -54,6 +56,18 @@ def identifier_hash(account_id: int, value: str) -> str:
     text = normalize_identifier(value[:HASH_MAX_INPUT])
     return hmac.new(settings.TOKEN_PEPPER.encode(), f"{account_id}:{text}".encode(),
                     hashlib.sha256).hexdigest()
+
+
+def identifier_bucket(account_id: int, value: str) -> int:
+    """A 16-bit checksum of the normalised value under the pepper: the suppression check's
+    prefilter (65,536 buckets: it cannot tell one person from the thousands sharing one)."""
+    text = normalize_identifier(value[:HASH_MAX_INPUT])
+    return zlib.crc32(text.encode(), bucket_seed(account_id)) & 0xFFFF
+
+
+def bucket_seed(account_id: int) -> int:
+    """The checksum after the pepper and the account: a bucket goes on from there."""
+    return zlib.crc32(f"{account_id}:".encode(), zlib.crc32(settings.TOKEN_PEPPER.encode()))
 
 
 def value_variants(value: str) -> list[str]:
