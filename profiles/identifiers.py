@@ -29,11 +29,12 @@ from django.db.models.functions import Lower
 if TYPE_CHECKING:
     from django.db.models import QuerySet
 
-__all__ = ["bucket_seed", "identifier_bucket", "identifier_hash", "matching_values",
+__all__ = ["BUCKET_MASK", "bucket_seed", "identifier_bucket", "identifier_hash", "matching_values",
            "normalize_identifier", "value_variants"]
 
 _PHONE = re.compile(r"^\+[\d\s().\-]{6,30}$")
 HASH_MAX_INPUT = 256  # identifiers are at most 256 characters (Identifier.value)
+BUCKET_MASK = 0xFFFFFF  # identifier_bucket: 24 bits
 
 
 def normalize_identifier(value: str) -> str:
@@ -59,10 +60,11 @@ def identifier_hash(account_id: int, value: str) -> str:
 
 
 def identifier_bucket(account_id: int, value: str) -> int:
-    """A 16-bit checksum of the normalised value under the pepper: the suppression check's
-    prefilter (65,536 buckets: it cannot tell one person from the thousands sharing one)."""
+    """A 24-bit checksum of the normalised value under the pepper: the suppression check's
+    prefilter (16.7 million buckets for billions of possible values: it cannot tell one
+    person from the others sharing one)."""
     text = normalize_identifier(value[:HASH_MAX_INPUT])
-    return zlib.crc32(text.encode(), bucket_seed(account_id)) & 0xFFFF
+    return zlib.crc32(text.encode(), bucket_seed(account_id)) & BUCKET_MASK
 
 
 def bucket_seed(account_id: int) -> int:

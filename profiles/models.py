@@ -749,7 +749,7 @@ class Suppression(AccountScopedModel):
 
     value_hash = models.CharField(max_length=64)
     bucket = models.PositiveIntegerField(
-        default=0, help_text="16-bit checksum of the value: the collection check's prefilter.")
+        default=0, help_text="24-bit checksum of the value: the collection check's prefilter.")
     subject = models.CharField(max_length=64)
     request = models.ForeignKey(PrivacyRequest, null=True, blank=True,
                                 on_delete=models.SET_NULL, related_name="+")

@@ -2,7 +2,7 @@
 is not stored; it is counted per stream and day (``SuppressedCount``) and its sender gets the
 same answer as for any accepted event, so the list cannot be probed.
 
-The list holds hashes (``profiles.identifiers.identifier_hash``) and each one's 16-bit bucket
+The list holds hashes (``profiles.identifiers.identifier_hash``) and each one's 24-bit bucket
 (``identifier_bucket``, a checksum far too coarse to name anyone); a value is hashed only when
 its bucket is listed, so a long list costs a checksum per candidate value, not an HMAC. Each
 process keeps the account's hashes and identifier field names for
@@ -30,6 +30,7 @@ from django.conf import settings
 from django.db import connection
 
 from profiles.identifiers import (
+    BUCKET_MASK,
     HASH_MAX_INPUT,
     bucket_seed,
     identifier_hash,
@@ -116,7 +117,7 @@ def _is_suppressed(account_id: int, event: IncomingEvent, entry: _Entry) -> bool
         elif text[:1] == "+":
             text = normalize_identifier(text)
         # the cheap bucket first: only a value whose bucket is listed is hashed
-        if crc32(text.encode(), seed) & 0xFFFF in buckets \
+        if crc32(text.encode(), seed) & BUCKET_MASK in buckets \
                 and identifier_hash(account_id, text) in entry.hashes:
             return True
     return False
