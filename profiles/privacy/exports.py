@@ -1,6 +1,7 @@
 """What an export (connectors, issue #13) must ask before it sends a profile anywhere
 (issue #14): the profile granted every purpose the export serves (``ProfileConsent``; no
-answer counts as denied), and none of its identifiers is on the suppression list. Asked at the
+answer means the purpose's ``granted_by_default``, denied for a purpose the account does not
+list), and none of its identifiers is on the suppression list. Asked at the
 moment of sending, not when the membership changed: consent withdrawn in between stops the
 export. ``exportable`` answers for a whole batch of profiles in two queries."""
 
@@ -11,7 +12,7 @@ from collections.abc import Iterable
 
 from profiles.collection.suppression import suppressed_hashes
 from profiles.identifiers import identifier_hash
-from profiles.models import Identifier, ProfileConsent
+from profiles.models import ConsentPurpose, Identifier, ProfileConsent
 
 __all__ = ["exportable", "may_export"]
 
@@ -24,11 +25,18 @@ def exportable(account_id: int, profile_ids: Iterable[int], purposes: Iterable[s
     if not ids:
         return set()
     if needed:
-        granted: dict[int, set[str]] = defaultdict(set)
-        for pid, purpose in ProfileConsent.objects.filter(
-                account_id=account_id, profile_id__in=ids, granted=True,
-                purpose__in=needed).values_list("profile_id", "purpose"):
-            granted[pid].add(purpose)
+        # what no answer means, per purpose (the account's purposes; denied when unlisted)
+        assumed = set(ConsentPurpose.objects.filter(
+            account_id=account_id, name__in=needed, granted_by_default=True)
+            .values_list("name", flat=True))
+        granted: dict[int, set[str]] = defaultdict(lambda: set(assumed))
+        for pid, purpose, yes in ProfileConsent.objects.filter(
+                account_id=account_id, profile_id__in=ids, purpose__in=needed
+        ).values_list("profile_id", "purpose", "granted"):
+            if yes:
+                granted[pid].add(purpose)
+            else:
+                granted[pid].discard(purpose)
         ids = {pid for pid in ids if granted[pid] >= needed}
     hashes = suppressed_hashes(account_id)
     if hashes and ids:
