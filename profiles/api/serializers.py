@@ -112,3 +112,14 @@ class IdentitySerializer(serializers.Serializer):
     identifiers = LinkedIdentifierSerializer(many=True)
     log = IdentityEntrySerializer(many=True, help_text="Newest first.")
     log_more = serializers.BooleanField(help_text="More entries than ``limit`` exist.")
+
+
+
+class ProfileWriteSerializer(serializers.Serializer):
+    attributes = serializers.DictField(help_text="Field names of the live schema and values.")
+
+
+class ProfileWriteResultSerializer(serializers.Serializer):
+    profile_id = serializers.IntegerField()
+    message_id = serializers.CharField(help_text="The event's message id on the api stream.")
+    stream = serializers.CharField()

@@ -19,6 +19,7 @@ from cdp_site.api.errors import APIError
 from cdp_site.api.pagination import QuerySetNotOrdered
 from cdp_site.api.viewsets import AccountAPIView
 from profiles import selectors as select
+from profiles import writes
 from profiles.api import serializers as s
 from profiles.masking import PiiPolicy, policy_for_actor
 from profiles.models import Profile
@@ -80,7 +81,8 @@ class ProfileView(AccountAPIView):
     """Base of the profile views: the reader's PII policy and profile lookups that answer
     404 ``not_found``."""
 
-    action_permissions = {"get": "profiles.view", "delete": "profiles.delete"}
+    action_permissions = {"get": "profiles.view", "delete": "profiles.delete",
+                          "patch": "profiles.delete"}
 
     def policy(self) -> PiiPolicy:
         return policy_for_actor(self.actor)
@@ -132,6 +134,22 @@ class ProfileByIdentifierView(ProfileView):
         """A profile by any identifier value (``/profiles/email/ann@example.com``)."""
         profile = self.by_identifier(field, value)
         return Response(select.profile_document(profile, self.policy(), self.actor.account))
+
+    @extend_schema(operation_id="profiles_update", request=s.ProfileWriteSerializer,
+                   responses={202: s.ProfileWriteResultSerializer})
+    def patch(self, request: Request, field: str, value: str) -> Response:
+        """Write attributes (``{"attributes": {"tier": "gold"}}``) through the pipeline: stored
+        as an event on the ``api`` stream, applied when it is processed, with the fields'
+        merge operators and identity; audited (field names only). Admins, Data Managers."""
+        profile = self.by_identifier(field, value)
+        body = request.data if isinstance(request.data, dict) else {}
+        try:
+            message_id = writes.write_attributes(self.actor, profile, field, value,
+                                                 body.get("attributes"))
+        except writes.ProfileWriteError as exc:
+            raise APIError(exc.code, exc.message) from None
+        return Response({"profile_id": profile.pk, "message_id": message_id,
+                         "stream": "api"}, status=202)
 
     @extend_schema(
         operation_id="profiles_delete",
