@@ -72,7 +72,7 @@ def seed_demo(credentials_file: Path | None = None) -> DemoCredentials:
         membership, _ = Membership.objects.get_or_create(account=account, user=user)
         membership.roles.add(admin_role)
     main = accounts[0]
-    write_key = stored.get("write_key")
+    write_key = str(stored.get("write_key") or "")
     known = access.authenticate_write_key(write_key) if write_key else None
     if known is None or known.stream != DEMO_STREAM:  # older demos printed a "default" key
         actor = Actor(account=main, user=user, role_codes=frozenset({"admin"}))
