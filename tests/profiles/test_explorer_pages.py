@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.test import Client
+from django.utils import timezone
 
 from cdp_site.models import Account
 from profiles.collection.messages import Failure
@@ -292,10 +293,10 @@ def test_failed_events_page_older_and_newer(web: Account, manager: Client) -> No
 
 
 def test_usage_for_admins_with_quota_and_notice(web: Account) -> None:
-    web.monthly_event_quota = 8
+    web.monthly_event_quota = 4
     web.save()
-    notice = AccountNotice.objects.create(account=web, kind="quota_reached:2026-11",
-                                          message="The monthly quota of 8 events is used up.")
+    notice = AccountNotice.objects.create(account=web, kind=f"quota_reached:{timezone.now():%Y-%m}",
+                                          message="The monthly quota of 4 events is used up.")
     admin = signed_in(web, "admin")
 
     response = admin.get("/usage/")
@@ -303,8 +304,8 @@ def test_usage_for_admins_with_quota_and_notice(web: Account) -> None:
     assert response.status_code == 200
     html = response.content.decode()
     assert response.context["report"].events_this_month == 4
-    assert "50.0 %" in html  # 4 of 8
-    assert "Monthly quota reached" in html and "8 events is used up" in html
+    assert "100.0 %" in html  # 4 of 4
+    assert "Monthly quota reached" in html and "4 events is used up" in html
     assert sum(response.context["day_chart"]["values"]) == 4
     assert 'href="/usage/"' in html  # the nav shows Usage to Admins
 
