@@ -232,6 +232,20 @@ def test_live_view_lists_newest_first(web: Account, manager: Client) -> None:
     assert f'after_id={events[0]["id"]}' in response.content.decode()  # the poller
 
 
+def test_live_view_summarises_a_json_record_by_its_identifier_and_values(
+        web: Account, manager: Client) -> None:
+    store(web, [{"origin": {"email": "bo@example.com"},
+                 "response": {"loyalty_tier": "gold", "preferred_activities": ["ski", "spa"],
+                              "points": 1200, "since": "2020-01-01"}}],
+          stream="crm_users", received_at=ago(seconds=5))
+    [record] = manager.get("/streams/crm_users/live/").context["events"]
+    assert record["type"] == "record"
+    # the first three values as stored (jsonb keeps an object's keys shortest first)
+    assert record["title"] == "since 2020-01-01 · points 1200 · loyalty_tier gold"
+    assert record["detail"].endswith(" values")  # more than the three shown
+    assert (record["who_kind"], record["who"]) == ("email", "bo@example.com")
+
+
 def test_live_events_after_id_returns_only_newer_events(web: Account, manager: Client) -> None:
     newest = RawEvent.objects.for_account(web).filter(stream="web").order_by("-id")[0].id
     store(web, [track("Signup Started"), track("Signup Completed")], received_at=ago(seconds=1))
