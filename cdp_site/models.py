@@ -222,6 +222,7 @@ class AuditEvent(AccountScopedModel):
         ROLES_CHANGED = "membership.roles_changed"
         ACCOUNT_SETTINGS_CHANGED = "account.settings_changed"
         PROFILE_DELETED = "profile.deleted"
+        PRIVACY_REQUESTED = "privacy.requested"
         AUDIENCE_CREATED = "audience.created"
         AUDIENCE_UPDATED = "audience.updated"
         AUDIENCE_DELETED = "audience.deleted"

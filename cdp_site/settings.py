@@ -9,8 +9,10 @@ and the process refuses to start without them, naming what is missing.
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 import dj_database_url
@@ -30,12 +32,12 @@ def envlist(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-def dev_secret(name: str) -> str:
+def dev_secret(name: str, make: Callable[[], str] = lambda: secrets.token_urlsafe(50)) -> str:
     """A secret generated once into var/ for development; never used with DEBUG off."""
     path = VAR_DIR / name
     if not path.exists():
         VAR_DIR.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(50))
+        path.write_text(make())
         path.chmod(0o600)
     return path.read_text().strip()
 
@@ -90,6 +92,7 @@ MIDDLEWARE = [
     # Collection requests skip the session, CSRF, auth, account and message middleware below.
     "profiles.collection.middleware.CollectionMiddleware",
     "experiences.decisions.middleware.DecisionMiddleware",  # the same for decision requests
+    "cdp_site.text.RefuseNulMiddleware",  # a NUL in a path or query: 400, not a failed query
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -163,6 +166,9 @@ STORAGES = {
     },
 }
 
+# Django's debug pages (stack, request, settings) reach loopback clients only.
+DEFAULT_EXCEPTION_REPORTER = "cdp_site.debug.LoopbackExceptionReporter"
+
 LOGIN_URL = "admin:login"
 LOGIN_REDIRECT_URL = "/admin/"
 
@@ -176,6 +182,7 @@ SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_REDIRECT_EXEMPT = [r"^health/$"]
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
+CSRF_FAILURE_VIEW = "cdp_site.api.errors.csrf_failure"  # JSON under /api/, HTML on pages
 X_FRAME_OPTIONS = "DENY"
 
 # CORS: only the public collection and decision paths, any origin, no credentials.
@@ -204,6 +211,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["cdp_site.permissions.HasRolePermission"],
+    "DEFAULT_PARSER_CLASSES": [  # DRF's three, JSON refusing a NUL anywhere in the body
+        "cdp_site.api.parsers.StrictJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "cdp_site.api.pagination.OrderedLimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
@@ -239,6 +251,8 @@ Q_CLUSTER = {
 }
 
 # Strata's own settings.
+# How long a process trusts its copy of an account's suppression list (profiles.collection).
+STRATA_SUPPRESSION_CACHE_SECONDS = float(os.environ.get("STRATA_SUPPRESSION_CACHE_SECONDS", "5"))
 STRATA_TOKEN_LAST_USED_INTERVAL = 60  # seconds between writes of a token's last_used_at
 STRATA_WORKER_STALE_AFTER = int(os.environ.get("STRATA_WORKER_STALE_AFTER", "180"))
 # Reverse proxies in front of Strata that append to X-Forwarded-For (0: use the peer address).
@@ -259,11 +273,29 @@ STRATA_ACCOUNT_CREATED_HOOKS = ["profiles.collection.partitions.on_account_creat
 # Called in a GDPR delete's transaction with (account_id, profile ids, now) before the profiles
 # go (profiles.gdpr); a hook that raises fails the deletion.
 STRATA_PROFILE_DELETED_HOOKS = ["audiences.membership.profiles_deleted"]
+# A privacy delete (profiles.privacy.erase), in its transaction: (account_id, profile ids,
+# identifier values, now) -> rows removed; and an access document's sections from the apps
+# above profiles: (account_id, profile ids, identifier values) -> (section, rows) pairs.
+STRATA_PERSON_ERASED_HOOKS = ["experiences.privacy.person_erased"]
+STRATA_PERSON_DATA_HOOKS = ["audiences.privacy.person_data", "experiences.privacy.person_data"]
 # Functions (audience) -> list of "kind key" strings naming what uses an audience; audiences
 # refuses to rename or delete an audience in use (audiences.editing.users_of).
 STRATA_AUDIENCE_USERS_HOOKS = ["experiences.lifecycle.audience_users"]
+# Connectors (docs/connectors.md): Fernet keys that encrypt authorizations, newest first (the
+# first encrypts, all decrypt; `manage.py rotate_connector_keys` re-encrypts under the first).
+# Development generates one into var/; production without any cannot store authorizations.
+STRATA_CONNECTOR_KEYS = envlist("STRATA_CONNECTOR_KEYS") or (
+    [dev_secret("connector_key", lambda: base64.urlsafe_b64encode(secrets.token_bytes(32))
+                .decode())] if DEBUG else [])
+# A running job whose worker has not saved a batch for this long is taken over (a dead worker).
+STRATA_CONNECTOR_STALE_AFTER = int(os.environ.get("STRATA_CONNECTOR_STALE_AFTER", "120"))
+STRATA_CONNECTOR_FAIL_AFTER_HOURS = 10  # errors on every attempt this long: the job fails
 # Functions (account) -> dict whose keys GET /api/v1/dashboard/ adds to its answer.
 STRATA_DASHBOARD_HOOKS = ["profiles.explorer.dashboard.api_figures"]
+# Functions (actor, profile, merged profile ids) -> dict whose keys the profile API's document
+# adds (profiles.selectors.profile_document): a profile's audiences and experience assignments.
+STRATA_PROFILE_DOCUMENT_HOOKS = ["audiences.membership.profile_document_audiences",
+                                 "experiences.decide.profile_document_assignments"]
 
 LOGGING = {
     "version": 1,

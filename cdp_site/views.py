@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from cdp_site.api.errors import not_found_view, server_error_view
+from cdp_site.api.errors import is_api_path, not_found_view, server_error_view
 from cdp_site.shell import NAV
 from cdp_site.tenancy import session_actor, switch_account
 
@@ -44,12 +44,12 @@ def switch_account_view(request: HttpRequest) -> HttpResponse:
 
 
 def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    if request.path.startswith(("/api/", "/v1/", "/collect/", "/ofrep/", "/personalize/")):
+    if is_api_path(request.path):
         return not_found_view(request, exception)
     return render(request, "404.html", status=404)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
-    if request.path.startswith(("/api/", "/v1/", "/collect/", "/ofrep/", "/personalize/")):
+    if is_api_path(request.path):
         return server_error_view(request)
     return render(request, "500.html", status=500)

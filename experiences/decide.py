@@ -63,11 +63,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models import Q
 from django.utils import timezone
 
 from audiences.models import Audience, AudienceMembership
@@ -84,6 +85,11 @@ from experiences.config import (
 )
 from experiences.models import Assignment
 from profiles.models import Identifier, Profile, ProfileConsent
+
+if TYPE_CHECKING:
+    from cdp_site.tenancy import Actor
+
+MAX_PROFILE_ASSIGNMENTS = 1000  # rows read for one profile's document
 
 __all__ = [
     "Decision",
@@ -411,3 +417,26 @@ def decide(
     only (see the module's docstring)."""
     return decide_with_config(active_config(account_id), visitor, identifiers=identifiers,
                               attributes=attributes, keys=keys)
+
+
+def profile_document_assignments(actor: Actor, profile: Profile,
+                                 merged_ids: list[int]) -> dict[str, Any]:
+    """STRATA_PROFILE_DOCUMENT_HOOKS: the profile API lists the profile's experience
+    assignments (its own, those of profiles merged into it, and those made for visitor keys
+    that are its identifiers), one per experience, the latest first."""
+    values = Identifier.objects.filter(account_id=profile.account_id, profile=profile,
+                                       active=True).values("value")
+    rows = (Assignment.objects.filter(account_id=profile.account_id)
+            .filter(Q(profile_id__in=[profile.pk, *merged_ids]) | Q(visitor__in=values))
+            .select_related("experience", "variant").order_by("-assigned_at", "-id"))
+    found: dict[int, dict[str, Any]] = {}
+    for row in rows[:MAX_PROFILE_ASSIGNMENTS]:
+        if row.experience_id in found:
+            continue
+        exp = row.experience
+        found[row.experience_id] = {
+            "experience": exp.key, "experience_uid": exp.uid, "name": exp.name,
+            "status": exp.status, "variant": row.variant.key, "variant_uid": row.variant.uid,
+            "phase": row.phase, "current_phase": row.phase == exp.phase,
+            "assigned_at": row.assigned_at}
+    return {"experiences": list(found.values())}

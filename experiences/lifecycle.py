@@ -251,10 +251,25 @@ def _check_choices(draft: Draft, lookups: Lookups) -> Iterable[dict[str, str]]:
                       "traffic_allocation")
     if draft.fields.get("hash_version") not in (1, 2):
         yield problem("invalid_hash_version", "The hash version is 1 or 2.", "hash_version")
-    if (draft.fields.get("bandit_interval_minutes") or 0) < 15:
-        yield problem("invalid_bandit_interval",
-                      "Bandit weights are recomputed at most every 15 minutes.",
-                      "bandit_interval_minutes")
+    yield from _check_bandit_schedule(draft)
+
+
+# Bandit schedule bounds: the schedule runs every 15 minutes; a week between reweightings and
+# a 30-day burn-in are far past any useful bandit (and well inside the integer column).
+BANDIT_INTERVAL_MINUTES = (15, 7 * 24 * 60)
+BANDIT_BURN_IN_HOURS = (0, 30 * 24)
+
+
+def _check_bandit_schedule(draft: Draft) -> Iterable[dict[str, str]]:
+    for name, (low, high), code, text in (
+        ("bandit_interval_minutes", BANDIT_INTERVAL_MINUTES, "invalid_bandit_interval",
+         "Bandit weights are recomputed every {low} to {high} minutes (a week)."),
+        ("bandit_burn_in_hours", BANDIT_BURN_IN_HOURS, "invalid_bandit_burn_in",
+         "A bandit's burn-in is {low} to {high} hours (30 days)."),
+    ):
+        value = draft.fields.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            yield problem(code, text.format(low=low, high=high), name)
 
 
 def _check_variant_keys(draft: Draft, lookups: Lookups) -> Iterable[dict[str, str]]:

@@ -19,6 +19,7 @@ page_patterns = [
     path("<str:key>/edit/", editor_views.experience_edit, name="edit"),
     path("<str:key>/", views.experience_detail, name="detail"),
     path("<str:key>/snapshot/", views.experience_snapshot, name="snapshot"),
+    path("<str:key>/reweight/", views.experience_reweight, name="reweight"),
     path("<str:key>/<slug:action>/", views.experience_action, name="action"),
 ]
 

@@ -23,8 +23,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from cdp_site.shell import page_actor, render_page, strata_page
 from experiences import lifecycle, results
-from experiences.bandit_schedule import next_due
-from experiences.models import BanditWeights, Experience, Phase
+from experiences.bandit_schedule import reweight_now, schedule_status
+from experiences.models import Experience, Phase
 from experiences.preview import parse_visitor, would_see
 
 if TYPE_CHECKING:
@@ -249,16 +249,14 @@ def _chosen_phase(request: HttpRequest, exp: Experience) -> int | None:
     return number if number > 0 else None
 
 
-def _bandit(exp: Experience, phase: Phase | None) -> dict[str, Any] | None:
+def _bandit(exp: Experience, phase: Phase | None, now: datetime) -> dict[str, Any] | None:
+    """The bandit's schedule (``bandit_schedule.schedule_status``) with times as datetimes."""
     if exp.distribution != Experience.Distribution.BANDIT or phase is None:
         return None
-    last = (BanditWeights.objects.filter(experience=exp, phase=phase.number)
-            .order_by("-at", "-id").first())
-    return {"interval": max(exp.bandit_interval_minutes, 15),
-            "burn_in": exp.bandit_burn_in_hours, "last": last,
-            "next": next_due(exp, phase, last.at if last else None),
-            "reweights": BanditWeights.objects.filter(experience=exp,
-                                                      phase=phase.number).count()}
+    found = schedule_status(exp, now=now)
+    when = found["next_reweight_at"]
+    return {**found, "interval": found["interval_minutes"],
+            "next": datetime.fromisoformat(when) if when else None}
 
 
 def _actions(actor: Actor, exp: Experience) -> list[dict[str, str]]:
@@ -295,7 +293,7 @@ def experience_detail(request: HttpRequest, key: str) -> HttpResponse:
         "secondary": [g for g in goals if not g.primary],
         "warnings": _warnings(answer),
         "charts": results.history(exp, phase.number, now=now, latest=answer) if phase else None,
-        "bandit": _bandit(exp, phase),
+        "bandit": _bandit(exp, phase, now),
         "actions": _actions(actor, exp),
         "can_edit": actor.has("experiences.edit"),
         "target_audiences": list(exp.target_audiences.values_list("name", flat=True)),
@@ -384,4 +382,22 @@ def experience_snapshot(request: HttpRequest, key: str) -> HttpResponse:
         messages.error(request, "The experience has not run yet: there is nothing to record.")
     else:
         messages.success(request, "Results recorded: the charts include this moment.")
+    return HttpResponseRedirect(reverse("experiences:detail", args=[exp.key]))
+
+
+@require_POST
+@strata_page("experiences.edit")
+def experience_reweight(request: HttpRequest, key: str) -> HttpResponse:
+    """Reweight a bandit now ("reweight now"); a refusal (too few visitors yet, not running)
+    is shown on the page with its reason and nothing changes."""
+    exp = _experience(request, key)
+    if exp is None:
+        return _not_found(request, key)
+    try:
+        outcome = reweight_now(exp, page_actor(request))
+    except lifecycle.ExperienceError as error:
+        _refused(request, exp, error)
+    else:
+        split = ", ".join(f"{k} {pct(v)}" for k, v in outcome.weights.items())
+        messages.success(request, f"Reweighted: {split}.")
     return HttpResponseRedirect(reverse("experiences:detail", args=[exp.key]))

@@ -25,4 +25,5 @@ urlpatterns = [
     path("api/v1/", include("profiles.explorer.api.urls")),
     path("api/v1/", include("profiles.api.urls")),  # /profiles/…: the profile API
     path("api/v1/", include("profiles.calculated.api.urls")),
+    path("api/v1/", include("profiles.privacy.api.urls")),  # data subject requests
 ]

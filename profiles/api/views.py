@@ -129,7 +129,8 @@ class ProfileByIdentifierView(ProfileView):
     def get(self, request: Request, field: str, value: str) -> Response:
         """A profile by any identifier value (``/profiles/email/ann@example.com``)."""
         profile = self.by_identifier(field, value)
-        return Response(select.profile_document(profile, self.policy(), self.actor.account))
+        return Response(select.profile_document(profile, self.policy(), self.actor.account,
+                                                 actor=self.actor))
 
     @extend_schema(operation_id="profiles_delete", responses=s.DeletionSerializer)
     def delete(self, request: Request, field: str, value: str) -> Response:
@@ -146,7 +147,8 @@ class ProfileByIdView(ProfileView):
     def get(self, request: Request, pk: int) -> Response:
         """A profile by id; the id of a profile merged into another gives the survivor."""
         profile = self.by_id(pk)
-        return Response(select.profile_document(profile, self.policy(), self.actor.account))
+        return Response(select.profile_document(profile, self.policy(), self.actor.account,
+                                                 actor=self.actor))
 
 
 class ProfileEventsView(ProfileView):

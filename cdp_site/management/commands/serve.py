@@ -11,7 +11,9 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from cdp_site.debug import loopback_bind
 
 
 class Command(BaseCommand):
@@ -23,6 +25,11 @@ class Command(BaseCommand):
         parser.add_argument("--web-workers", type=int, default=2)
 
     def handle(self, *args: Any, bind: str, web_workers: int, **options: Any) -> None:
+        if settings.DEBUG and not loopback_bind(bind):
+            raise CommandError(
+                f"DEBUG is on: its error pages show settings, so Strata listens on loopback "
+                f"only (127.0.0.1:8000), not {bind}. Set DEBUG=0 (and the production settings, "
+                f"docs/configuration.md) to listen on other addresses.")
         env = {**os.environ, "DATABASE_URL": settings.DATABASE_URL}
         python = sys.executable
         commands = {
@@ -44,7 +51,9 @@ class Command(BaseCommand):
         processes = {
             name: subprocess.Popen(command, env=env) for name, command in commands.items()
         }
-        self.stdout.write(f"Strata is running at http://{bind}/ (Ctrl-C stops it)")
+        where = ("this machine only (loopback)" if loopback_bind(bind)
+                 else "every address of this host")
+        self.stdout.write(f"Strata is running at http://{bind}/ on {where} (Ctrl-C stops it)")
         stopping = False
 
         def stop(*_: Any) -> None:

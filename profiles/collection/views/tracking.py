@@ -21,8 +21,8 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from cdp_site.access import check_write_key_cached
+from cdp_site.client import client_ip
 from cdp_site.models import Account
-from cdp_site.tenancy import client_ip
 from cdp_site.write_keys import KEY_PROBLEMS, key_prefix, presented_write_key
 from profiles.collection import lytics, segment
 from profiles.collection.intake import IntakeError, parse_json, read_body
