@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served by Strata itself (works offline)
     "django_q",
     "axes",  # sign-in throttling (cdp_site/signin.py)
     "cdp_site",
@@ -263,6 +264,9 @@ SPECTACULAR_SETTINGS = {
         "PrivacyRequestKindEnum": "profiles.models.PrivacyRequest.Kind",
         "AuthorizationKindEnum": "connectors.models.Authorization.Kind",
     },
+    "SWAGGER_UI_DIST": "SIDECAR",  # /static/drf_spectacular_sidecar/…, not a CDN
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # django-q2 with the ORM broker (the Redis broker loses a task when a worker dies).

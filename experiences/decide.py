@@ -386,15 +386,17 @@ def decide_with_config(
     identifiers: Mapping[str, Any] | None = None,
     attributes: Mapping[str, Any] | None = None,
     keys: Iterable[str] | None = None,
+    store: bool = True,
 ) -> VisitorDecision:
-    """``decide`` over a snapshot already in hand (the views read it once for the ETag)."""
+    """``decide`` over a snapshot already in hand (the views read it once for the ETag).
+    ``store=False`` writes nothing: the answer is what the visitor would get (the preview)."""
     experiences, missing = _chosen(config, keys)
     found = _load_visitor(config.account_id, visitor, identifiers)
     if attributes:
         found = _with_live_attributes(config.account_id, experiences, found, attributes)
     new: list[tuple[int, int, int]] = []
     decisions = [_decide_one(exp, visitor, found, new) for exp in experiences]
-    if new:
+    if new and store:
         _store(config.account_id, visitor, found.profile_id, new)
     audiences = [] if found.consent_withheld else sorted(found.audiences)
     return VisitorDecision(visitor, found.profile_id, audiences, decisions,

@@ -25,6 +25,7 @@ from cdp_site.shell import page_actor, render_page, strata_page
 from experiences import lifecycle, results
 from experiences.bandit_schedule import reweight_now, schedule_status
 from experiences.models import Experience, Phase
+from experiences.preview import parse_visitor, would_see
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -217,7 +218,7 @@ def experience_list(request: HttpRequest) -> HttpResponse:
         "rate": pct(figures[exp.pk]["rate"], 2),
     } for exp in experiences]
     return render_page(request, "experiences/list.html", {
-        "items": items, "status": status,
+        "items": items, "status": status, "can_edit": actor.has("experiences.edit"),
         "filters": [("", "All", sum(counts.values()))] + [
             (value, label.title(), counts.get(value, 0))
             for value, label in Experience.Status.choices],
@@ -297,16 +298,38 @@ def experience_detail(request: HttpRequest, key: str) -> HttpResponse:
         "can_edit": actor.has("experiences.edit"),
         "target_audiences": list(exp.target_audiences.values_list("name", flat=True)),
         "now": now,
+        **_visitor_preview(request, exp),
+        "blockers": lifecycle.activation_problems(exp)
+        if exp.status == Experience.Status.DRAFT else [],
     }, section=SECTION, title=exp.name)
+
+
+def _visitor_preview(request: HttpRequest, exp: Experience) -> dict[str, Any]:
+    """"What would this visitor see" (``?visitor=``): the decision API's answer, unwritten."""
+    text = request.GET.get("visitor", "").strip()[:256]
+    visitor = parse_visitor(page_actor(request).account, text)
+    if visitor is None:
+        return {"visitor_text": "", "seen": None}
+    return {"visitor_text": text,
+            "seen": would_see(page_actor(request).account, visitor, keys=[exp.key])}
 
 
 # --------------------------------------------------------------------------- actions
 
 
-def _refused(request: HttpRequest, error: lifecycle.ExperienceError) -> None:
-    problems = [p["message"] for p in getattr(error, "problems", []) or []]
-    text = error.message if not problems else f"{error.message} " + " ".join(problems)
-    messages.error(request, text)
+def _refused(request: HttpRequest, exp: Experience, error: lifecycle.ExperienceError) -> None:
+    """One message. A draft's blockers are listed once, each with its fix, in the page's "What
+    blocks activation" card; elsewhere (resuming) the message lists them."""
+    if isinstance(error, lifecycle.ActivationError) and exp.status == Experience.Status.DRAFT:
+        count = len(error.problems)
+        messages.error(request, f"The experience cannot be activated yet: {count} "
+                       f"thing{'s' * (count > 1)} to fix, listed below.")
+        return
+    if isinstance(error, lifecycle.ActivationError):
+        messages.error(request, "The experience cannot run as it is: "
+                       + " ".join(p["message"] for p in error.problems))
+        return
+    messages.error(request, error.message)
 
 
 def _run(request: HttpRequest, exp: Experience, action: str) -> Experience:
@@ -337,7 +360,7 @@ def experience_action(request: HttpRequest, key: str, action: str) -> HttpRespon
     try:
         done = _run(request, exp, action)
     except lifecycle.ExperienceError as error:
-        _refused(request, error)
+        _refused(request, exp, error)
         return HttpResponseRedirect(target)
     done.refresh_from_db()  # the winner, not the one cached before the change
     note = f"{done.name} {DONE[action]}."
@@ -373,7 +396,7 @@ def experience_reweight(request: HttpRequest, key: str) -> HttpResponse:
     try:
         outcome = reweight_now(exp, page_actor(request))
     except lifecycle.ExperienceError as error:
-        _refused(request, error)
+        _refused(request, exp, error)
     else:
         split = ", ".join(f"{k} {pct(v)}" for k, v in outcome.weights.items())
         messages.success(request, f"Reweighted: {split}.")

@@ -103,3 +103,17 @@ def test_the_explorer_filter_sees_published_usage(account: Account) -> None:
     assert sorted(keys("used=true")) == ["anonymousId", "properties.taxonomy", "traits.email",
                                          "userId"]
     assert "properties.sku" in keys("used=false")
+
+
+def test_keys_first_seen_after_the_publish_are_counted_at_once(account: Account) -> None:
+    """A fresh demo publishes its schema before any event: the keys the aggregator then
+    inserts are counted against the live version, not left at 0 until the next publish."""
+    install_lytics_schema(account)
+    _seed(account)
+    assert _used(account) == {"traits.email": 1, "anonymousId": 1, "properties.taxonomy": 1}
+    assert _used(account, "crm_users")["response.loyalty_tier"] == 1
+
+
+def test_keys_of_an_account_that_never_published_stay_unused(account: Account) -> None:
+    _seed(account)
+    assert _used(account) == {}
