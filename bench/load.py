@@ -117,12 +117,14 @@ def say(line: str) -> None:
 
 def run_locust(host: str, env: dict[str, str], users: int, seconds: float, per_user: float,
                prefix: Path) -> Step:
-    subprocess.run(
-        [sys.executable, "-m", "locust", "-f", str(Path(__file__).resolve()), "--headless",
-         "--host", host, "-u", str(users), "-r", str(max(users, 1)), "-t", f"{int(seconds)}s",
-         "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING", "--stop-timeout", "10"],
-        cwd=ROOT, env={**env, "LOAD_PER_USER_RATE": str(per_user)}, check=False,
-        stdout=subprocess.DEVNULL)
+    with open(f"{prefix}.log", "wb") as log:  # locust's own summary, for a closer look
+        subprocess.run(
+            [sys.executable, "-m", "locust", "-f", str(Path(__file__).resolve()), "--headless",
+             "--host", host, "-u", str(users), "-r", str(max(users, 1)), "-t",
+             f"{int(seconds)}s", "--csv", str(prefix), "--only-summary", "--loglevel",
+             "WARNING", "--stop-timeout", "10"],
+            cwd=ROOT, env={**env, "LOAD_PER_USER_RATE": str(per_user)}, check=False,
+            stdout=log, stderr=log)
     with open(f"{prefix}_stats.csv") as handle:
         rows = list(csv.DictReader(handle))
     total = next(r for r in rows if r["Name"] == "Aggregated")
