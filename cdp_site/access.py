@@ -23,13 +23,14 @@ from django.utils import timezone
 
 from cdp_site import audit
 from cdp_site.models import AccessToken, Account, AuditEvent, Membership, Role, WriteKey
+from cdp_site.write_keys import VISIBLE_PREFIX_LENGTH
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from datetime import datetime
 
     from cdp_site.tenancy import Actor
 
-VISIBLE_PREFIX_LENGTH = 12  # "stk_" + 8 characters
 
 
 class AccessError(Exception):
@@ -203,16 +204,22 @@ def authenticate_access_token(secret: str, client_ip: str | None) -> AccessToken
         or not ip_allowed(client_ip, token.allowed_networks)
     ):
         return None
-    interval = timedelta(seconds=settings.STRATA_TOKEN_LAST_USED_INTERVAL)
-    if token.last_used_at is None or token.last_used_at < now - interval:
-        # Conditional update: concurrent requests write at most once a minute.
-        AccessToken.objects.filter(pk=token.pk).filter(
-            last_used_at__isnull=True
-        ).update(last_used_at=now) or AccessToken.objects.filter(
-            pk=token.pk, last_used_at__lt=now - interval
-        ).update(last_used_at=now)
-        token.last_used_at = now
+    mark_used(token, now)
     return token
+
+
+def mark_used(secret_key: AccessToken | WriteKey, now: datetime) -> None:
+    """Record that a token or write key was used: at most one write per key every
+    STRATA_TOKEN_LAST_USED_INTERVAL seconds (a conditional update, so concurrent requests do
+    not all write)."""
+    interval = timedelta(seconds=settings.STRATA_TOKEN_LAST_USED_INTERVAL)
+    last = secret_key.last_used_at
+    if last is not None and last >= now - interval:
+        return
+    rows = type(secret_key).objects.filter(pk=secret_key.pk)
+    rows.filter(last_used_at__isnull=True).update(last_used_at=now) or rows.filter(
+        last_used_at__lt=now - interval).update(last_used_at=now)
+    secret_key.last_used_at = now
 
 
 def ip_allowed(client_ip: str | None, networks: list[str]) -> bool:
@@ -289,6 +296,9 @@ def check_write_key_cached(secret: str) -> tuple[WriteKey | None, str]:
         _live_write_keys.pop(secret, None)
         return key, problem
     assert key is not None
+    # A live key is looked up again every few seconds while in use: "last used" stays true
+    # to within a minute (the admin and the API showed "never" after heavy use).
+    mark_used(key, timezone.now())
     if len(_live_write_keys) >= _WRITE_KEY_CACHE_SIZE:
         _live_write_keys.clear()
     _live_write_keys[secret] = (now, key)

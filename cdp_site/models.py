@@ -267,6 +267,8 @@ class AuditEvent(AccountScopedModel):
         ACCOUNT_SETTINGS_CHANGED = "account.settings_changed"
         ACCOUNT_CREATED = "account.created"
         PROFILE_DELETED = "profile.deleted"
+        PRIVACY_REQUESTED = "privacy.requested"
+        PROFILE_UPDATED = "profile.updated"
         AUDIENCE_CREATED = "audience.created"
         AUDIENCE_UPDATED = "audience.updated"
         AUDIENCE_DELETED = "audience.deleted"

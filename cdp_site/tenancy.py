@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
 from django.utils.functional import SimpleLazyObject
 
+from cdp_site.client import client_ip
 from cdp_site.models import AccessToken, Account, Membership, Permission
 
 if TYPE_CHECKING:
@@ -150,17 +150,6 @@ def switch_account(request: HttpRequest, account_id: int) -> Account | None:
             if hasattr(request, attr):
                 delattr(request, attr)
     return account
-
-
-def client_ip(request: HttpRequest) -> str | None:
-    """The peer address. Behind a proxy, set STRATA_TRUSTED_PROXY_HOPS (see docs)."""
-    hops = getattr(settings, "STRATA_TRUSTED_PROXY_HOPS", 0)
-    if hops:
-        forwarded = [p.strip() for p in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
-        forwarded = [p for p in forwarded if p]
-        if len(forwarded) >= hops:
-            return forwarded[-hops]
-    return request.META.get("REMOTE_ADDR")
 
 
 class CurrentAccountMiddleware:

@@ -18,6 +18,14 @@ from cdp_site.models import (
 )
 
 
+class ErrorSerializer(serializers.Serializer[Any]):
+    """The body of every API error (one OpenAPI component, "Error", for all apps)."""
+
+    code = serializers.CharField()
+    message = serializers.CharField()
+    field = serializers.CharField(required=False, help_text="The field refused, when one was.")
+
+
 class RoleSerializer(serializers.ModelSerializer[Role]):
     permissions = serializers.SlugRelatedField[Permission](
         slug_field="code", many=True, read_only=True
