@@ -201,6 +201,11 @@ class Serve:
                 process = psutil.Process(pid)
                 if process.create_time() == started:  # not a reused pid
                     process.kill()
+        for process in psutil.process_iter():  # orphans never seen: started with our URL
+            with contextlib.suppress(psutil.Error):
+                if (process.environ().get("DATABASE_URL") == self.url
+                        and process.pid != os.getpid()):
+                    process.kill()
         self.log.close()
 
 
