@@ -22,6 +22,7 @@ from django.utils import timezone
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
+from cdp_site.db import live_connection
 from profiles.collection.messages import (
     MAX_JSON_DEPTH,
     MAX_MESSAGE_BYTES,
@@ -33,6 +34,7 @@ from profiles.collection.messages import (
     new_message_id,
 )
 from profiles.collection.plans import apply_plans
+from profiles.collection.suppression import count_suppressed, drop_suppressed
 from profiles.collection.usage import notify_quota_reached, quota_exceeded
 from profiles.models import FailedEvent, Stream
 
@@ -230,8 +232,7 @@ def _store_cursor() -> psycopg.Cursor[Any]:
     """A plain psycopg cursor on this thread's connection, kept with it: Django's cursors bind
     client-side, quoting every array element in Python, where this one binds server-side and
     sends arrays in binary; and a cursor run again with the same statement keeps its adapters."""
-    connection.ensure_connection()
-    raw = connection.connection
+    raw = live_connection()  # a connection the server ended is replaced, not used
     cursor = getattr(connection, _CURSOR_ATTR, None)
     if cursor is None or cursor.connection is not raw or cursor.closed:
         cursor = psycopg.Cursor(raw)
@@ -344,6 +345,7 @@ class Outcome:
     stored: int
     duplicates: int
     failed: int
+    suppressed: int = 0
 
 
 def accept(
@@ -361,8 +363,12 @@ def accept(
     """What every path calls: quota, tracking plans, store, and keep what was refused.
 
     Raises QuotaExceeded (nothing is stored) when the account is over its monthly quota.
+    Events carrying a suppressed identifier are dropped and counted, not stored.
     """
     check_quota(account, received_at)
+    events, suppressed = drop_suppressed(account, events)
+    if suppressed:
+        count_suppressed(account, stream, received_at.date(), suppressed)
     kept, blocked = apply_plans(account, stream, events)
     failures = [*failures, *blocked]
     stored = store_events(account, stream, kept, source=source, received_at=received_at,
@@ -370,4 +376,5 @@ def accept(
     if failures:
         record_failures(failures, account=account, stream=stream, source=source,
                         received_at=received_at, key_prefix=key_prefix, remote_addr=remote_addr)
-    return Outcome(stored=stored, duplicates=len(kept) - stored, failed=len(failures))
+    return Outcome(stored=stored, duplicates=len(kept) - stored, failed=len(failures),
+                   suppressed=suppressed)
