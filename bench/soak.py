@@ -23,11 +23,11 @@ threads:
 serve restarts the children it loses (it runs with ``--give-up-after 1000``: the deaths are the
 soak's doing); should serve itself exit, the soak starts it again and counts it. At the end it
 stops the chaos, sends one identify per person and cookie (so every anonymous profile merges
-into its person's), waits for the processing queue to drain and checks: every accepted event is in the raw store once (no
-duplicate, none lost), every stored event was processed once (one profile event each), every
-person has exactly one live profile whose ``units`` and event count equal that person's stored
-events (no profile lost or repeated an update). It prints the figures and exits 1 if any check
-fails.
+into its person's), waits for the processing queue to drain and checks: every accepted event is
+in the raw store once (no duplicate, none lost), every stored event was processed once (one
+profile event each), every person has exactly one live profile whose ``units`` and event count
+equal that person's stored events (no profile lost or repeated an update). It prints the figures
+and exits 1 if any check fails.
 
 Usage:
 
