@@ -20,14 +20,14 @@ threads:
   the event processor, the django-q2 cluster or the aggregator (children of serve), or
   ``pg_terminate_backend`` on every other connection to the database.
 
-When serve itself exits (before serve supervised its children, it stopped everything when one
-died), the soak starts it again and counts it. At the end it stops the chaos, sends one identify
-per person and cookie (so every anonymous profile merges into its person's), waits for the
-processing queue to drain and checks: every accepted event is in the raw store once (no
-duplicate, none lost), every stored event was processed once (one profile event each), every
-person has exactly one live profile whose ``units`` and event count equal that person's stored
-events (no profile lost or repeated an update). It prints the figures and exits 1 if any check
-fails.
+serve restarts the children it loses (it runs with ``--give-up-after 1000``: the deaths are the
+soak's doing); should serve itself exit, the soak starts it again and counts it. At the end it
+stops the chaos, sends one identify per person and cookie (so every anonymous profile merges
+into its person's), waits for the processing queue to drain and checks: every accepted event is
+in the raw store once (no duplicate, none lost), every stored event was processed once (one
+profile event each), every person has exactly one live profile whose ``units`` and event count
+equal that person's stored events (no profile lost or repeated an update). It prints the figures
+and exits 1 if any check fails.
 
 Usage:
 
@@ -145,10 +145,14 @@ class Serve:
         self.log = log.open("ab")
 
     def start(self) -> None:
+        # The faults are not the children's: serve must never give up on one that is killed
+        # often. Its status file is this run's, not the checkout's var/serve.json.
+        env = {**production_env(self.url),
+               "STRATA_SERVE_STATUS": str(self.log_path.with_suffix(".json"))}
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{self.port}"],
-            cwd=ROOT, env=production_env(self.url), stdout=self.log, stderr=self.log,
-            start_new_session=True)
+            [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{self.port}",
+             "--give-up-after", "1000"],
+            cwd=ROOT, env=env, stdout=self.log, stderr=self.log, start_new_session=True)
 
     def ensure(self) -> bool:
         """Start serve again if it exited; True when it had."""
@@ -200,6 +204,11 @@ class Serve:
             with contextlib.suppress(psutil.Error):
                 process = psutil.Process(pid)
                 if process.create_time() == started:  # not a reused pid
+                    process.kill()
+        for process in psutil.process_iter():  # orphans never seen: started with our URL
+            with contextlib.suppress(psutil.Error):
+                if (process.environ().get("DATABASE_URL") == self.url
+                        and process.pid != os.getpid()):
                     process.kill()
         self.log.close()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from cdp_site.dburl import database_url, with_database
+from cdp_site.dburl import database_name, database_url, with_database
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 @pytest.mark.own_connection
 def test_a_minute_of_faults_loses_and_repeats_nothing() -> None:
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    url = with_database(database_url(connection.settings_dict), f"strata_soak_{worker}")
+    suite = database_url(connection.settings_dict)  # this session's test database: unique
+    url = with_database(suite, f"{database_name(suite)[:50]}_soak")
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     # Not tmp_path: other pytest sessions of the same user prune old basetemps meanwhile.
     with tempfile.TemporaryDirectory(prefix="strata-soak-") as scratch:
