@@ -18,7 +18,8 @@ from connectors.errors import InvalidInput
 if TYPE_CHECKING:
     from connectors.models import Job
 
-KIND_PACKAGES = ("audience_webhook", "webhook_enrichment", "event_forwarding")
+KIND_PACKAGES = ("audience_webhook", "webhook_enrichment", "event_forwarding",
+                 "database_import")
 _REGISTRY: dict[str, type[Kind]] = {}
 
 

@@ -20,6 +20,7 @@ from cdp_site import accounts as accounts_service
 from cdp_site.models import Account, Membership, Role
 from cdp_site.tenancy import Actor
 from demo.audiences import seed_audiences
+from demo.connectors import seed_demo_connectors
 from experiences import lifecycle
 from experiences.models import Experience, Goal
 from profiles.calculated import attributes as calculated
@@ -88,6 +89,7 @@ def seed_demo(credentials_file: Path | None = None) -> DemoCredentials:
     seed_demo_audiences(main)  # before the experiences: the segmented one uses "cuisine"
     seed_demo_experiences(main, Actor(account=main, user=user, role_codes=frozenset({"admin"})))
     seed_demo_calculated_attributes(main)
+    seed_demo_connectors(main)  # use case 4: the demo CRM and ad partner on loopback
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"password": password, "write_key": write_key}))
     path.chmod(0o600)

@@ -258,16 +258,20 @@ class AudienceWebhook(Kind):
 
 
 # The hot path's statements: id lists travel as one array parameter each.
-# The full sync's batch: members, whether each was delivered, and their identifiers.
+# The full sync's batch: members, whether each was delivered, and their identifiers. LATERAL
+# keeps the lookups per member on their indexes (a plain join hashed the whole tables; OFFSET 0
+# keeps the planner from flattening the identifiers' subquery back into one).
 _MEMBERS = """WITH m AS (
     SELECT profile_id, since FROM audiences_audiencemembership
     WHERE audience_id = %(audience)s AND profile_id > %(after)s
     ORDER BY profile_id LIMIT %(limit)s)
-SELECT m.profile_id, m.since, e.profile_id IS NOT NULL, i.field, i.value
+SELECT m.profile_id, m.since, e.done IS NOT NULL, i.field, i.value
 FROM m
-LEFT JOIN connectors_exportedmember e ON e.job_id = %(job)s AND e.profile_id = m.profile_id
-LEFT JOIN profiles_identifier i ON i.profile_id = m.profile_id
-    AND i.account_id = %(account)s AND i.field = ANY(%(fields)s::text[]) AND i.active
+LEFT JOIN LATERAL (SELECT true AS done FROM connectors_exportedmember
+                   WHERE job_id = %(job)s AND profile_id = m.profile_id LIMIT 1) e ON true
+LEFT JOIN LATERAL (SELECT field, value, id FROM profiles_identifier
+                   WHERE profile_id = m.profile_id AND account_id = %(account)s
+                     AND field = ANY(%(fields)s::text[]) AND active OFFSET 0) i ON true
 ORDER BY m.profile_id, i.field, i.id"""
 _DELIVERED = """SELECT profile_id FROM connectors_exportedmember
 WHERE job_id = %(job)s AND profile_id = ANY(%(ids)s::bigint[])"""
