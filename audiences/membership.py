@@ -134,6 +134,28 @@ def profile_audiences(account_id: int, profile_id: int) -> list[Audience]:
         account_id=account_id, memberships__profile_id=target).order_by("name", "id"))
 
 
+def profile_audience_rows(account_id: int, profile_id: int, *,
+                          api_accessible_only: bool = False) -> list[dict[str, Any]]:
+    """The audiences the profile is in now, each with the time it joined (``since``)."""
+    audiences = [a for a in profile_audiences(account_id, profile_id)
+                 if a.api_accessible or not api_accessible_only]
+    survivor = (Profile.objects.filter(account_id=account_id, pk=profile_id)
+                .values_list("merged_into_id", flat=True).first())
+    since = dict(AudienceMembership.objects.filter(
+        audience__in=audiences, profile_id=survivor or profile_id)
+        .values_list("audience_id", "since"))
+    return [{"slug": a.slug, "name": a.name, "api_accessible": a.api_accessible,
+             "since": since.get(a.pk)} for a in audiences]
+
+
+def profile_document_audiences(actor: Actor, profile: Profile,
+                               merged_ids: list[int]) -> dict[str, Any]:
+    """STRATA_PROFILE_DOCUMENT_HOOKS: the profile API lists the profile's audiences: the
+    API-accessible ones, or every one for a reader who may view audiences."""
+    return {"audiences": profile_audience_rows(
+        profile.account_id, profile.pk, api_accessible_only=not actor.has("audiences.view"))}
+
+
 # ------------------------------------------------------------------------------ order
 
 

@@ -9,8 +9,10 @@ and the process refuses to start without them, naming what is missing.
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,12 +34,12 @@ def envlist(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-def dev_secret(name: str) -> str:
+def dev_secret(name: str, make: Callable[[], str] = lambda: secrets.token_urlsafe(50)) -> str:
     """A secret generated once into var/ for development; never used with DEBUG off."""
     path = VAR_DIR / name
     if not path.exists():
         VAR_DIR.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(50))
+        path.write_text(make())
         path.chmod(0o600)
     return path.read_text().strip()
 
@@ -75,6 +77,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served by Strata itself (works offline)
     "django_q",
     "axes",  # sign-in throttling (cdp_site/signin.py)
     "csp",
@@ -204,6 +207,19 @@ CONTENT_SECURITY_POLICY = {
 DEFAULT_EXCEPTION_REPORTER = "cdp_site.debug.LoopbackExceptionReporter"
 
 LOGIN_URL = "admin:login"
+# Invitations are emailed (cdp_site.invitations): SMTP from the environment; under DEBUG (make
+# run) they are printed to the console unless EMAIL_HOST is set.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", "false")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Strata <strata@localhost>")
+EMAIL_BACKEND = (
+    "django.core.mail.backends.console.EmailBackend"
+    if DEBUG and "EMAIL_HOST" not in os.environ
+    else "django.core.mail.backends.smtp.EmailBackend"
+)
 LOGIN_REDIRECT_URL = "/admin/"
 
 # Production hardening (passes `manage.py check --deploy` with DEBUG off).
@@ -216,6 +232,7 @@ SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_REDIRECT_EXEMPT = [r"^health/$"]
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
+CSRF_FAILURE_VIEW = "cdp_site.api.errors.csrf_failure"  # JSON under /api/, HTML on pages
 X_FRAME_OPTIONS = "DENY"
 
 # CORS: only the public collection and decision paths, any origin, no credentials.
@@ -263,6 +280,15 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models name a choice field "kind": give each set its own component name.
+    "ENUM_NAME_OVERRIDES": {
+        "ProfileEventKindEnum": ["merge", "conflict", "compaction"],
+        "PrivacyRequestKindEnum": "profiles.models.PrivacyRequest.Kind",
+        "AuthorizationKindEnum": "connectors.models.Authorization.Kind",
+    },
+    "SWAGGER_UI_DIST": "SIDECAR",  # /static/drf_spectacular_sidecar/…, not a CDN
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # django-q2 with the ORM broker (the Redis broker loses a task when a worker dies).
@@ -281,6 +307,8 @@ Q_CLUSTER = {
 }
 
 # Strata's own settings.
+# How long a process trusts its copy of an account's suppression list (profiles.collection).
+STRATA_SUPPRESSION_CACHE_SECONDS = float(os.environ.get("STRATA_SUPPRESSION_CACHE_SECONDS", "5"))
 STRATA_TOKEN_LAST_USED_INTERVAL = 60  # seconds between writes of a token's last_used_at
 STRATA_WORKER_STALE_AFTER = int(os.environ.get("STRATA_WORKER_STALE_AFTER", "180"))
 # The states of `manage.py serve`'s children (JSON), which /health/ and the dashboard show.
@@ -303,11 +331,30 @@ STRATA_ACCOUNT_CREATED_HOOKS = ["profiles.collection.partitions.on_account_creat
 # Called in a GDPR delete's transaction with (account_id, profile ids, now) before the profiles
 # go (profiles.gdpr); a hook that raises fails the deletion.
 STRATA_PROFILE_DELETED_HOOKS = ["audiences.membership.profiles_deleted"]
+# A privacy delete (profiles.privacy.erase), in its transaction: (account_id, profile ids,
+# identifier values, now) -> rows removed; and an access document's sections from the apps
+# above profiles: (account_id, profile ids, identifier values) -> (section, rows) pairs.
+STRATA_PERSON_ERASED_HOOKS = ["experiences.privacy.person_erased"]
+STRATA_PERSON_DATA_HOOKS = ["audiences.privacy.person_data", "experiences.privacy.person_data"]
 # Functions (audience) -> list of "kind key" strings naming what uses an audience; audiences
 # refuses to rename or delete an audience in use (audiences.editing.users_of).
-STRATA_AUDIENCE_USERS_HOOKS = ["experiences.lifecycle.audience_users"]
+STRATA_AUDIENCE_USERS_HOOKS = ["experiences.lifecycle.audience_users",
+                               "connectors.jobs.audience_users"]
+# Connectors (docs/connectors.md): Fernet keys that encrypt authorizations, newest first (the
+# first encrypts, all decrypt; `manage.py rotate_connector_keys` re-encrypts under the first).
+# Development generates one into var/; production without any cannot store authorizations.
+STRATA_CONNECTOR_KEYS = envlist("STRATA_CONNECTOR_KEYS") or (
+    [dev_secret("connector_key", lambda: base64.urlsafe_b64encode(secrets.token_bytes(32))
+                .decode())] if DEBUG else [])
+# A running job whose worker has not saved a batch for this long is taken over (a dead worker).
+STRATA_CONNECTOR_STALE_AFTER = int(os.environ.get("STRATA_CONNECTOR_STALE_AFTER", "120"))
+STRATA_CONNECTOR_FAIL_AFTER_HOURS = 10  # errors on every attempt this long: the job fails
 # Functions (account) -> dict whose keys GET /api/v1/dashboard/ adds to its answer.
 STRATA_DASHBOARD_HOOKS = ["profiles.explorer.dashboard.api_figures"]
+# Functions (actor, profile, merged profile ids) -> dict whose keys the profile API's document
+# adds (profiles.selectors.profile_document): a profile's audiences and experience assignments.
+STRATA_PROFILE_DOCUMENT_HOOKS = ["audiences.membership.profile_document_audiences",
+                                 "experiences.decide.profile_document_assignments"]
 
 LOGGING = {
     "version": 1,

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from cdp_site.models import Account, AccountScopedManager, AccountScopedModel
@@ -410,7 +411,12 @@ class Identifier(AccountScopedModel):
                                     condition=models.Q(active=True),
                                     name="identifier_unique_active"),
         ]
-        indexes = [models.Index(fields=["profile", "field"], name="identifier_profile")]
+        indexes = [
+            models.Index(fields=["profile", "field"], name="identifier_profile"),
+            # emails are looked up case-insensitively (profiles.identifiers)
+            models.Index(models.F("account"), Lower("value"), name="identifier_email_lower",
+                         condition=models.Q(value__contains="@")),
+        ]
 
     def __str__(self) -> str:
         return f"{self.field}={self.value}"
@@ -426,7 +432,10 @@ class ProfileEvent(AccountScopedModel):
     stream = models.CharField(max_length=STREAM_NAME_MAX)
     event = models.CharField(max_length=200, blank=True)
     at = models.DateTimeField()
-    properties = models.JSONField(default=dict)
+    properties = models.JSONField(default=dict)  # the event's mapped values, by field
+    # The event's own properties by key path, bounded (profiles.processing.event_properties):
+    # audience event conditions read them where no mapped value has the name. Never shown.
+    own_properties = models.JSONField(default=dict, db_default=models.Value({}, models.JSONField()))
 
     class Meta:
         ordering = ["-at", "-id"]
@@ -679,3 +688,138 @@ class AttributeValue(AccountScopedModel):
 
     def __str__(self) -> str:
         return f"{self.name}={self.value!r}"
+
+
+# --------------------------------------------------------------------------- privacy (issue 14)
+
+
+class PrivacyRequest(AccountScopedModel):
+    """A data subject request (``profiles.privacy``): what was asked, with which identifier, by
+    whom, how far it got and what came of it. The identifier value is kept only while the
+    request waits or runs; once it finishes the row holds its field, a masked hint and the
+    profile id (access documents are read by that id), never the value."""
+
+    class Kind(models.TextChoices):
+        ACCESS = "access"
+        DELETE = "delete"
+        SUPPRESS = "suppress"
+        UNSUPPRESS = "unsuppress"
+
+    class State(models.TextChoices):
+        RECEIVED = "received"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    field = models.CharField(max_length=FIELD_NAME_MAX, blank=True,
+                             help_text="Identifier field the request names (blank: any).")
+    value = models.CharField(max_length=256, blank=True,
+                             help_text="The identifier value, cleared when the request ends.")
+    value_hint = models.CharField(max_length=64, blank=True)
+    suppress = models.BooleanField(
+        default=True, help_text="A delete also puts the person's identifiers on the "
+                                "suppression list, so later events are not collected.")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.RECEIVED)
+    result = models.JSONField(default=dict, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+    profile_id = models.BigIntegerField(null=True, blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                     on_delete=models.SET_NULL, related_name="+")
+    requested_by_label = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["account", "-created_at"], name="privacy_request_time")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} request {self.pk} ({self.state})"
+
+    def result_items(self) -> list[tuple[str, object]]:
+        """The result's counts, labelled, for pages."""
+        return [(key.replace("_", " "), value) for key, value in self.result.items()
+                if key not in ("message", "profile_ids", "found")]
+
+
+class Suppression(AccountScopedModel):
+    """An identifier whose events collection drops (``profiles.collection.suppression``), kept
+    as ``profiles.identifiers.identifier_hash``. ``subject`` is the hash of the identifier the
+    suppress request named: every identifier of that person shares it, so an unsuppress by any
+    one of them lifts them all."""
+
+    value_hash = models.CharField(max_length=64)
+    bucket = models.PositiveIntegerField(
+        default=0, help_text="24-bit checksum of the value: the collection check's prefilter.")
+    subject = models.CharField(max_length=64)
+    request = models.ForeignKey(PrivacyRequest, null=True, blank=True,
+                                on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "value_hash"], name="suppression_unique")
+        ]
+        indexes = [models.Index(fields=["account", "subject"], name="suppression_subject")]
+
+    def __str__(self) -> str:
+        return f"suppressed {self.value_hash[:12]}…"
+
+
+class SuppressedCount(AccountScopedModel):
+    """Events collection dropped for a suppressed identifier, per stream and day."""
+
+    stream = models.CharField(max_length=STREAM_NAME_MAX)
+    day = models.DateField()
+    events = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-day", "stream"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "stream", "day"],
+                                    name="suppressed_count_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stream} {self.day}: {self.events} suppressed"
+
+
+class ConsentPurpose(AccountScopedModel):
+    """A purpose the account asks consent for (analytics, personalization, advertising, email)
+    and what no answer means for it. Once an account lists any, consent for other purposes
+    in events is counted (``UnknownPurposeCount``) and not stored."""
+
+    name = models.SlugField(max_length=100)
+    description = models.CharField(max_length=300, blank=True)
+    granted_by_default = models.BooleanField(
+        default=False, help_text="What no answer means: granted, or (the default) denied.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "name"], name="consent_purpose_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class UnknownPurposeCount(AccountScopedModel):
+    """Consent choices for a purpose the account does not list, per day: shown, not stored."""
+
+    purpose = models.CharField(max_length=100)
+    day = models.DateField()
+    events = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-day", "purpose"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "purpose", "day"],
+                                    name="unknown_purpose_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.purpose} {self.day}: {self.events}"

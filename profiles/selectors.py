@@ -31,15 +31,18 @@ from typing import TYPE_CHECKING, Any
 from django.db import connection
 from django.db.models import Q, QuerySet
 
+from cdp_site.hooks import hooks
 from profiles.calculated import attributes as calculated
+from profiles.identifiers import matching_values
 from profiles.masking import PiiPolicy
 from profiles.models import Field, Identifier, IdentityLog, Profile, ProfileEvent, RawEvent
 from profiles.processing.consent import profile_consents
-from profiles.processing.identity import find_profile, surviving_profile
+from profiles.processing.identity import find_profile, identifier_problem, surviving_profile
 from profiles.schema.compiled import live_schema
 
 if TYPE_CHECKING:
     from cdp_site.models import Account
+    from cdp_site.tenancy import Actor
 
 __all__ = [
     "PREFIX_MIN",
@@ -142,8 +145,15 @@ def identifier_fields(account: Account, catalog: dict[str, FieldInfo] | None = N
 
 
 def profile_by_identifier(account: Account, field_name: str, value: str) -> Profile | None:
-    """The (surviving) profile an identifier value points at."""
-    return find_profile(account, field_name, value)
+    """The (surviving) profile an identifier value points at, compared normalised
+    (``profiles.identifiers``: ``Ann@Example.com`` finds ``ann@example.com``)."""
+    found = find_profile(account, field_name, value)
+    if found is not None or identifier_problem(value):
+        return found
+    rows, condition = matching_values(
+        Identifier.objects.for_account(account).filter(field=field_name, active=True), value)
+    ident = rows.filter(condition).order_by("-last_seen", "id").only("profile_id").first()
+    return surviving_profile(account, ident.profile_id) if ident is not None else None
 
 
 def profile_by_id(account: Account, profile_id: int) -> Profile | None:
@@ -191,25 +201,34 @@ def profile_document_values(profile: Profile, policy: PiiPolicy,
 
 
 def profile_document(profile: Profile, policy: PiiPolicy, account: Account,
-                     catalog: dict[str, FieldInfo] | None = None) -> dict[str, Any]:
-    """The profile API's answer (PROTOCOLS.md §5), masked for the reader."""
+                     catalog: dict[str, FieldInfo] | None = None, *,
+                     actor: Actor | None = None) -> dict[str, Any]:
+    """The profile API's answer (PROTOCOLS.md §5), masked for the reader. With the reader
+    (``actor``), the apps above add what they know of the profile through
+    ``STRATA_PROFILE_DOCUMENT_HOOKS`` (its audiences, its experience assignments)."""
     catalog = field_catalog(account) if catalog is None else catalog
     grouped = identifiers_by_field(profile, catalog)
-    return {
+    merged = merged_profile_ids(profile)
+    document = {
         "id": profile.pk,
         "fields": profile_document_values(profile, policy, catalog),
         "identifiers": policy.identifiers(
             {name: [i.value for i in idents] for name, idents in grouped.items()}),
-        "audiences": [],  # audience membership arrives with the audiences app
+        "audiences": [],
+        "experiences": [],
         "calculated_attributes": calculated_values(profile, policy, account),
         "consents": consent_document(profile, account),
         "updated_at": profile.updated_at,
         "first_seen": profile.first_seen,
         "last_seen": profile.last_seen,
         "health": health(profile, account),
-        "merged_profile_ids": merged_profile_ids(profile),
+        "merged_profile_ids": merged,
         "pii_masked": policy.masking,
     }
+    if actor is not None:
+        for hook in hooks("STRATA_PROFILE_DOCUMENT_HOOKS"):
+            document.update(hook(actor, profile, merged))
+    return document
 
 
 def calculated_rows(profile: Profile, policy: PiiPolicy, account: Account
@@ -254,15 +273,14 @@ def prefix_search_supported() -> bool:
 
 def _identifier_matches(account: Account, q: str, fields: list[str], policy: PiiPolicy,
                         prefix: bool) -> QuerySet:
-    exact = Q(field__in=fields, value=q)
-    condition = exact
+    rows, exact = matching_values(Identifier.objects.for_account(account), q)
+    condition = Q(field__in=fields) & exact
     if prefix and len(q) >= PREFIX_MIN and prefix_search_supported():
         allowed = [name for name in fields if not policy.masks(name)]
         if allowed:
             condition |= Q(field__in=allowed, value__gte=q, value__lt=q + _TOP,
                            value__startswith=q)
-    return (Identifier.objects.for_account(account).filter(condition, active=True)
-            .values("profile_id"))
+    return rows.filter(condition, active=True).values("profile_id")
 
 
 def search_profiles(account: Account, q: str, policy: PiiPolicy, *,

@@ -9,6 +9,7 @@ from profiles.calculated import attributes as calculated
 from profiles.collection import partitions
 from profiles.explorer import aggregate
 from profiles.models import Field
+from profiles.privacy import requests as privacy_requests
 from profiles.processing import steps
 
 
@@ -46,3 +47,8 @@ def correct_calculated_attributes() -> int:
 def backfill_calculated_attribute(attribute_id: int, revision: int) -> str:
     """A new or changed calculated attribute, computed from profile events."""
     return calculated.backfill(attribute_id, revision)
+
+
+def run_privacy_request(request_id: int) -> str:
+    """A data subject request (profiles.privacy.requests): its id only, never the value."""
+    return privacy_requests.run_request(request_id)

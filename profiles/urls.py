@@ -21,8 +21,10 @@ urlpatterns = [
     path("", include("profiles.explorer.urls")),
     path("schema/", include("profiles.schema.urls")),  # fields, mappings, publish, versions
     path("profiles/", include((profile_patterns, "profiles"))),  # profile search and pages
+    path("privacy/", include("profiles.privacy.urls")),  # data subject requests
     path("api/v1/", include("profiles.schema.api.urls")),
     path("api/v1/", include("profiles.explorer.api.urls")),
     path("api/v1/", include("profiles.api.urls")),  # /profiles/…: the profile API
     path("api/v1/", include("profiles.calculated.api.urls")),
+    path("api/v1/", include("profiles.privacy.api.urls")),  # data subject requests
 ]

@@ -34,6 +34,7 @@ from profiles.collection.messages import (
     new_message_id,
 )
 from profiles.collection.plans import apply_plans
+from profiles.collection.suppression import count_suppressed, drop_suppressed
 from profiles.collection.usage import notify_quota_reached, quota_exceeded
 from profiles.models import FailedEvent, Stream
 
@@ -344,6 +345,7 @@ class Outcome:
     stored: int
     duplicates: int
     failed: int
+    suppressed: int = 0
 
 
 def accept(
@@ -361,8 +363,12 @@ def accept(
     """What every path calls: quota, tracking plans, store, and keep what was refused.
 
     Raises QuotaExceeded (nothing is stored) when the account is over its monthly quota.
+    Events carrying a suppressed identifier are dropped and counted, not stored.
     """
     check_quota(account, received_at)
+    events, suppressed = drop_suppressed(account, events)
+    if suppressed:
+        count_suppressed(account, stream, received_at.date(), suppressed)
     kept, blocked = apply_plans(account, stream, events)
     failures = [*failures, *blocked]
     stored = store_events(account, stream, kept, source=source, received_at=received_at,
@@ -370,4 +376,5 @@ def accept(
     if failures:
         record_failures(failures, account=account, stream=stream, source=source,
                         received_at=received_at, key_prefix=key_prefix, remote_addr=remote_addr)
-    return Outcome(stored=stored, duplicates=len(kept) - stored, failed=len(failures))
+    return Outcome(stored=stored, duplicates=len(kept) - stored, failed=len(failures),
+                   suppressed=suppressed)

@@ -150,3 +150,26 @@ def test_the_worker_card_shows_the_processor_and_serves_restarts(
     health = Client().get("/health/").json()
     assert health["processor"]["status"] == "ok"
     assert health["processes"]["processor"]["restarts"] == 1
+
+
+def test_received_and_processed_are_shown_over_the_same_windows(account: Account) -> None:
+    """Backdated events (an import, the demo's week of traffic) are processed now but were
+    received in their own hours: each window shows both figures, so they never read as a
+    contradiction."""
+    now = datetime(2026, 11, 20, 12, 30, tzinfo=UTC)
+    this_hour = now.replace(minute=0)
+    StreamHourlyCount.objects.create(account=account, stream="web", hour=this_hour, events=40)
+    StreamHourlyCount.objects.create(account=account, stream="web",
+                                     hour=this_hour - timedelta(hours=3), events=60)
+    StreamHourlyCount.objects.create(account=account, stream="web",
+                                     hour=this_hour - timedelta(days=5), events=5000)
+    for minutes_ago, events in ((5, 3000), (50, 2000), (300, 700)):
+        ProcessingStat.objects.create(account=account, minute=_minute(now) - timedelta(
+            minutes=minutes_ago), events=events)
+
+    figures = board.dashboard(account, now=now)
+
+    assert (figures.events_24h, figures.processed_24h) == (100, 5700)
+    assert (figures.received_last_hour, figures.events_last_hour) == (40, 5000)
+    assert figures.received_last_hour_since == datetime(2026, 11, 20, 11, 0, tzinfo=UTC)
+    assert figures.received_since == datetime(2026, 11, 19, 12, 0, tzinfo=UTC)

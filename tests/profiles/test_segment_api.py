@@ -139,6 +139,29 @@ def test_write_key_cache_lets_a_revoked_key_through_for_at_most_a_few_seconds(
     assert len(stored(account)) == 2
 
 
+def test_a_write_key_records_its_last_use_at_most_once_a_minute(
+        client: Client, account: Account, monkeypatch: pytest.MonkeyPatch) -> None:
+    key, secret = make_write_key(account)
+    assert key.last_used_at is None
+    monkeypatch.setattr(access, "WRITE_KEY_CACHE_SECONDS", 0.0)  # every request looks it up
+    post(client, "/v1/track", track(), secret)
+    key.refresh_from_db()
+    first = key.last_used_at
+    assert first is not None
+    post(client, "/v1/track", track(), secret)
+    key.refresh_from_db()
+    assert key.last_used_at == first
+    two_minutes_ago = timezone.now() - timedelta(minutes=2)
+    type(key).objects.filter(pk=key.pk).update(last_used_at=two_minutes_ago)
+    post(client, "/v1/track", track(), secret)
+    key.refresh_from_db()
+    assert key.last_used_at > two_minutes_ago + timedelta(minutes=1)
+    unused, _secret = make_write_key(account, stream="other")
+    assert post(client, "/v1/track", track(), "sk_wrong").status_code == 401
+    unused.refresh_from_db()
+    assert unused.last_used_at is None
+
+
 @pytest.mark.parametrize("how", ["bearer", "x-api-key", "query", "bare"])
 def test_other_write_key_forms(client: Client, account: Account, write_key: str,
                                how: str) -> None:
