@@ -186,8 +186,8 @@ STORAGES = {
 
 # Content-Security-Policy (django-csp): scripts from this site only, plus inline scripts that
 # carry the request's nonce; no inline handlers, eval, plugins or framing. Inline style
-# attributes stay allowed (pages set widths and colours so). /api/docs/ (Swagger UI from its
-# CDN) is exempt.
+# attributes stay allowed (pages set widths and colours so). /api/docs/ (Swagger UI, whose page
+# starts with an inline script) is exempt.
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [csp.SELF],

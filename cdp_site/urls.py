@@ -26,7 +26,7 @@ urlpatterns = [
     path("invitations/<str:secret>/", views.accept_invitation, name="accept-invitation"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    # Swagger UI loads its scripts from a CDN and starts with an inline one: no CSP there.
+    # Swagger UI starts with an inline script drf-spectacular writes: no CSP there.
     path("api/docs/", csp_exempt()(SpectacularSwaggerView.as_view(url_name="api-schema")),
          name="api-docs"),
     path("api/v1/", include("cdp_site.api.urls")),
