@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+import csp.constants as csp
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
@@ -79,6 +80,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI served by Strata itself (works offline)
     "django_q",
     "axes",  # sign-in throttling (cdp_site/signin.py)
+    "csp",
     "cdp_site",
     "profiles",
     "audiences",
@@ -103,6 +105,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # last: a locked-out sign-in answers 429
+    "csp.middleware.CSPMiddleware",  # Content-Security-Policy on pages (CONTENT_SECURITY_POLICY)
 ]
 
 ROOT_URLCONF = "cdp_site.urls"
@@ -178,6 +181,25 @@ STORAGES = {
             if DEBUG
             else "whitenoise.storage.CompressedManifestStaticFilesStorage"
         )
+    },
+}
+
+# Content-Security-Policy (django-csp): scripts from this site only, plus inline scripts that
+# carry the request's nonce; no inline handlers, eval, plugins or framing. Inline style
+# attributes stay allowed (pages set widths and colours so). /api/docs/ (Swagger UI, whose page
+# starts with an inline script) is exempt.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [csp.SELF],
+        "script-src": [csp.SELF, csp.NONCE],
+        "style-src": [csp.SELF, csp.UNSAFE_INLINE],
+        "img-src": [csp.SELF, "data:"],
+        "font-src": [csp.SELF, "data:"],
+        "connect-src": [csp.SELF],
+        "object-src": [csp.NONE],
+        "base-uri": [csp.SELF],
+        "form-action": [csp.SELF],
+        "frame-ancestors": [csp.NONE],
     },
 }
 

@@ -1,4 +1,4 @@
-"""Sign-in throttling (django-axes) and the password policy.
+"""Sign-in throttling (django-axes).
 
 Wrong passwords are counted per user name and per client address (behind the proxies of
 ``STRATA_TRUSTED_PROXY_HOPS``, as everywhere): ``STRATA_SIGNIN_FAILURES`` of either locks it
@@ -13,8 +13,6 @@ from typing import Any
 
 from axes.backends import AxesStandaloneBackend
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.password_validation import validate_password
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 
@@ -62,9 +60,3 @@ def lockout_response(request: HttpRequest, original_response: HttpResponse | Non
                                     status=STATUS).render()
     response["Retry-After"] = retry_after
     return response
-
-
-def check_new_password(password: str, *, username: str = "", email: str = "") -> None:
-    """``validate_password`` for a user not created yet (its name and email count for the
-    similarity check); raises ``django.core.exceptions.ValidationError``."""
-    validate_password(password, get_user_model()(username=username, email=email))
