@@ -26,9 +26,8 @@ from profiles.models import (
 )
 from profiles.privacy import requests as service
 from profiles.privacy import retention
-from profiles.privacy.access import access_document
+from profiles.privacy.access import document_response
 from profiles.privacy.api import serializers as s
-from profiles.privacy.people import person_of_profiles
 
 PERMISSION = "profiles.delete"
 
@@ -67,11 +66,7 @@ class PrivacyRequestViewSet(AccountScopedViewSet[PrivacyRequest], mixins.ListMod
             raise APIError("forbidden", "The access document needs PII view.", 403)
         if made.kind != PrivacyRequest.Kind.ACCESS or made.state != PrivacyRequest.State.DONE:
             raise APIError("not_ready", "Only a done access request has a document.", 409)
-        person = person_of_profiles(made.account, made.result.get("profile_ids", []))
-        response = StreamingHttpResponse(access_document(made.account, made, person),
-                                         content_type="application/json")
-        response["Content-Disposition"] = f'attachment; filename="access-{made.pk}.json"'
-        return response
+        return document_response(made.account, made)
 
 
 class ConsentPurposeViewSet(AccountScopedViewSet[ConsentPurpose], mixins.ListModelMixin,
