@@ -16,8 +16,11 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from django.utils import timezone
+
+from audiences import membership
 from audiences.compiler import (
     CompileContext,
     EventView,
@@ -27,11 +30,16 @@ from audiences.compiler import (
     value_test,
 )
 from audiences.filterql import to_text
-from audiences.models import AudienceMembership
-from audiences.rules import child_path, node_kind
+from audiences.models import Audience, AudienceMembership
+from audiences.rules import RuleError, child_path, node_kind
+from profiles import selectors as select
 from profiles.calculated.attributes import profile_attributes
 from profiles.conditions import KIND_OF_PROPERTY_TYPE, property_type
+from profiles.masking import PiiPolicy
 from profiles.models import Profile, ProfileConsent, ProfileEvent
+
+if TYPE_CHECKING:
+    from cdp_site.models import Account
 
 EVENTS_COUNTED = 10_000  # an event node's count stops here ("10,000 or more")
 
@@ -225,8 +233,9 @@ def profile_view(profile: Profile, rule: dict[str, Any], now: datetime) -> Profi
         rows = ProfileEvent.objects.filter(account_id=account_id, profile=profile, event=name)
         if len(days) == len(windows):  # every condition on the event has a window
             rows = rows.filter(at__gte=now - timedelta(days=max(days)))
-        events.extend(EventView(name, at, props or {}) for at, props in
-                      rows.order_by("-at").values_list("at", "properties")[:EVENTS_COUNTED])
+        events.extend(EventView(name, at, {**(own or {}), **(props or {})})
+                      for at, props, own in rows.order_by("-at").values_list(
+                          "at", "properties", "own_properties")[:EVENTS_COUNTED])
     memberships = frozenset(AudienceMembership.objects.filter(
         account_id=account_id, profile=profile).values_list("audience__slug", flat=True))
     consents = frozenset(ProfileConsent.objects.filter(
@@ -234,3 +243,37 @@ def profile_view(profile: Profile, rule: dict[str, Any], now: datetime) -> Profi
     return ProfileView(field_values=profile.field_values or {}, events=events,
                        memberships=memberships, consents=consents,
                        attributes=_attributes(profile))
+
+
+# ------------------------------------------------------------------------------ the page and API
+
+
+def find_profile(account: Account, q: str) -> Profile | None:
+    """A profile by id (``123`` or ``#123``), else by any identifier's exact value."""
+    text = q.strip()
+    digits = text.removeprefix("#")
+    if digits.isdigit() and len(digits) < 19:
+        found = select.profile_by_id(account, int(digits))
+        if found is not None:
+            return found
+    catalog = select.field_catalog(account)
+    for name in select.identifier_fields(account, catalog):
+        found = select.profile_by_identifier(account, name, text)
+        if found is not None:
+            return found
+    return None
+
+
+def explain_profile(audience: Audience, profile: Profile, policy: PiiPolicy) -> dict[str, Any]:
+    """The explanation of one audience for one profile (or the reason there is none)."""
+    now = timezone.now()
+    ctx = CompileContext(schema=membership.rule_schema(audience.account_id), now=now)
+    stored = (AudienceMembership.objects.filter(account_id=audience.account_id,
+                                                audience=audience, profile=profile)
+              .values_list("since", flat=True).first())
+    try:
+        step = explain(audience.rule, ctx, profile_view(profile, audience.rule, now),
+                       show=policy.value)
+    except RuleError as exc:
+        return {"step": None, "error": str(exc), "stored": stored}
+    return {"step": step, "error": "", "stored": stored, "now": now}

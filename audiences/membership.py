@@ -47,11 +47,13 @@ from audiences.models import Audience, AudienceMembership, AudienceSize, Members
 from audiences.realtime import reevaluate
 from audiences.rules import RuleError, RuleSchema, validate_rule
 from profiles.calculated.attributes import attribute_types
+from profiles.masking import policy_for_actor
 from profiles.models import Profile
 from profiles.schema.compiled import live_schema
 
 if TYPE_CHECKING:
     from cdp_site.models import Account
+    from cdp_site.tenancy import Actor
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +97,15 @@ def audience_rules(account: Account | int) -> dict[str, Any]:
 
 
 def check_rule(account: Account | int, rule: Any, *, slug: str | None = None,
-               schema: RuleSchema | None = None, now: datetime | None = None) -> None:
+               schema: RuleSchema | None = None, now: datetime | None = None,
+               actor: Actor | None = None) -> None:
     """Raise RuleError unless the rule is valid in this account: fields, attributes and
-    operators of the live schema, audiences that exist, no cycle back to ``slug``."""
+    operators of the live schema, audiences that exist, no cycle back to ``slug``; and, for an
+    actor without ``pii.view``, no pattern, part or range of a PII field."""
     rules = audience_rules(account)
-    validate_rule(rule, schema or rule_schema(account), slug=slug, resolve=rules.get, now=now)
+    policy = policy_for_actor(actor) if actor is not None else None
+    validate_rule(rule, schema or rule_schema(account), slug=slug, resolve=rules.get, now=now,
+                  masks=policy.masks if policy is not None and policy.masking else None)
 
 
 COMPUTE_WORK_MEM = "64MB"
@@ -126,6 +132,28 @@ def profile_audiences(account_id: int, profile_id: int) -> list[Audience]:
     target = survivor or profile_id
     return list(Audience.objects.filter(
         account_id=account_id, memberships__profile_id=target).order_by("name", "id"))
+
+
+def profile_audience_rows(account_id: int, profile_id: int, *,
+                          api_accessible_only: bool = False) -> list[dict[str, Any]]:
+    """The audiences the profile is in now, each with the time it joined (``since``)."""
+    audiences = [a for a in profile_audiences(account_id, profile_id)
+                 if a.api_accessible or not api_accessible_only]
+    survivor = (Profile.objects.filter(account_id=account_id, pk=profile_id)
+                .values_list("merged_into_id", flat=True).first())
+    since = dict(AudienceMembership.objects.filter(
+        audience__in=audiences, profile_id=survivor or profile_id)
+        .values_list("audience_id", "since"))
+    return [{"slug": a.slug, "name": a.name, "api_accessible": a.api_accessible,
+             "since": since.get(a.pk)} for a in audiences]
+
+
+def profile_document_audiences(actor: Actor, profile: Profile,
+                               merged_ids: list[int]) -> dict[str, Any]:
+    """STRATA_PROFILE_DOCUMENT_HOOKS: the profile API lists the profile's audiences: the
+    API-accessible ones, or every one for a reader who may view audiences."""
+    return {"audiences": profile_audience_rows(
+        profile.account_id, profile.pk, api_accessible_only=not actor.has("audiences.view"))}
 
 
 # ------------------------------------------------------------------------------ order

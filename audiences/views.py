@@ -24,7 +24,7 @@ from django.views.decorators.http import require_GET
 
 from audiences import builder, export, membership
 from audiences.compiler import CompileContext, compile_predicate
-from audiences.explain import explain, profile_view
+from audiences.explain import explain_profile, find_profile, profile_view
 from audiences.filterql import to_text
 from audiences.models import Audience, AudienceMembership, MembershipChange
 from audiences.rules import RuleError
@@ -305,40 +305,9 @@ def members_csv(request: HttpRequest, slug: str) -> HttpResponseBase:
 # --------------------------------------------------------------------------- why in / not in
 
 
-def find_profile(account: Account, q: str) -> Profile | None:
-    """A profile by id (``123`` or ``#123``), else by any identifier's exact value."""
-    text = q.strip()
-    digits = text.removeprefix("#")
-    if digits.isdigit() and len(digits) < 19:
-        found = select.profile_by_id(account, int(digits))
-        if found is not None:
-            return found
-    catalog = select.field_catalog(account)
-    for name in select.identifier_fields(account, catalog):
-        found = select.profile_by_identifier(account, name, text)
-        if found is not None:
-            return found
-    return None
-
-
 def _headline(profile: Profile, account: Account, policy: Any) -> str:
     summary = select.summaries([profile], policy, account)[0]
     return next((v for values in summary["identifiers"].values() for v in values), "")
-
-
-def explain_profile(audience: Audience, profile: Profile, policy: Any) -> dict[str, Any]:
-    """The explanation of one audience for one profile (or the reason there is none)."""
-    now = timezone.now()
-    ctx = CompileContext(schema=membership.rule_schema(audience.account_id), now=now)
-    stored = (AudienceMembership.objects.filter(account_id=audience.account_id,
-                                                audience=audience, profile=profile)
-              .values_list("since", flat=True).first())
-    try:
-        step = explain(audience.rule, ctx, profile_view(profile, audience.rule, now),
-                       show=policy.value)
-    except RuleError as exc:
-        return {"step": None, "error": str(exc), "stored": stored}
-    return {"step": step, "error": "", "stored": stored, "now": now}
 
 
 @require_GET

@@ -29,6 +29,11 @@ Usage:
 
     .venv/bin/python bench/collect.py [--server gthread:2x8] [--rounds 3] [--seconds 10]
         [--batch-seconds 10] [--connections 32] [--batch-connections 8] [--keep]
+        [--idle-listener]
+
+``--idle-listener`` keeps an idle worker listening throughout (holding the idle lock of
+``profiles.processing.wakeup``), so that every statement queueing events sends a NOTIFY: what
+waking idle workers costs collection at worst. Without it no worker is idle and none is sent.
 
 ``--server`` takes ``sync:N`` or ``gthread:NxT`` (workers x threads), several separated by
 commas to compare configurations in one run. The default, two gthread workers of eight threads,
@@ -50,6 +55,7 @@ import selectors
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from array import array
@@ -680,6 +686,32 @@ class Bench:
             f"(target >= 1,500 req/s, p99 <= 50 ms, >= 50 %) | {load_average()}")
 
 
+class IdleListener(threading.Thread):
+    """``--idle-listener``: plays an idle ``process_events --loop`` worker that never wakes
+    (holds the idle lock and listens, profiles.processing.wakeup), so that every statement
+    queueing events sends a NOTIFY: the worst case of what waking workers costs collection."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.notifications = 0
+        self.ready = threading.Event()
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        import psycopg
+
+        from profiles.processing.wakeup import CHANNEL, IDLE_LOCK
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f"LISTEN {CHANNEL}")
+            conn.execute("SELECT pg_advisory_lock(%s, %s)", IDLE_LOCK)
+            self.ready.set()
+            while not self.stop.is_set():
+                for _ in conn.notifies(timeout=0.2):
+                    self.notifications += 1
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database", default=os.environ.get("BENCH_DATABASE_URL",
@@ -700,6 +732,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=20_000)
     parser.add_argument("--port", type=int, default=8781)
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument("--idle-listener", action="store_true",
+                        help="an idle worker listens throughout: every statement notifies")
     parser.add_argument("--suppressions", type=int, default=0,
                         help="identifiers on the account's suppression list (none of them in "
                              "the bench's events: every event is checked, and stored)")
@@ -741,6 +775,11 @@ def main() -> None:
     say(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {load_average()}; "
         f"messages of about {size:.0f} bytes (seed {args.seed})")
 
+    listener = IdleListener(url) if args.idle_listener else None
+    if listener is not None:
+        listener.start()
+        listener.ready.wait(60)
+        say("an idle worker listens (holding the idle lock): every statement notifies")
     servers: list[subprocess.Popen[bytes]] = []
     try:
         for index, config in enumerate(configs):
@@ -759,6 +798,10 @@ def main() -> None:
     finally:
         for server in servers:
             stop_server(server)
+        if listener is not None:
+            listener.stop.set()
+            listener.join(5)
+            say(f"notifications received by the idle listener: {listener.notifications:,}")
         if not args.keep:
             drop_database(url)
 

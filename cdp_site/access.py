@@ -18,17 +18,19 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q
 from django.utils import timezone
 
 from cdp_site import audit
-from cdp_site.models import AccessToken, Account, AuditEvent, Role, WriteKey
+from cdp_site.models import AccessToken, Account, AuditEvent, Membership, Role, WriteKey
+from cdp_site.write_keys import VISIBLE_PREFIX_LENGTH
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from datetime import datetime
 
     from cdp_site.tenancy import Actor
 
-VISIBLE_PREFIX_LENGTH = 12  # "stk_" + 8 characters
 
 
 class AccessError(Exception):
@@ -86,11 +88,18 @@ def create_access_token(
     expires_in_days: int | None,
     allowed_networks: Iterable[str] = (),
     enabled: bool = True,
+    site_operator: bool = False,
 ) -> NewSecret[AccessToken]:
     """Mint a token whose roles never exceed the creator's."""
     roles = list(roles)
     if not roles:
         raise AccessError("invalid", "A token needs at least one role.")
+    if actor.account.pk != account.pk:
+        raise AccessError("account_not_allowed", "A token is minted by an actor of its account.",
+                          403)
+    if site_operator and not actor.is_site_operator:
+        raise AccessError("operator_only", "Only the site operator may mint an operator token.",
+                          403)
     granted = actor.role_codes
     wider = sorted(role.name for role in roles if role.code not in granted)
     if wider and not actor.is_superuser:
@@ -116,6 +125,7 @@ def create_access_token(
         allowed_networks=validate_networks(allowed_networks),
         enabled=enabled,
         created_by=creator,
+        site_operator=site_operator,
     )
     token.roles.set(roles)
     audit.record(
@@ -124,6 +134,7 @@ def create_access_token(
             "roles": sorted(role.code for role in roles),
             "expires_at": token.expires_at.isoformat() if token.expires_at else None,
             "allowed_networks": token.allowed_networks,
+            **({"site_operator": True} if site_operator else {}),
         },
     )
     return NewSecret(token, secret)
@@ -167,17 +178,25 @@ def revoke_access_token(token: AccessToken, *, actor: Actor) -> AccessToken:
 
 def authenticate_access_token(secret: str, client_ip: str | None) -> AccessToken | None:
     """The token for a presented secret, or None: unknown, malformed, expired, disabled,
-    revoked, of a disabled account, or used from outside its networks all look the same."""
+    revoked, of a disabled account, used from outside its networks, or minted by someone who
+    is no longer a member of its account (nor the operator) all look the same."""
     if not secret.startswith(AccessToken.PREFIX) or len(secret) > 100:
         return None
     token = (
-        AccessToken.objects.select_related("account")
+        AccessToken.objects.select_related("account", "created_by")
         .filter(digest=digest_secret(secret))
+        .annotate(creator_present=ExpressionWrapper(
+            Q(created_by__isnull=True) | Q(created_by__is_superuser=True)
+            | Exists(Membership.objects.filter(account=OuterRef("account"),
+                                               user=OuterRef("created_by"))),
+            output_field=BooleanField(),
+        ))
         .first()
     )
     now = timezone.now()
     if (
         token is None
+        or not getattr(token, "creator_present", False)
         or not token.enabled
         or token.is_revoked
         or token.is_expired(now)
@@ -185,16 +204,22 @@ def authenticate_access_token(secret: str, client_ip: str | None) -> AccessToken
         or not ip_allowed(client_ip, token.allowed_networks)
     ):
         return None
-    interval = timedelta(seconds=settings.STRATA_TOKEN_LAST_USED_INTERVAL)
-    if token.last_used_at is None or token.last_used_at < now - interval:
-        # Conditional update: concurrent requests write at most once a minute.
-        AccessToken.objects.filter(pk=token.pk).filter(
-            last_used_at__isnull=True
-        ).update(last_used_at=now) or AccessToken.objects.filter(
-            pk=token.pk, last_used_at__lt=now - interval
-        ).update(last_used_at=now)
-        token.last_used_at = now
+    mark_used(token, now)
     return token
+
+
+def mark_used(secret_key: AccessToken | WriteKey, now: datetime) -> None:
+    """Record that a token or write key was used: at most one write per key every
+    STRATA_TOKEN_LAST_USED_INTERVAL seconds (a conditional update, so concurrent requests do
+    not all write)."""
+    interval = timedelta(seconds=settings.STRATA_TOKEN_LAST_USED_INTERVAL)
+    last = secret_key.last_used_at
+    if last is not None and last >= now - interval:
+        return
+    rows = type(secret_key).objects.filter(pk=secret_key.pk)
+    rows.filter(last_used_at__isnull=True).update(last_used_at=now) or rows.filter(
+        last_used_at__lt=now - interval).update(last_used_at=now)
+    secret_key.last_used_at = now
 
 
 def ip_allowed(client_ip: str | None, networks: list[str]) -> bool:
@@ -271,6 +296,9 @@ def check_write_key_cached(secret: str) -> tuple[WriteKey | None, str]:
         _live_write_keys.pop(secret, None)
         return key, problem
     assert key is not None
+    # A live key is looked up again every few seconds while in use: "last used" stays true
+    # to within a minute (the admin and the API showed "never" after heavy use).
+    mark_used(key, timezone.now())
     if len(_live_write_keys) >= _WRITE_KEY_CACHE_SIZE:
         _live_write_keys.clear()
     _live_write_keys[secret] = (now, key)

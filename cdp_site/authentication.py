@@ -9,7 +9,8 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
 from cdp_site.access import authenticate_access_token
-from cdp_site.tenancy import Actor, actor_for_token, client_ip, session_actor
+from cdp_site.client import client_ip
+from cdp_site.tenancy import Actor, actor_for_token, session_actor
 
 if TYPE_CHECKING:
     from rest_framework.request import Request

@@ -9,8 +9,11 @@ and the process refuses to start without them, naming what is missing.
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -30,12 +33,12 @@ def envlist(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-def dev_secret(name: str) -> str:
+def dev_secret(name: str, make: Callable[[], str] = lambda: secrets.token_urlsafe(50)) -> str:
     """A secret generated once into var/ for development; never used with DEBUG off."""
     path = VAR_DIR / name
     if not path.exists():
         VAR_DIR.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(50))
+        path.write_text(make())
         path.chmod(0o600)
     return path.read_text().strip()
 
@@ -73,7 +76,9 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served by Strata itself (works offline)
     "django_q",
+    "axes",  # sign-in throttling (cdp_site/signin.py)
     "cdp_site",
     "profiles",
     "audiences",
@@ -89,6 +94,7 @@ MIDDLEWARE = [
     # Collection requests skip the session, CSRF, auth, account and message middleware below.
     "profiles.collection.middleware.CollectionMiddleware",
     "experiences.decisions.middleware.DecisionMiddleware",  # the same for decision requests
+    "cdp_site.text.RefuseNulMiddleware",  # a NUL in a path or query: 400, not a failed query
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -96,6 +102,7 @@ MIDDLEWARE = [
     "cdp_site.tenancy.CurrentAccountMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: a locked-out sign-in answers 429
 ]
 
 ROOT_URLCONF = "cdp_site.urls"
@@ -138,6 +145,18 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    "cdp_site.signin.SignInThrottleBackend",  # django-axes: a locked-out user or address
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Sign-in throttling (cdp_site/signin.py): a lockout per user name and per client address.
+AXES_FAILURE_LIMIT = int(os.environ.get("STRATA_SIGNIN_FAILURES", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("STRATA_SIGNIN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "cdp_site.signin.axes_client_ip"
+AXES_LOCKOUT_CALLABLE = "cdp_site.signin.lockout_response"
+AXES_VERBOSE = False
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
@@ -162,7 +181,23 @@ STORAGES = {
     },
 }
 
+# Django's debug pages (stack, request, settings) reach loopback clients only.
+DEFAULT_EXCEPTION_REPORTER = "cdp_site.debug.LoopbackExceptionReporter"
+
 LOGIN_URL = "admin:login"
+# Invitations are emailed (cdp_site.invitations): SMTP from the environment; under DEBUG (make
+# run) they are printed to the console unless EMAIL_HOST is set.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", "false")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Strata <strata@localhost>")
+EMAIL_BACKEND = (
+    "django.core.mail.backends.console.EmailBackend"
+    if DEBUG and "EMAIL_HOST" not in os.environ
+    else "django.core.mail.backends.smtp.EmailBackend"
+)
 LOGIN_REDIRECT_URL = "/admin/"
 
 # Production hardening (passes `manage.py check --deploy` with DEBUG off).
@@ -175,6 +210,7 @@ SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_REDIRECT_EXEMPT = [r"^health/$"]
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
+CSRF_FAILURE_VIEW = "cdp_site.api.errors.csrf_failure"  # JSON under /api/, HTML on pages
 X_FRAME_OPTIONS = "DENY"
 
 # CORS: only the public collection and decision paths, any origin, no credentials.
@@ -203,6 +239,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["cdp_site.permissions.HasRolePermission"],
+    "DEFAULT_PARSER_CLASSES": [  # DRF's three, JSON refusing a NUL anywhere in the body
+        "cdp_site.api.parsers.StrictJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "cdp_site.api.pagination.OrderedLimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
@@ -217,8 +258,15 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
-    # choice sets that share a field name get names of their own
-    "ENUM_NAME_OVERRIDES": {"PrivacyRequestKindEnum": "profiles.models.PrivacyRequest.Kind"},
+    # Several models name a choice field "kind": give each set its own component name.
+    "ENUM_NAME_OVERRIDES": {
+        "ProfileEventKindEnum": ["merge", "conflict", "compaction"],
+        "PrivacyRequestKindEnum": "profiles.models.PrivacyRequest.Kind",
+        "AuthorizationKindEnum": "connectors.models.Authorization.Kind",
+    },
+    "SWAGGER_UI_DIST": "SIDECAR",  # /static/drf_spectacular_sidecar/…, not a CDN
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # django-q2 with the ORM broker (the Redis broker loses a task when a worker dies).
@@ -241,6 +289,8 @@ Q_CLUSTER = {
 STRATA_SUPPRESSION_CACHE_SECONDS = float(os.environ.get("STRATA_SUPPRESSION_CACHE_SECONDS", "5"))
 STRATA_TOKEN_LAST_USED_INTERVAL = 60  # seconds between writes of a token's last_used_at
 STRATA_WORKER_STALE_AFTER = int(os.environ.get("STRATA_WORKER_STALE_AFTER", "180"))
+# The states of `manage.py serve`'s children (JSON), which /health/ and the dashboard show.
+STRATA_SERVE_STATUS = os.environ.get("STRATA_SERVE_STATUS", str(var_dir() / "serve.json"))
 # Reverse proxies in front of Strata that append to X-Forwarded-For (0: use the peer address).
 STRATA_TRUSTED_PROXY_HOPS = int(os.environ.get("STRATA_TRUSTED_PROXY_HOPS", "0"))
 STRATA_PUBLIC_URL = os.environ.get("STRATA_PUBLIC_URL", "http://127.0.0.1:8000")
@@ -266,9 +316,23 @@ STRATA_PERSON_ERASED_HOOKS = ["experiences.privacy.person_erased"]
 STRATA_PERSON_DATA_HOOKS = ["audiences.privacy.person_data", "experiences.privacy.person_data"]
 # Functions (audience) -> list of "kind key" strings naming what uses an audience; audiences
 # refuses to rename or delete an audience in use (audiences.editing.users_of).
-STRATA_AUDIENCE_USERS_HOOKS = ["experiences.lifecycle.audience_users"]
+STRATA_AUDIENCE_USERS_HOOKS = ["experiences.lifecycle.audience_users",
+                               "connectors.jobs.audience_users"]
+# Connectors (docs/connectors.md): Fernet keys that encrypt authorizations, newest first (the
+# first encrypts, all decrypt; `manage.py rotate_connector_keys` re-encrypts under the first).
+# Development generates one into var/; production without any cannot store authorizations.
+STRATA_CONNECTOR_KEYS = envlist("STRATA_CONNECTOR_KEYS") or (
+    [dev_secret("connector_key", lambda: base64.urlsafe_b64encode(secrets.token_bytes(32))
+                .decode())] if DEBUG else [])
+# A running job whose worker has not saved a batch for this long is taken over (a dead worker).
+STRATA_CONNECTOR_STALE_AFTER = int(os.environ.get("STRATA_CONNECTOR_STALE_AFTER", "120"))
+STRATA_CONNECTOR_FAIL_AFTER_HOURS = 10  # errors on every attempt this long: the job fails
 # Functions (account) -> dict whose keys GET /api/v1/dashboard/ adds to its answer.
 STRATA_DASHBOARD_HOOKS = ["profiles.explorer.dashboard.api_figures"]
+# Functions (actor, profile, merged profile ids) -> dict whose keys the profile API's document
+# adds (profiles.selectors.profile_document): a profile's audiences and experience assignments.
+STRATA_PROFILE_DOCUMENT_HOOKS = ["audiences.membership.profile_document_audiences",
+                                 "experiences.decide.profile_document_assignments"]
 
 LOGGING = {
     "version": 1,

@@ -55,6 +55,7 @@ NAV: list[NavItem] = [
     NavItem("privacy", "Privacy", "privacy:requests", "profiles.delete"),
     NavItem("audiences", "Audiences", "audiences:list", "audiences.view"),
     NavItem("experiences", "Experiences", "experiences:list", "experiences.view"),
+    NavItem("connectors", "Jobs", "connectors:jobs", "jobs.view"),
     NavItem("usage", "Usage", "explorer-usage", "admin.view"),
 ]
 

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
 from django.utils.functional import SimpleLazyObject
 
+from cdp_site.client import client_ip
 from cdp_site.models import AccessToken, Account, Membership, Permission
 
 if TYPE_CHECKING:
@@ -51,6 +51,12 @@ class Actor:
     def has(self, permission: str) -> bool:
         return permission in self.permissions
 
+    @property
+    def is_site_operator(self) -> bool:
+        """The installation's operator (DESIGN.md): a superuser, or a token one of them minted
+        as an operator token. Creates, enables and disables accounts and sets their quotas."""
+        return self.is_superuser
+
 
 def permissions_for_roles(role_codes: frozenset[str]) -> frozenset[str]:
     if not role_codes:
@@ -62,9 +68,11 @@ def permissions_for_roles(role_codes: frozenset[str]) -> frozenset[str]:
 
 def actor_for_token(token: AccessToken, ip_address: str | None) -> Actor:
     role_codes = frozenset(token.roles.values_list("code", flat=True))
+    creator = token.created_by
     return Actor(
         account=token.account, token=token, role_codes=role_codes,
         permissions=permissions_for_roles(role_codes), ip_address=ip_address,
+        is_superuser=token.site_operator and creator is not None and creator.is_superuser,
     )
 
 
@@ -142,17 +150,6 @@ def switch_account(request: HttpRequest, account_id: int) -> Account | None:
             if hasattr(request, attr):
                 delattr(request, attr)
     return account
-
-
-def client_ip(request: HttpRequest) -> str | None:
-    """The peer address. Behind a proxy, set STRATA_TRUSTED_PROXY_HOPS (see docs)."""
-    hops = getattr(settings, "STRATA_TRUSTED_PROXY_HOPS", 0)
-    if hops:
-        forwarded = [p.strip() for p in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
-        forwarded = [p for p in forwarded if p]
-        if len(forwarded) >= hops:
-            return forwarded[-hops]
-    return request.META.get("REMOTE_ADDR")
 
 
 class CurrentAccountMiddleware:

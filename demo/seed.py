@@ -1,4 +1,5 @@
-"""The demo accounts `make run` creates: an admin user who belongs to two accounts."""
+"""The demo accounts `make run` creates: an admin user, the site operator, who belongs to two
+accounts."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from cdp_site import accounts as accounts_service
 from cdp_site.models import Account, Membership, Role
 from cdp_site.tenancy import Actor
 from demo.audiences import seed_audiences
+from demo.connectors import seed_demo_connectors
 from experiences import lifecycle
 from experiences.models import Experience, Goal
 from profiles.calculated import attributes as calculated
@@ -30,6 +32,10 @@ from profiles.schema.versions import diff_schema, publish
 # The main account sorts first: it is where a new session lands, and where the demo events go.
 DEMO_ACCOUNTS = [("Demo Travel", "demo"), ("Demo Travel Sandbox", "demo-sandbox")]
 DEMO_USER = "admin"
+# The stream the demo's site sends to: the printed write key's, the demo traffic's (demo.traffic
+# sends the website's events on "web") and the demo fields' mappings'. Goals name no stream, so
+# conversions count whichever stream they arrive on.
+DEMO_STREAM = "web"
 
 
 @dataclass
@@ -64,19 +70,26 @@ def seed_demo(credentials_file: Path | None = None) -> DemoCredentials:
         else:
             user.set_password(password)
             user.save(update_fields=["password"])
+    if not user.is_superuser:
+        # The first user `make run` creates is the site operator (DESIGN.md): it creates,
+        # enables and disables accounts and sets their quotas.
+        user.is_superuser = user.is_staff = True
+        user.save(update_fields=["is_superuser", "is_staff"])
     for account in accounts:
         membership, _ = Membership.objects.get_or_create(account=account, user=user)
         membership.roles.add(admin_role)
     main = accounts[0]
-    write_key = stored.get("write_key")
-    if not write_key or access.authenticate_write_key(write_key) is None:
+    write_key = str(stored.get("write_key") or "")
+    known = access.authenticate_write_key(write_key) if write_key else None
+    if known is None or known.stream != DEMO_STREAM:  # older demos printed a "default" key
         actor = Actor(account=main, user=user, role_codes=frozenset({"admin"}))
         write_key = access.create_write_key(
-            account=main, actor=actor, name="Demo website", stream="default"
+            account=main, actor=actor, name="Demo website", stream=DEMO_STREAM
         ).secret
     seed_demo_audiences(main)  # before the experiences: the segmented one uses "cuisine"
     seed_demo_experiences(main, Actor(account=main, user=user, role_codes=frozenset({"admin"})))
     seed_demo_calculated_attributes(main)
+    seed_demo_connectors(main)  # use case 4: the demo CRM and ad partner on loopback
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"password": password, "write_key": write_key}))
     path.chmod(0o600)
@@ -92,10 +105,10 @@ def seed_demo(credentials_file: Path | None = None) -> DemoCredentials:
 CUISINE_RULE = {"field": "taxonomy", "op": "=", "value": "cuisine"}
 
 DEMO_GOALS = [
-    {"key": "trip-booked", "name": "Trip booked", "event": "Trip Booked", "stream": "web",
+    {"key": "trip-booked", "name": "Trip booked", "event": "Trip Booked",
      "description": "A booking on the travel site: the conversion the site lives on."},
     {"key": "newsletter-signup", "name": "Newsletter sign-up", "event": "Newsletter Signed Up",
-     "stream": "web", "description": "A visitor joined the weekly deals list."},
+     "description": "A visitor joined the weekly deals list."},
 ]
 
 HERO = {"headline": "Explore the world with Demo Travel", "image": "/static/demo/hero-beach.jpg",
@@ -164,8 +177,11 @@ def seed_demo_experiences(account: Account, actor: Actor) -> None:
     """The demo's goals and its three experiences, active (idempotent: existing keys are
     left as they are)."""
     for goal in DEMO_GOALS:
-        if not Goal.objects.filter(account=account, key=goal["key"]).exists():
+        found = Goal.objects.filter(account=account, key=goal["key"]).first()
+        if found is None:
             lifecycle.create_goal(account, actor, **goal)
+        elif found.stream:  # older demos counted the web stream only
+            lifecycle.update_goal(found, actor, stream="")
     cuisine = _cuisine_audience(account)
     for spec in DEMO_EXPERIENCES:
         if Experience.objects.filter(account=account, key=spec["key"]).exists():
@@ -214,9 +230,7 @@ def seed_demo_calculated_attributes(account: Account) -> None:
             continue
         field = save_field(account, name=name, type=ftype, merge_operator=merge,
                            description=description)
-        for stream in ("default", "web"):
-            save_mapping(account, field=field, stream=stream,
-                         expression=f"properties.{name}")
+        save_mapping(account, field=field, stream=DEMO_STREAM, expression=f"properties.{name}")
     if diff_schema(account)["has_changes"]:
         publish(account, note="Demo: event properties for calculated attributes")
     defined = set(CalculatedAttribute.objects.filter(account=account)

@@ -28,15 +28,22 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from cdp_site import audit
+from cdp_site.models import AuditEvent
 from experiences import config
 from experiences.bandit import MIN_VISITORS, bandit_weights
+from experiences.lifecycle import ExperienceError
 from experiences.models import BanditWeights, Experience, ExperienceGoal, Phase
 from experiences.results import phase_arms
+
+if TYPE_CHECKING:
+    from cdp_site.tenancy import Actor
 
 MIN_INTERVAL_MINUTES = 15
 SLACK = timedelta(minutes=1)
@@ -71,6 +78,31 @@ def next_due(exp: Experience, phase: Phase, last: datetime | None) -> datetime:
     if last is None:
         return burn_in_end
     return max(burn_in_end, last + interval(exp))
+
+
+def schedule_status(exp: Experience, *, now: datetime | None = None) -> dict[str, Any]:
+    """A bandit's schedule as the page and the API show it: its settings, its last
+    reweighting in the current phase, when the next one is due (``None`` unless it is
+    running), and how many reweightings the phase had."""
+    now = now or timezone.now()
+    phase = Phase.objects.filter(experience=exp, number=exp.phase).first() if exp.phase else None
+    rows = (BanditWeights.objects.filter(experience=exp, phase=phase.number)
+            if phase else BanditWeights.objects.none())
+    last = rows.order_by("-at", "-id").first()
+    running = phase is not None and exp.status == Experience.Status.ACTIVE
+    due = next_due(exp, phase, last.at if last else None) if phase is not None else None
+    return {
+        "interval_minutes": int(interval(exp).total_seconds() // 60),
+        "burn_in_hours": exp.bandit_burn_in_hours,
+        "schedule_minutes": MIN_INTERVAL_MINUTES,
+        "min_visitors_per_arm": MIN_VISITORS,
+        "last_reweight_at": last.at.isoformat() if last else None,
+        "last_weights": dict(last.weights) if last else None,
+        "next_reweight_at": due.isoformat() if running and due else None,
+        # the schedule runs every 15 minutes: a due bandit moves at its next run
+        "next_reweight_waits_for_schedule": bool(running and due and due <= now),
+        "reweights": rows.count(),
+    }
 
 
 def _bandits() -> list[int]:
@@ -139,3 +171,29 @@ def reweight_due(*, now: datetime | None = None) -> list[Outcome]:
     """The schedule: every active bandit, each reweighted if it is due."""
     now = now or timezone.now()
     return [reweight(pk, now=now) for pk in _bandits()]
+
+
+REFUSALS = {
+    NOT_RUNNING: "Only an active bandit is reweighted (or another reweighting is running).",
+    TOO_FEW_VISITORS: "Not yet: every variant needs {minimum} visitors who saw it before the "
+                      "bandit reweights ({counts}).",
+}
+
+
+def reweight_now(exp: Experience, actor: Actor | None, *,
+                 now: datetime | None = None) -> Outcome:
+    """Reweight a bandit at once, whatever its burn-in and interval ("reweight now"), or
+    refuse with the reason (``ExperienceError``: ``not_a_bandit``, ``not_running``,
+    ``too_few_visitors``, 409); nothing is written when refused."""
+    if exp.distribution != Experience.Distribution.BANDIT:
+        raise ExperienceError("not_a_bandit", "Only a multi-armed bandit has weights to "
+                              "recompute.", status=409)
+    with transaction.atomic():
+        outcome = reweight(exp.pk, now=now, force=True)
+        if not outcome.reweighted:
+            counts = ", ".join(f"{key} {users}" for key, (users, _c) in outcome.arms.items())
+            raise ExperienceError(outcome.reason, REFUSALS[outcome.reason].format(
+                minimum=MIN_VISITORS, counts=counts or "no variant seen"), status=409)
+        audit.record_change(actor, AuditEvent.Action.EXPERIENCE_UPDATED, exp,
+                            {"bandit_weights": [None, outcome.weights]})
+    return outcome

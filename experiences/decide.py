@@ -63,15 +63,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models import Q
 from django.utils import timezone
 
 from audiences.models import Audience, AudienceMembership
 from audiences.realtime import live_memberships
+from cdp_site.db import live_connection
 from experiences.bucketing import assign
 from experiences.config import (
     SERVE_SEGMENTS,
@@ -84,6 +86,11 @@ from experiences.config import (
 )
 from experiences.models import Assignment
 from profiles.models import Identifier, Profile, ProfileConsent
+
+if TYPE_CHECKING:
+    from cdp_site.tenancy import Actor
+
+MAX_PROFILE_ASSIGNMENTS = 1000  # rows read for one profile's document
 
 __all__ = [
     "Decision",
@@ -218,11 +225,10 @@ def _cursor() -> tuple[Any, psycopg.Cursor[Any]]:
     wrapper is looked up once: each attribute read through ``django.db.connection`` costs a
     thread-local lookup."""
     db = connections[DEFAULT_DB_ALIAS]
-    raw = db.connection
+    raw = live_connection(db)  # a connection the server ended is replaced, not used
     cursor = getattr(db, _CURSOR_ATTR, None)
-    if raw is None or cursor is None or cursor.connection is not raw or cursor.closed:
-        db.ensure_connection()
-        cursor = psycopg.Cursor(db.connection)
+    if cursor is None or cursor.connection is not raw or cursor.closed:
+        cursor = psycopg.Cursor(raw)
         setattr(db, _CURSOR_ATTR, cursor)
     return db, cursor
 
@@ -380,15 +386,17 @@ def decide_with_config(
     identifiers: Mapping[str, Any] | None = None,
     attributes: Mapping[str, Any] | None = None,
     keys: Iterable[str] | None = None,
+    store: bool = True,
 ) -> VisitorDecision:
-    """``decide`` over a snapshot already in hand (the views read it once for the ETag)."""
+    """``decide`` over a snapshot already in hand (the views read it once for the ETag).
+    ``store=False`` writes nothing: the answer is what the visitor would get (the preview)."""
     experiences, missing = _chosen(config, keys)
     found = _load_visitor(config.account_id, visitor, identifiers)
     if attributes:
         found = _with_live_attributes(config.account_id, experiences, found, attributes)
     new: list[tuple[int, int, int]] = []
     decisions = [_decide_one(exp, visitor, found, new) for exp in experiences]
-    if new:
+    if new and store:
         _store(config.account_id, visitor, found.profile_id, new)
     audiences = [] if found.consent_withheld else sorted(found.audiences)
     return VisitorDecision(visitor, found.profile_id, audiences, decisions,
@@ -409,3 +417,26 @@ def decide(
     only (see the module's docstring)."""
     return decide_with_config(active_config(account_id), visitor, identifiers=identifiers,
                               attributes=attributes, keys=keys)
+
+
+def profile_document_assignments(actor: Actor, profile: Profile,
+                                 merged_ids: list[int]) -> dict[str, Any]:
+    """STRATA_PROFILE_DOCUMENT_HOOKS: the profile API lists the profile's experience
+    assignments (its own, those of profiles merged into it, and those made for visitor keys
+    that are its identifiers), one per experience, the latest first."""
+    values = Identifier.objects.filter(account_id=profile.account_id, profile=profile,
+                                       active=True).values("value")
+    rows = (Assignment.objects.filter(account_id=profile.account_id)
+            .filter(Q(profile_id__in=[profile.pk, *merged_ids]) | Q(visitor__in=values))
+            .select_related("experience", "variant").order_by("-assigned_at", "-id"))
+    found: dict[int, dict[str, Any]] = {}
+    for row in rows[:MAX_PROFILE_ASSIGNMENTS]:
+        if row.experience_id in found:
+            continue
+        exp = row.experience
+        found[row.experience_id] = {
+            "experience": exp.key, "experience_uid": exp.uid, "name": exp.name,
+            "status": exp.status, "variant": row.variant.key, "variant_uid": row.variant.uid,
+            "phase": row.phase, "current_phase": row.phase == exp.phase,
+            "assigned_at": row.assigned_at}
+    return {"experiences": list(found.values())}

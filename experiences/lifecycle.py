@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 WEIGHT_TOLERANCE = 1e-9
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 GOAL_KEY_PATTERN = re.compile(r"^[-a-zA-Z0-9_]{1,100}$")
+RESERVED_KEYS = frozenset({"new"})  # /experiences/new/ is the editor
 
 Status = Experience.Status
 
@@ -230,6 +231,8 @@ def _check_key(draft: Draft, lookups: Lookups) -> Iterable[dict[str, str]]:
     if not isinstance(key, str) or not KEY_PATTERN.match(key):
         yield problem("invalid_key", "The key must be 1 to 100 letters, digits or _ . : - "
                       "(starting with a letter or digit).", "key")
+    elif key in RESERVED_KEYS:
+        yield problem("reserved_key", f"{key!r} is reserved: pick another key.", "key")
     if not str(draft.fields.get("name") or "").strip():
         yield problem("missing_name", "The experience needs a name.", "name")
 
@@ -248,10 +251,25 @@ def _check_choices(draft: Draft, lookups: Lookups) -> Iterable[dict[str, str]]:
                       "traffic_allocation")
     if draft.fields.get("hash_version") not in (1, 2):
         yield problem("invalid_hash_version", "The hash version is 1 or 2.", "hash_version")
-    if (draft.fields.get("bandit_interval_minutes") or 0) < 15:
-        yield problem("invalid_bandit_interval",
-                      "Bandit weights are recomputed at most every 15 minutes.",
-                      "bandit_interval_minutes")
+    yield from _check_bandit_schedule(draft)
+
+
+# Bandit schedule bounds: the schedule runs every 15 minutes; a week between reweightings and
+# a 30-day burn-in are far past any useful bandit (and well inside the integer column).
+BANDIT_INTERVAL_MINUTES = (15, 7 * 24 * 60)
+BANDIT_BURN_IN_HOURS = (0, 30 * 24)
+
+
+def _check_bandit_schedule(draft: Draft) -> Iterable[dict[str, str]]:
+    for name, (low, high), code, text in (
+        ("bandit_interval_minutes", BANDIT_INTERVAL_MINUTES, "invalid_bandit_interval",
+         "Bandit weights are recomputed every {low} to {high} minutes (a week)."),
+        ("bandit_burn_in_hours", BANDIT_BURN_IN_HOURS, "invalid_bandit_burn_in",
+         "A bandit's burn-in is {low} to {high} hours (30 days)."),
+    ):
+        value = draft.fields.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            yield problem(code, text.format(low=low, high=high), name)
 
 
 def _check_variant_keys(draft: Draft, lookups: Lookups) -> Iterable[dict[str, str]]:
@@ -725,6 +743,45 @@ def delete_experience(exp: Experience, actor: Actor | None = None) -> None:
     current.delete()
     config.invalidate(account_id)
     transaction.on_commit(lambda: config.invalidate(account_id))
+
+
+@dataclass(frozen=True)
+class ChangeCheck:
+    """What saving ``changes`` would do, found without writing: ``refused`` lists what would
+    refuse the save itself; ``blockers`` what would keep it from running (activation's
+    checks); ``new_phase`` the reason a live experience would start phase ``next_phase``
+    (empty when the split stays)."""
+
+    refused: list[dict[str, str]]
+    blockers: list[dict[str, str]]
+    new_phase: str = ""
+    next_phase: int = 0
+
+
+def check_changes(account: Account, exp: Experience | None, changes: Mapping[str, Any]
+                  ) -> ChangeCheck:
+    """The editor's dry run of ``create_experience`` (``exp`` None) or ``update_experience``."""
+    changes = {k: v for k, v in changes.items() if k != "reason"}
+    before = draft_of(exp) if exp is not None else Draft(
+        fields=_defaults(account), variants=[], goals=[], target_audiences=[])
+    draft = apply_changes(before, changes)
+    lookups = Lookups.for_draft(account.pk, draft)
+    refused = _problems(draft, lookups, EDIT_CHECKS)
+    blockers = _problems(draft, lookups, ACTIVATION_CHECKS[len(EDIT_CHECKS):])
+    live = exp is not None and exp.status in (Status.ACTIVE, Status.PAUSED)
+    if live:  # while live the experience must stay runnable: a blocker refuses the save
+        refused, blockers = refused + blockers, []
+    try:
+        if exp is not None:
+            _refuse_locked_fields(exp, before, draft, changes)
+        if draft.fields["key"] != before.fields["key"] or exp is None:
+            _check_key_free(account.pk, str(draft.fields["key"]),
+                            exclude=exp.pk if exp is not None else None)
+    except ExperienceError as error:
+        refused = [*refused, *error.problems]
+    if exp is None or not live or draft.split() == before.split():
+        return ChangeCheck(refused, blockers)
+    return ChangeCheck(refused, blockers, _phase_reason(before, draft), exp.phase + 1)
 
 
 # --------------------------------------------------------------------------- the status machine

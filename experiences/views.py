@@ -23,8 +23,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from cdp_site.shell import page_actor, render_page, strata_page
 from experiences import lifecycle, results
-from experiences.bandit_schedule import next_due
-from experiences.models import BanditWeights, Experience, Phase
+from experiences.bandit_schedule import reweight_now, schedule_status
+from experiences.models import Experience, Phase
+from experiences.preview import parse_visitor, would_see
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -217,7 +218,7 @@ def experience_list(request: HttpRequest) -> HttpResponse:
         "rate": pct(figures[exp.pk]["rate"], 2),
     } for exp in experiences]
     return render_page(request, "experiences/list.html", {
-        "items": items, "status": status,
+        "items": items, "status": status, "can_edit": actor.has("experiences.edit"),
         "filters": [("", "All", sum(counts.values()))] + [
             (value, label.title(), counts.get(value, 0))
             for value, label in Experience.Status.choices],
@@ -248,16 +249,14 @@ def _chosen_phase(request: HttpRequest, exp: Experience) -> int | None:
     return number if number > 0 else None
 
 
-def _bandit(exp: Experience, phase: Phase | None) -> dict[str, Any] | None:
+def _bandit(exp: Experience, phase: Phase | None, now: datetime) -> dict[str, Any] | None:
+    """The bandit's schedule (``bandit_schedule.schedule_status``) with times as datetimes."""
     if exp.distribution != Experience.Distribution.BANDIT or phase is None:
         return None
-    last = (BanditWeights.objects.filter(experience=exp, phase=phase.number)
-            .order_by("-at", "-id").first())
-    return {"interval": max(exp.bandit_interval_minutes, 15),
-            "burn_in": exp.bandit_burn_in_hours, "last": last,
-            "next": next_due(exp, phase, last.at if last else None),
-            "reweights": BanditWeights.objects.filter(experience=exp,
-                                                      phase=phase.number).count()}
+    found = schedule_status(exp, now=now)
+    when = found["next_reweight_at"]
+    return {**found, "interval": found["interval_minutes"],
+            "next": datetime.fromisoformat(when) if when else None}
 
 
 def _actions(actor: Actor, exp: Experience) -> list[dict[str, str]]:
@@ -294,21 +293,43 @@ def experience_detail(request: HttpRequest, key: str) -> HttpResponse:
         "secondary": [g for g in goals if not g.primary],
         "warnings": _warnings(answer),
         "charts": results.history(exp, phase.number, now=now, latest=answer) if phase else None,
-        "bandit": _bandit(exp, phase),
+        "bandit": _bandit(exp, phase, now),
         "actions": _actions(actor, exp),
         "can_edit": actor.has("experiences.edit"),
         "target_audiences": list(exp.target_audiences.values_list("name", flat=True)),
         "now": now,
+        **_visitor_preview(request, exp),
+        "blockers": lifecycle.activation_problems(exp)
+        if exp.status == Experience.Status.DRAFT else [],
     }, section=SECTION, title=exp.name)
+
+
+def _visitor_preview(request: HttpRequest, exp: Experience) -> dict[str, Any]:
+    """"What would this visitor see" (``?visitor=``): the decision API's answer, unwritten."""
+    text = request.GET.get("visitor", "").strip()[:256]
+    visitor = parse_visitor(page_actor(request).account, text)
+    if visitor is None:
+        return {"visitor_text": "", "seen": None}
+    return {"visitor_text": text,
+            "seen": would_see(page_actor(request).account, visitor, keys=[exp.key])}
 
 
 # --------------------------------------------------------------------------- actions
 
 
-def _refused(request: HttpRequest, error: lifecycle.ExperienceError) -> None:
-    problems = [p["message"] for p in getattr(error, "problems", []) or []]
-    text = error.message if not problems else f"{error.message} " + " ".join(problems)
-    messages.error(request, text)
+def _refused(request: HttpRequest, exp: Experience, error: lifecycle.ExperienceError) -> None:
+    """One message. A draft's blockers are listed once, each with its fix, in the page's "What
+    blocks activation" card; elsewhere (resuming) the message lists them."""
+    if isinstance(error, lifecycle.ActivationError) and exp.status == Experience.Status.DRAFT:
+        count = len(error.problems)
+        messages.error(request, f"The experience cannot be activated yet: {count} "
+                       f"thing{'s' * (count > 1)} to fix, listed below.")
+        return
+    if isinstance(error, lifecycle.ActivationError):
+        messages.error(request, "The experience cannot run as it is: "
+                       + " ".join(p["message"] for p in error.problems))
+        return
+    messages.error(request, error.message)
 
 
 def _run(request: HttpRequest, exp: Experience, action: str) -> Experience:
@@ -339,7 +360,7 @@ def experience_action(request: HttpRequest, key: str, action: str) -> HttpRespon
     try:
         done = _run(request, exp, action)
     except lifecycle.ExperienceError as error:
-        _refused(request, error)
+        _refused(request, exp, error)
         return HttpResponseRedirect(target)
     done.refresh_from_db()  # the winner, not the one cached before the change
     note = f"{done.name} {DONE[action]}."
@@ -361,4 +382,22 @@ def experience_snapshot(request: HttpRequest, key: str) -> HttpResponse:
         messages.error(request, "The experience has not run yet: there is nothing to record.")
     else:
         messages.success(request, "Results recorded: the charts include this moment.")
+    return HttpResponseRedirect(reverse("experiences:detail", args=[exp.key]))
+
+
+@require_POST
+@strata_page("experiences.edit")
+def experience_reweight(request: HttpRequest, key: str) -> HttpResponse:
+    """Reweight a bandit now ("reweight now"); a refusal (too few visitors yet, not running)
+    is shown on the page with its reason and nothing changes."""
+    exp = _experience(request, key)
+    if exp is None:
+        return _not_found(request, key)
+    try:
+        outcome = reweight_now(exp, page_actor(request))
+    except lifecycle.ExperienceError as error:
+        _refused(request, exp, error)
+    else:
+        split = ", ".join(f"{k} {pct(v)}" for k, v in outcome.weights.items())
+        messages.success(request, f"Reweighted: {split}.")
     return HttpResponseRedirect(reverse("experiences:detail", args=[exp.key]))

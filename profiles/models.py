@@ -432,7 +432,10 @@ class ProfileEvent(AccountScopedModel):
     stream = models.CharField(max_length=STREAM_NAME_MAX)
     event = models.CharField(max_length=200, blank=True)
     at = models.DateTimeField()
-    properties = models.JSONField(default=dict)
+    properties = models.JSONField(default=dict)  # the event's mapped values, by field
+    # The event's own properties by key path, bounded (profiles.processing.event_properties):
+    # audience event conditions read them where no mapped value has the name. Never shown.
+    own_properties = models.JSONField(default=dict, db_default=models.Value({}, models.JSONField()))
 
     class Meta:
         ordering = ["-at", "-id"]

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import connection
 from django.db.models import Q, QuerySet
 
+from cdp_site.hooks import hooks
 from profiles.calculated import attributes as calculated
 from profiles.identifiers import matching_values
 from profiles.masking import PiiPolicy
@@ -41,6 +42,7 @@ from profiles.schema.compiled import live_schema
 
 if TYPE_CHECKING:
     from cdp_site.models import Account
+    from cdp_site.tenancy import Actor
 
 __all__ = [
     "PREFIX_MIN",
@@ -199,25 +201,34 @@ def profile_document_values(profile: Profile, policy: PiiPolicy,
 
 
 def profile_document(profile: Profile, policy: PiiPolicy, account: Account,
-                     catalog: dict[str, FieldInfo] | None = None) -> dict[str, Any]:
-    """The profile API's answer (PROTOCOLS.md §5), masked for the reader."""
+                     catalog: dict[str, FieldInfo] | None = None, *,
+                     actor: Actor | None = None) -> dict[str, Any]:
+    """The profile API's answer (PROTOCOLS.md §5), masked for the reader. With the reader
+    (``actor``), the apps above add what they know of the profile through
+    ``STRATA_PROFILE_DOCUMENT_HOOKS`` (its audiences, its experience assignments)."""
     catalog = field_catalog(account) if catalog is None else catalog
     grouped = identifiers_by_field(profile, catalog)
-    return {
+    merged = merged_profile_ids(profile)
+    document = {
         "id": profile.pk,
         "fields": profile_document_values(profile, policy, catalog),
         "identifiers": policy.identifiers(
             {name: [i.value for i in idents] for name, idents in grouped.items()}),
-        "audiences": [],  # audience membership arrives with the audiences app
+        "audiences": [],
+        "experiences": [],
         "calculated_attributes": calculated_values(profile, policy, account),
         "consents": consent_document(profile, account),
         "updated_at": profile.updated_at,
         "first_seen": profile.first_seen,
         "last_seen": profile.last_seen,
         "health": health(profile, account),
-        "merged_profile_ids": merged_profile_ids(profile),
+        "merged_profile_ids": merged,
         "pii_masked": policy.masking,
     }
+    if actor is not None:
+        for hook in hooks("STRATA_PROFILE_DOCUMENT_HOOKS"):
+            document.update(hook(actor, profile, merged))
+    return document
 
 
 def calculated_rows(profile: Profile, policy: PiiPolicy, account: Account

@@ -1,0 +1,1 @@
+"""The audiences API (DRF): CRUD, validate, estimate, members, for-profile."""

@@ -9,6 +9,8 @@ from rest_framework import serializers
 
 from audiences.editing import rule_text
 from audiences.models import Audience
+from cdp_site.api.serializers import ErrorSerializer  # noqa: F401 (re-exported: one component)
+from profiles.api.serializers import ProfileAudienceSerializer  # noqa: F401 (one component)
 
 
 class AudienceSerializer(serializers.ModelSerializer):
@@ -76,14 +78,34 @@ class MemberSerializer(serializers.Serializer):
         help_text="Field values, PII masked without pii.view.")
 
 
-class ProfileAudienceSerializer(serializers.Serializer):
-    slug = serializers.CharField()
-    name = serializers.CharField()
-    api_accessible = serializers.BooleanField()
-    since = serializers.DateTimeField(allow_null=True)
-
-
 def member_data(rows: list[Any], policy: Any) -> list[dict[str, Any]]:
     """Members as the reader may see them (``rows``: memberships with their profile)."""
     return [{"profile_id": m.profile_id, "since": m.since,
              "fields": policy.fields(m.profile.field_values or {})} for m in rows]
+
+
+class StepSerializer(serializers.Serializer):
+    path = serializers.CharField(help_text="The node's JSON path in the rule ($, and[1]…).")
+    kind = serializers.CharField(help_text="and | or | not | field | attribute | event | "
+                                 "audience | consent")
+    # a declared field, taken out of the class by DRF's metaclass (the stubs see Field.label)
+    label = serializers.CharField(help_text="The condition as text.")  # type: ignore[assignment]
+    result = serializers.BooleanField(help_text="The node's verdict for the profile.")
+    name = serializers.CharField(help_text="The field, attribute, event, audience or purpose.")
+    value = serializers.JSONField(allow_null=True, help_text="The profile's value for it (a "
+                                  "field's value, PII masked without pii.view; the number of "
+                                  "matching events; membership; consent).")
+    has_value = serializers.BooleanField()
+    children = serializers.ListField(child=serializers.DictField(),
+                                     help_text="and / or / not: their nodes, the same shape.")
+
+
+class ExplanationSerializer(serializers.Serializer):
+    audience = serializers.CharField()
+    profile_id = serializers.IntegerField()
+    as_of = serializers.DateTimeField()
+    member = serializers.BooleanField(help_text="Whether the profile is a stored member.")
+    since = serializers.DateTimeField(allow_null=True)
+    result = serializers.BooleanField(help_text="The rule's verdict now (the tree's root).")
+    text = serializers.CharField(help_text="The rule as FilterQL text.")
+    tree = StepSerializer()

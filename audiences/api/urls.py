@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from django.urls import include, path
-from rest_framework.routers import SimpleRouter
 
 from audiences.api import views
+from cdp_site.api.routers import OptionalSlashRouter
 
-router = SimpleRouter()  # paths end with a slash
+router = OptionalSlashRouter()  # with or without the trailing slash
 router.register("audiences", views.AudienceViewSet, basename="audience")
 
 urlpatterns = [path("", include(router.urls))]

@@ -18,6 +18,7 @@ from rest_framework.response import Response
 
 from audiences import editing, membership
 from audiences.api import serializers as s
+from audiences.explain import explain_profile, find_profile
 from audiences.models import Audience, AudienceMembership
 from audiences.rules import RuleError, TextProblem
 from cdp_site.api.errors import APIError
@@ -58,7 +59,7 @@ class AudienceViewSet(
     lookup_field = "slug"
     lookup_value_regex = r"[-a-zA-Z0-9_]+"
     action_permissions = {"members": "view", "size": "view", "validate": "view",
-                          "for_profile": "view", "compute": "edit"}
+                          "for_profile": "view", "compute": "edit", "explain": "view"}
 
     def scope_queryset(self, queryset: QuerySet) -> QuerySet:
         queryset = queryset.select_related("created_by")
@@ -119,11 +120,13 @@ class AudienceViewSet(
         editing.delete_audience(self.get_object(), self.actor)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(responses=s.MemberSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @extend_schema(parameters=PageWithoutCount.parameters(),
+                   responses=s.MemberSerializer(many=True))
+    @action(detail=True, methods=["get"], pagination_class=PageWithoutCount)
     def members(self, request: Request, slug: str | None = None) -> Response:
-        """Current members, by profile id (``limit``/``offset``; ``next`` when there are
-        more), with their field values; PII masked without ``pii.view``."""
+        """Current members, by profile id (``limit`` up to 200, a larger one capped: the
+        answer's ``limit`` says the page size used; ``offset``; ``next`` when there are more),
+        with their field values; PII masked without ``pii.view``."""
         audience = self.get_object()
         rows = (AudienceMembership.objects.for_account(self.actor.account)
                 .filter(audience=audience).select_related("profile").order_by("profile_id"))
@@ -131,6 +134,37 @@ class AudienceViewSet(
         page = paginator.paginate_queryset(rows, request, self)
         return paginator.get_paginated_response(
             s.member_data(page, policy_for_actor(self.actor)))
+
+    @extend_schema(
+        parameters=[OpenApiParameter(
+            "profile", str, required=True,
+            description="A profile id (123 or #123) or any identifier's exact value.")],
+        responses={200: s.ExplanationSerializer, 400: s.ErrorSerializer,
+                   404: s.ErrorSerializer, 409: s.ErrorSerializer})
+    @action(detail=True, methods=["get"])
+    def explain(self, request: Request, slug: str | None = None) -> Response:
+        """Why the profile is in the audience or not: the rule's tree with, at every node, the
+        profile's value (PII masked without ``pii.view``) and the node's verdict, as the
+        "Why?" page shows it; ``member`` is the stored membership, ``result`` the rule now."""
+        audience = self.get_object()
+        q = (request.query_params.get("profile") or "").strip()
+        if not q:
+            raise APIError("missing_profile", "Name the profile: ?profile=<id or identifier "
+                           "value>.")
+        profile = find_profile(self.actor.account, q[:256])
+        if profile is None:
+            raise APIError("profile_not_found", "No profile has this id or identifier value.",
+                           status.HTTP_404_NOT_FOUND)
+        found = explain_profile(audience, profile, policy_for_actor(self.actor))
+        if found["step"] is None:
+            raise APIError("invalid_rule", f"The audience's rule no longer compiles: "
+                           f"{found['error']}", status.HTTP_409_CONFLICT)
+        step = found["step"]
+        return Response({
+            "audience": audience.slug, "profile_id": profile.pk, "as_of": found["now"],
+            "member": found["stored"] is not None, "since": found["stored"],
+            "result": step.result, "text": editing.rule_text(audience.rule),
+            "tree": step.as_dict()})
 
     @extend_schema(parameters=[OpenApiParameter("limit", int, default=500)],
                    responses=s.SizeSerializer)
@@ -164,7 +198,7 @@ class AudienceViewSet(
         data = serializer.validated_data
         rule = editing.rule_from_input(data.get("rule"), data.get("text"))
         account = self.actor.account
-        membership.check_rule(account, rule, slug=data.get("slug"))
+        membership.check_rule(account, rule, slug=data.get("slug"), actor=self.actor)
         size = membership.estimate_size(account, rule)
         return Response({"valid": True, "rule": rule, "text": editing.rule_text(rule),
                          "estimated_size": size})
@@ -176,16 +210,8 @@ class AudienceViewSet(
         account = self.actor.account
         if not Profile.objects.for_account(account).filter(pk=int(profile_id)).exists():
             raise APIError("not_found", "No such profile.", status.HTTP_404_NOT_FOUND)
-        audiences = membership.profile_audiences(account.pk, int(profile_id))
-        since = dict(AudienceMembership.objects.filter(
-            audience__in=audiences, profile_id__in=_survivor_ids(account.pk, int(profile_id)))
-            .values_list("audience_id", "since"))
-        return Response({"profile_id": int(profile_id), "results": [
-            {"slug": a.slug, "name": a.name, "api_accessible": a.api_accessible,
-             "since": since.get(a.pk)} for a in audiences]})
+        return Response({"profile_id": int(profile_id),
+                         "results": membership.profile_audience_rows(account.pk,
+                                                                     int(profile_id))})
 
 
-def _survivor_ids(account_id: int, profile_id: int) -> list[int]:
-    survivor = (Profile.objects.filter(account_id=account_id, pk=profile_id)
-                .values_list("merged_into_id", flat=True).first())
-    return [survivor or profile_id]

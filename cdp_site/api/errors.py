@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.csrf import csrf_failure as django_csrf_failure
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -60,8 +62,28 @@ def json_error(code: str, message: str, status_code: int) -> JsonResponse:
     return JsonResponse({"code": code, "message": message}, status=status_code)
 
 
+# Paths whose answers are JSON, errors included (the management, collection and decision APIs).
+API_PREFIXES = ("/api/", "/v1/", "/collect/", "/ofrep/", "/personalize/")
+
+
+def is_api_path(path: str) -> bool:
+    return path.startswith(API_PREFIXES)
+
+
+@csrf_exempt  # the catch-all of /api/: an unknown path is 404 whatever the method
 def not_found_view(request: Any, exception: Exception | None = None) -> JsonResponse:
     return json_error("not_found", "Not found.", status.HTTP_404_NOT_FOUND)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """settings.CSRF_FAILURE_VIEW: a session client's write without its CSRF token is a JSON
+    403 under the API (pages keep Django's HTML page)."""
+    if is_api_path(request.path):
+        return json_error(
+            "csrf_failed", f"CSRF verification failed: {reason} Send the csrftoken cookie's "
+            "value in the X-CSRFToken header, or use an access token.", 403,
+        )
+    return django_csrf_failure(request, reason)
 
 
 def server_error_view(request: Any) -> JsonResponse:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from django.urls import include, path
-from rest_framework.routers import SimpleRouter
 
+from cdp_site.api.routers import OptionalSlashRouter
 from experiences.api import views
 
-router = SimpleRouter()  # paths end with a slash
+router = OptionalSlashRouter()  # with or without the trailing slash
 router.register("experiences", views.ExperienceViewSet, basename="experience")
 router.register("goals", views.GoalViewSet, basename="goal")
 

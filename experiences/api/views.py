@@ -12,20 +12,42 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
-from drf_spectacular.utils import extend_schema
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from cdp_site.api.errors import APIError
 from cdp_site.api.viewsets import AccountScopedViewSet
-from experiences import lifecycle
+from experiences import lifecycle, report
 from experiences.api import serializers as s
+from experiences.bandit_schedule import reweight_now, schedule_status
 from experiences.models import Experience, ExperienceGoal, Goal, Variant
 
 EXPERIENCE_KEY = r"[A-Za-z0-9][A-Za-z0-9_.:-]*"
 REFUSED = {400: s.ExperienceRefusalSerializer, 409: s.ExperienceRefusalSerializer}
+MAX_PHASE = 1_000_000
+PHASE_PARAMETER = OpenApiParameter(
+    "phase", int, description="The phase number (default: the current phase); 400 "
+    "invalid_phase if not a positive number, 404 no_results if the experience has no such "
+    "phase or never ran.")
+
+
+class CSVRenderer(BaseRenderer):
+    """Lets a client ask for ``Accept: text/csv``; the CSV itself is built by the view (an
+    error is answered as JSON text)."""
+
+    media_type = "text/csv"
+    format = "csv"
+
+    def render(self, data: Any, accepted_media_type: str | None = None,
+               renderer_context: Any = None) -> bytes:
+        return JSONRenderer().render(data)
 
 
 class LifecycleRefusals(APIView):
@@ -57,7 +79,8 @@ class ExperienceViewSet(
     lookup_value_regex = EXPERIENCE_KEY
     action_permissions = {
         "activate": "edit", "pause": "edit", "resume": "edit", "complete": "edit",
-        "split": "edit", "phases": "view", "check": "view",
+        "split": "edit", "phases": "view", "check": "view", "results": "view",
+        "results_csv": "view", "reweight": "edit",
     }
 
     def scope_queryset(self, queryset: QuerySet) -> QuerySet:
@@ -163,6 +186,56 @@ class ExperienceViewSet(
         """Whether it could run as it is, and every problem if not."""
         problems = lifecycle.activation_problems(self.get_object())
         return Response({"ready": not problems, "problems": problems})
+
+
+    def _report(self, request: Request) -> dict[str, Any]:
+        exp = self.get_object()
+        raw = request.query_params.get("phase", "")
+        number = None
+        if raw:
+            if not raw.isdigit() or not 0 < int(raw) <= MAX_PHASE:
+                raise APIError("invalid_phase", "phase is a phase number (1, 2, …).")
+            number = int(raw)
+        found = report.results_report(exp, number)
+        if found is None:
+            raise APIError("no_results", f"The experience has no phase {raw}." if number else
+                           "The experience has not run yet: there are no results.", 404)
+        return found
+
+    @extend_schema(parameters=[PHASE_PARAMETER],
+                   responses={200: s.ResultsSerializer, 400: s.ErrorSerializer,
+                              404: s.ErrorSerializer})
+    @action(detail=True, methods=["get"])
+    def results(self, request: Request, key: str | None = None) -> Response:
+        """The results of one phase (the current one by default), as the results page shows
+        them at full precision: per variant visitors, impressions, conversions, rate,
+        comparisons against control; per goal the same; SRM, the winner suggestion,
+        data-quality warnings, ``as_of`` and the engine's settings."""
+        return Response(self._report(request))
+
+    @extend_schema(parameters=[PHASE_PARAMETER],
+                   responses={(200, "text/csv"): OpenApiTypes.STR, 400: s.ErrorSerializer,
+                              404: s.ErrorSerializer})
+    @action(detail=True, methods=["get"], url_path="results/csv",
+            renderer_classes=[JSONRenderer, CSVRenderer])
+    def results_csv(self, request: Request, key: str | None = None) -> HttpResponse:
+        """The same results as CSV: one row per goal and variant (a download)."""
+        found = self._report(request)
+        response = HttpResponse(report.results_csv(found), content_type="text/csv; charset=utf-8")
+        name = f"{found['experience']}-phase-{found['phase']}-results.csv"
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response
+
+    @extend_schema(request=None, responses={200: s.ReweightSerializer, 409: REFUSED[409]})
+    @action(detail=True, methods=["post"])
+    def reweight(self, request: Request, key: str | None = None) -> Response:
+        """A bandit: recompute its weights now, whatever its burn-in and interval. Refused
+        (409) with ``too_few_visitors`` until every variant has 100 visitors who saw it,
+        ``not_running`` unless active, ``not_a_bandit`` for other experiences."""
+        exp = self.get_object()
+        outcome = reweight_now(exp, self.actor)
+        return Response({"reason": outcome.reason, "weights": outcome.weights,
+                         "arms": outcome.arms, "bandit": schedule_status(exp)})
 
 
 class GoalViewSet(

@@ -5,7 +5,7 @@ trailing slash."""
 
 from __future__ import annotations
 
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from experiences.decisions import personalize, views
 
@@ -17,7 +17,7 @@ personalize_patterns = [
 ]
 
 urlpatterns = [
-    path("api/v1/decide", views.decide_view, name="decide"),
+    re_path(r"^api/v1/decide/?$", views.decide_view, name="decide"),
     path("ofrep/v1/evaluate/flags", views.ofrep_bulk, name="ofrep-bulk"),
     path("ofrep/v1/evaluate/flags/<path:key>", views.ofrep_flag, name="ofrep-flag"),
     path("personalize/", include(personalize_patterns)),

@@ -20,6 +20,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from cdp_site.access import check_write_key_cached
+from cdp_site.text import NUL_MESSAGE, contains_nul
 from cdp_site.write_keys import KEY_PROBLEMS, presented_write_key
 from experiences.config import AccountConfig, active_config
 from experiences.decide import Decision, VisitorDecision, decide_with_config
@@ -79,6 +80,12 @@ def _body(request: HttpRequest) -> Any:
     if not isinstance(body, dict):
         raise BadRequest("PARSE_ERROR", "invalid_body", "The body must be a JSON object.")
     return body
+
+
+def _no_nul(body: dict[str, Any]) -> None:
+    """PostgreSQL holds no NUL: a uid or identifier with one would fail in the query."""
+    if contains_nul(body):
+        raise BadRequest("INVALID_CONTEXT", "invalid_text", NUL_MESSAGE)
 
 
 def _account(request: HttpRequest, body: Any) -> tuple[int | None, HttpResponse | None]:
@@ -171,6 +178,7 @@ def decide_view(request: HttpRequest) -> HttpResponse:
         return refused
     assert account_id is not None
     try:
+        _no_nul(body)
         uid = _uid(body.get("uid"), "INVALID_CONTEXT", "uid")
         identifiers = _identifiers(body.get("identifiers"))
         attributes = _attributes(body.get("attributes"))
@@ -244,6 +252,7 @@ def _ofrep(request: HttpRequest, failure: Callable[[BadRequest], HttpResponse],
         return refused
     assert account_id is not None
     try:
+        _no_nul(body)
         return account_id, _context(body)
     except BadRequest as bad:
         return failure(bad)

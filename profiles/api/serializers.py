@@ -28,6 +28,25 @@ class ConsentSerializer(serializers.Serializer):
     at = serializers.DateTimeField(help_text="Time of the event that made the choice.")
 
 
+class ProfileAudienceSerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    name = serializers.CharField()
+    api_accessible = serializers.BooleanField()
+    since = serializers.DateTimeField(allow_null=True, help_text="When it joined.")
+
+
+class ProfileAssignmentSerializer(serializers.Serializer):
+    experience = serializers.CharField(help_text="The experience key.")
+    experience_uid = serializers.CharField()
+    name = serializers.CharField()
+    status = serializers.CharField()
+    variant = serializers.CharField(help_text="The variant key it was given.")
+    variant_uid = serializers.CharField()
+    phase = serializers.IntegerField(help_text="The phase it was assigned in.")
+    current_phase = serializers.BooleanField()
+    assigned_at = serializers.DateTimeField()
+
+
 class ProfileSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     # DRF's metaclass takes declared fields out of the class: this does not replace
@@ -37,8 +56,12 @@ class ProfileSerializer(serializers.Serializer):
     identifiers = serializers.DictField(
         child=serializers.ListField(child=serializers.CharField()),
         help_text=f"Active identifier values by field, most recently seen first. {MASK_NOTE}")
-    audiences = serializers.ListField(child=serializers.CharField(),
-                                      help_text="Audience memberships (none until audiences).")
+    audiences = ProfileAudienceSerializer(
+        many=True, help_text="The audiences the profile is in now: the API-accessible ones, "
+        "or every one for a reader with audiences.view.")
+    experiences = ProfileAssignmentSerializer(
+        many=True, help_text="Its experience assignments (its own, merged profiles' and its "
+        "identifiers' as visitor keys), one per experience, the latest first.")
     updated_at = serializers.DateTimeField()
     first_seen = serializers.DateTimeField()
     last_seen = serializers.DateTimeField()

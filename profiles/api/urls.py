@@ -3,7 +3,7 @@
 Field names never start with a digit (profiles.schema.checks.FIELD_NAME), so ``/profiles/42/events``
 is always a profile's timeline and never the identifier ``events`` of a field ``42``. The
 value of ``/profiles/{field}/{value}`` is the rest of the path, taken exactly as sent
-(percent-encoded; it may hold slashes)."""
+(percent-encoded; it may hold slashes and line breaks: ``a%0Ab``)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,6 @@ urlpatterns = [
             name="profile-events"),
     re_path(r"^profiles/(?P<pk>[0-9]{1,18})/identity/?$", views.ProfileIdentityView.as_view(),
             name="profile-identity"),
-    re_path(rf"^profiles/{FIELD}/(?P<value>.+)$", views.ProfileByIdentifierView.as_view(),
+    re_path(rf"^profiles/{FIELD}/(?P<value>[\s\S]+)$", views.ProfileByIdentifierView.as_view(),
             name="profile-by-identifier"),
 ]

@@ -33,7 +33,8 @@ IDENTITY_MAX = 1000
 class PageWithoutCount(LimitOffsetPagination):
     """limit/offset pages that never count the whole set (an account may hold millions of
     profiles, a profile millions of events): one row more than the page says whether there is
-    a next one."""
+    a next one. A ``limit`` above ``max_limit`` is capped (and one that is not a positive
+    number gives the default): the answer's ``limit`` says the page size used."""
 
     default_limit = 25
     max_limit = 200
@@ -62,14 +63,26 @@ class PageWithoutCount(LimitOffsetPagination):
         return replace_query_param(url, self.offset_query_param, self.offset + self.limit)
 
     def get_paginated_response(self, data: Any) -> Response:
-        return Response({"next": self.get_next_link(), "previous": self.get_previous_link(),
-                         "results": data})
+        return Response({"limit": self.limit, "next": self.get_next_link(),
+                         "previous": self.get_previous_link(), "results": data})
+
+    @classmethod
+    def parameters(cls) -> list[OpenApiParameter]:
+        """``limit`` and ``offset`` as the schema documents them (the cap included)."""
+        return [
+            OpenApiParameter("limit", {"type": "integer", "minimum": 1,
+                                       "maximum": cls.max_limit}, default=cls.default_limit,
+                             description=f"Page size, at most {cls.max_limit}: a larger "
+                             "limit is capped, and the answer's limit says the size used."),
+            OpenApiParameter("offset", {"type": "integer", "minimum": 0}, default=0)]
 
     def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
         return {
             "type": "object",
-            "required": ["results"],
+            "required": ["limit", "results"],
             "properties": {
+                "limit": {"type": "integer", "description": "The page size used (a larger "
+                          f"limit asked for is capped at {self.max_limit})."},
                 "next": {"type": "string", "nullable": True, "format": "uri"},
                 "previous": {"type": "string", "nullable": True, "format": "uri"},
                 "results": schema,
@@ -111,8 +124,7 @@ class ProfileSearchView(ProfileView):
                 f"{select.PREFIX_MIN} characters also a prefix match (with pii.view for PII "
                 "fields). Empty: the most recently seen profiles.")),
             OpenApiParameter("field", str, description="Only this identifier field."),
-            OpenApiParameter("limit", int, default=PageWithoutCount.default_limit),
-            OpenApiParameter("offset", int, default=0),
+            *PageWithoutCount.parameters(),
         ],
         responses=s.ProfileSummarySerializer(many=True),
     )
@@ -133,7 +145,8 @@ class ProfileByIdentifierView(ProfileView):
     def get(self, request: Request, field: str, value: str) -> Response:
         """A profile by any identifier value (``/profiles/email/ann@example.com``)."""
         profile = self.by_identifier(field, value)
-        return Response(select.profile_document(profile, self.policy(), self.actor.account))
+        return Response(select.profile_document(profile, self.policy(), self.actor.account,
+                                                 actor=self.actor))
 
     @extend_schema(operation_id="profiles_update", request=s.ProfileWriteSerializer,
                    responses={202: s.ProfileWriteResultSerializer})
@@ -179,7 +192,8 @@ class ProfileByIdView(ProfileView):
     def get(self, request: Request, pk: int) -> Response:
         """A profile by id; the id of a profile merged into another gives the survivor."""
         profile = self.by_id(pk)
-        return Response(select.profile_document(profile, self.policy(), self.actor.account))
+        return Response(select.profile_document(profile, self.policy(), self.actor.account,
+                                                 actor=self.actor))
 
 
 class ProfileEventsView(ProfileView):
@@ -187,8 +201,7 @@ class ProfileEventsView(ProfileView):
 
     @extend_schema(
         operation_id="profiles_events",
-        parameters=[OpenApiParameter("limit", int, default=PageWithoutCount.default_limit),
-                    OpenApiParameter("offset", int, default=0)],
+        parameters=PageWithoutCount.parameters(),
         responses=s.ProfileEventSerializer(many=True),
     )
     def get(self, request: Request, pk: int) -> Response:

@@ -120,17 +120,28 @@ def usage_report(account: Account, *, months: int = 3, now: datetime | None = No
     this_month = month_start(now)
     streams = (counts.filter(hour__gte=this_month).order_by().values("stream")
                .annotate(n=Sum("events")).values_list("stream", "n"))
+    used = per_month[f"{this_month:%Y-%m}"]
+    notices = AccountNotice.objects.for_account(account).filter(resolved_at__isnull=True)
     return UsageReport(
         quota=account.monthly_event_quota,
         month_start=this_month,
         resets_at=next_month_start(now),
-        events_this_month=per_month[f"{this_month:%Y-%m}"],
+        events_this_month=used,
         months=list(per_month.items()),
         days=days,
         streams=sorted(((s, int(n)) for s, n in streams), key=lambda item: (-item[1], item[0])),
-        notices=list(AccountNotice.objects.for_account(account).filter(resolved_at__isnull=True)
-                     .order_by("-created_at", "-id")[:20]),
+        notices=[n for n in notices.order_by("-created_at", "-id")[:20]
+                 if still_true(n, account.monthly_event_quota, used, this_month)],
     )
+
+
+def still_true(notice: Any, quota: int | None, used: int, this_month: datetime) -> bool:
+    """A "quota reached" notice holds only for its month, while a quota is set and used up:
+    the page must not say "quota reached" beside "no limit" once an Admin lifts it."""
+    if not notice.kind.startswith("quota_reached:"):
+        return True
+    return (notice.kind == f"quota_reached:{this_month:%Y-%m}" and bool(quota)
+            and used >= int(quota or 0))
 
 
 def resolve_notice(notice: Any, now: datetime | None = None) -> Any:

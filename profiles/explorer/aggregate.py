@@ -58,6 +58,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import connection, transaction
 
+from profiles.schema.key_usage import recompute_live_key_usage
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
@@ -750,6 +752,7 @@ def _write_keys(cursor: Any, keys: dict[tuple[int, str, str], KeySummary]) -> No
         return
     stored = _stored_keys(cursor, keys)
     new_streams = {(a, s) for (a, s, p) in keys if (a, s, p) not in stored}
+    new_accounts: set[int] = set()
     room = _room_for_new_keys(cursor, new_streams) if new_streams else {}
     rows: list[tuple[Any, ...]] = []
     for ident, summary in keys.items():
@@ -759,6 +762,7 @@ def _write_keys(cursor: Any, keys: dict[tuple[int, str, str], KeySummary]) -> No
             if room[stream_key] <= 0:
                 continue  # the stream has as many keys as we track; new ones are not kept
             room[stream_key] -= 1
+            new_accounts.add(ident[0])
             merged = summary
         else:
             merged = summary.merge_older(older)
@@ -792,6 +796,8 @@ def _write_keys(cursor: Any, keys: dict[tuple[int, str, str], KeySummary]) -> No
         """,
         columns,
     )
+    if new_accounts:  # new keys start at 0 uses: count them against the live schema now
+        recompute_live_key_usage(new_accounts)
 
 
 # Blocked events: failed events refused by a tracking plan in ``block`` mode.

@@ -9,14 +9,14 @@ stats and indexed slices, never whole raw tables.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.db.models import Sum
 from django.utils import timezone
 
-from cdp_site.health import worker_status
+from cdp_site.health import PROCESSOR_HEARTBEAT, serve_status, worker_status
 from profiles.models import FailedEvent, ProcessingStat, Profile, Stream, StreamHourlyCount
 from profiles.processing.pipeline import ProcessingStatus, processing_status
 
@@ -39,6 +39,16 @@ class Dashboard:
     events_last_hour: int
     throughput: list[tuple[datetime, int]]  # (minute, events processed), oldest first
     worker: dict[str, Any]
+    processor: dict[str, Any] = field(default_factory=dict)  # the event processor's heartbeat
+    processes: dict[str, Any] = field(default_factory=dict)  # manage.py serve's children
+    # The same two windows for both measures (issue 15: "1,806 events in 24 h" beside "12,290
+    # processed in the last hour" read as a contradiction; demo and imported events arrive
+    # with older timestamps, so what was received in a window and what was processed in it
+    # differ). Received counts are hourly: "since" is where the counted hours start.
+    processed_24h: int = 0
+    received_since: datetime | None = None  # the start of the 24 h window's first hour
+    received_last_hour: int = 0
+    received_last_hour_since: datetime | None = None
 
 
 def human_duration(seconds: float) -> str:
@@ -72,8 +82,13 @@ def dashboard(account: Account, now: datetime | None = None) -> Dashboard:
     now = now or timezone.now()
     since = now - timedelta(hours=24)
     hour = since.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    events = (StreamHourlyCount.objects.for_account(account).filter(hour__gte=hour)
-              .aggregate(n=Sum("events"))["n"] or 0)
+    hourly = StreamHourlyCount.objects.for_account(account)
+    events = hourly.filter(hour__gte=hour).aggregate(n=Sum("events"))["n"] or 0
+    recent = (now - timedelta(hours=1)).astimezone(UTC).replace(minute=0, second=0,
+                                                                microsecond=0)
+    received_recently = hourly.filter(hour__gte=recent).aggregate(n=Sum("events"))["n"] or 0
+    processed = (ProcessingStat.objects.for_account(account)
+                 .filter(minute__gt=now - timedelta(hours=24)).aggregate(n=Sum("events"))["n"])
     status = processing_status(account, now=now)
     series = throughput_series(account, now)
     last_hour = sum(n for _m, n in series)
@@ -89,6 +104,12 @@ def dashboard(account: Account, now: datetime | None = None) -> Dashboard:
         events_last_hour=last_hour,
         throughput=series,
         worker=worker_status(),
+        processor=worker_status(PROCESSOR_HEARTBEAT),
+        processes=(serve_status() or {}).get("children", {}),
+        processed_24h=int(processed or 0),
+        received_since=hour,
+        received_last_hour=int(received_recently),
+        received_last_hour_since=recent,
     )
 
 

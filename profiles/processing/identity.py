@@ -9,14 +9,23 @@ way. Then:
    holding it.
 2. Each further identifier: owned by the anchor, nothing to do; owned by another profile q, q
    and the anchor merge unless the merged profile would hold two values of a field with
-   capacity 1, or more than T identifiers (the account's ``max_identifiers_per_profile``):
-   then it is a conflict, nothing merges, the identifier stays with q and both profiles count
-   it. Owned by no one: it attaches to the anchor, unless the anchor already holds a value of
-   that field and the field's capacity is 1 (a conflict counted on the anchor).
-   After attaching or merging, a field holding more values than its capacity, or a profile
-   holding more than T identifiers, drops the oldest-seen values of fields with capacity > 1
-   from lookups (compaction, recorded).
-3. The event's data goes to the anchor.
+   capacity 1, or more than T identifiers (the account's ``max_identifiers_per_profile``) of
+   the fields compaction never drops (every field but the weakest-ranked one): then it is a
+   conflict, nothing merges, the identifier stays with q and both profiles count it. Owned by
+   no one: it attaches to the anchor, unless the anchor already holds a value of that field
+   and the field's capacity is 1 (a conflict counted on the anchor).
+   After attaching or merging, a field holding more values than its capacity drops its
+   oldest-seen values, and a profile holding more than T identifiers drops the oldest-seen
+   values of the weakest-ranked field (compaction, recorded): a merge compacts as attaching
+   does, so an anonymous visitor with a full set of cookies can still sign in. The
+   weakest-ranked field is the identifier field of the highest rank number among those of
+   capacity > 1 (several, when they share that rank). Only when that is not enough (a strong
+   identifier attached to a profile whose strong identifiers fill T) do the attached field's
+   own oldest values go, or those of the other fields of capacity > 1.
+3. The event's data goes to the anchor, except the values of identifier fields the anchor does
+   not own after step 2 (``EventIdentifiers.refused``: owned by another profile, or left
+   unattached by a conflict): a shared device's cookie is not copied into every profile that
+   used the device.
 4. The older profile (created first: the lower id) survives a merge; the other keeps its row
    with ``merged_into`` pointing at the survivor. A profile created for an event's first
    identifier that merges into an older one within that same event never gets a row: it is
@@ -40,6 +49,7 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -47,6 +57,7 @@ import psycopg
 from django.db import connection
 from psycopg.types.datetime import TimestamptzLoader
 
+from cdp_site.db import live_connection
 from profiles.models import Identifier, IdentityLog, Profile
 
 if TYPE_CHECKING:
@@ -106,6 +117,8 @@ class EventIdentifiers:
     raw_event_id: int
     at: datetime
     identifiers: list[tuple[int, str, str]]  # (rank, field, value), valid values only
+    # set by ``IdentityGraph.resolve``: the identifiers its profile does not own (rule 3)
+    refused: set[Key] = field(default_factory=set)
 
     def ordered(self) -> list[Key]:
         """Strongest first: rank, then field name, then value; each key once."""
@@ -153,6 +166,7 @@ class IdentityGraph:
 
     capacities: dict[str, int]  # identifier field -> capacity (absent: no limit)
     max_identifiers: int
+    ranks: dict[str, int] = field(default_factory=dict)  # identifier field -> rank
     owner: dict[Key, Ident] = field(default_factory=dict)
     holdings: dict[int, dict[str, set[str]]] = field(default_factory=dict)
     survivor: dict[int, int] = field(default_factory=dict)  # merged-away key -> survivor key
@@ -164,6 +178,7 @@ class IdentityGraph:
     compactions: Counter[int] = field(default_factory=Counter)
     born_at: dict[int, datetime] = field(default_factory=dict)  # new key -> its event's time
     _next_key: int = -1
+    _seen_now: frozenset[Key] = frozenset()  # the identifiers of the event being resolved
 
     # -- state helpers -----------------------------------------------------------------------
 
@@ -188,6 +203,28 @@ class IdentityGraph:
 
     def count(self, key: int) -> int:
         return sum(len(values) for values in self.holdings.get(key, {}).values())
+
+    def _multi(self, name: str) -> bool:
+        """Whether a field may hold several values (compaction only ever drops those)."""
+        return self.capacities.get(name, 2) > 1
+
+    @cached_property
+    def weakest(self) -> frozenset[str]:
+        """The weakest-ranked identifier fields: of those with capacity > 1, the ones with the
+        highest rank number (the cookie). A profile past T drops their oldest values first,
+        and a merge is refused only when the other fields alone pass T. Without ranks (a
+        graph built without a schema), every field of capacity > 1."""
+        multi = [n for n in self.ranks if self._multi(n)]
+        if not multi:
+            return frozenset(n for n in self.capacities if self._multi(n))
+        worst = max(self.ranks[n] for n in multi)
+        return frozenset(n for n in multi if self.ranks[n] == worst)
+
+    def kept_count(self, key: int) -> int:
+        """How many identifiers a profile holds of the fields compaction never drops."""
+        weakest = self.weakest
+        return sum(len(values) for name, values in self.holdings.get(key, {}).items()
+                   if name not in weakest)
 
     @staticmethod
     def _age(key: int) -> tuple[int, int]:
@@ -223,6 +260,7 @@ class IdentityGraph:
         if not keys:
             return None
         at, raw_id = event.at, event.raw_event_id
+        self._seen_now = frozenset(keys)
         first = self.owner.get(keys[0])
         born: int | None = None
         if first is None:
@@ -231,6 +269,7 @@ class IdentityGraph:
         else:
             anchor = first.profile
             self._touch(first, at)
+        refused: list[Key] = []
         for name, value in keys[1:]:
             ident = self.owner.get((name, value))
             if ident is not None and ident.profile == anchor:
@@ -241,6 +280,7 @@ class IdentityGraph:
                 reason = self._merge_refusal(anchor, other)
                 if reason:
                     self._conflict(anchor, other, raw_id, name, value, reason)
+                    refused.append((name, value))
                     continue
                 silent = (anchor == born and not self.conflicts.get(born)
                           and not self.compactions.get(born))
@@ -252,9 +292,13 @@ class IdentityGraph:
             if cap == 1 and self.holdings.get(anchor, {}).get(name):
                 self._conflict(anchor, None, raw_id, name, value,
                                f"the profile already holds another {name}")
+                refused.append((name, value))
                 continue
             self._attach(anchor, name, value, at)
             self._compact_fields(anchor, raw_id, name)
+        if refused:  # a later merge of this event may have brought a refused one's owner in
+            event.refused = {k for k in refused
+                             if (owner := self.owner.get(k)) is None or owner.profile != anchor}
         return anchor
 
     def _merge_refusal(self, a: int, b: int) -> str:
@@ -262,10 +306,11 @@ class IdentityGraph:
         for name in sorted(set(held_a) & set(held_b)):
             if self.capacities.get(name) == 1 and held_a[name] and held_b[name]:
                 return f"both profiles hold a {name}"
-        total = self.count(a) + self.count(b)
-        if total > self.max_identifiers:
-            return (f"the merged profile would hold {total} identifiers (the limit is "
-                    f"{self.max_identifiers})")
+        kept = self.kept_count(a) + self.kept_count(b)
+        if kept > self.max_identifiers:
+            weakest = ", ".join(sorted(self.weakest)) or "none"
+            return (f"the merged profile would hold {kept} identifiers besides those "
+                    f"compaction may drop ({weakest}); the limit is {self.max_identifiers}")
         return ""
 
     def _conflict(self, anchor: int, other: int | None, raw_id: int, name: str, value: str,
@@ -305,21 +350,27 @@ class IdentityGraph:
             if cap is not None and cap > 1 and len(held[name]) > cap:
                 self._drop_oldest(key, [name], len(held[name]) - cap, raw_id,
                                   f"more than {cap} values of {name}")
+        reason = f"more than {self.max_identifiers} identifiers"
+        weakest = self.weakest
         excess = self.count(key) - self.max_identifiers
         if excess > 0:
-            if attached is not None and self.capacities.get(attached, 2) > 1:
+            self._drop_oldest(key, sorted(weakest & set(held)), excess, raw_id, reason)
+            excess = self.count(key) - self.max_identifiers
+        if excess > 0:  # the strong identifiers alone fill T: a strong one was attached
+            if attached is not None and self._multi(attached):
                 fields = [attached]
             else:
-                fields = [n for n in held if self.capacities.get(n, 2) > 1]
-            self._drop_oldest(key, fields, excess, raw_id,
-                              f"more than {self.max_identifiers} identifiers")
+                fields = sorted(n for n in held if self._multi(n))
+            self._drop_oldest(key, fields, excess, raw_id, reason)
 
     def _drop_oldest(self, key: int, fields: list[str], n: int, raw_id: int, reason: str
                      ) -> None:
         held = self.holdings[key]
+        # the event's own identifiers are seen now, whatever LAST_SEEN_STEP left in last_seen
+        now = self._seen_now
         candidates = sorted(
             (self.owner[(name, v)] for name in fields for v in held.get(name, ())),
-            key=lambda i: (i.last_seen, i.field, i.value),
+            key=lambda i: ((i.field, i.value) in now, i.last_seen, i.field, i.value),
         )
         for ident in candidates[:n]:
             held[ident.field].discard(ident.value)
@@ -343,8 +394,8 @@ def db_cursor() -> Iterator[psycopg.Cursor[Any]]:
     server-side, and timestamps loaded by psycopg's C loader (Django's own loader, which
     re-applies the time zone in Python, costs several microseconds a value). jsonb comes back
     as text, as Django configures it."""
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+    raw = live_connection()  # outside a transaction, a connection the server ended is replaced
+    with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
         cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
         yield cursor
 
@@ -435,10 +486,11 @@ def identifiers_of(account_id: int, profiles: Iterable[int]) -> list[Ident]:
 
 
 def load_graph(account_id: int, keys: Iterable[Key], capacities: dict[str, int],
-               max_identifiers: int) -> IdentityGraph:
+               max_identifiers: int, ranks: dict[str, int] | None = None) -> IdentityGraph:
     """A graph holding every active identifier among ``keys`` and every active identifier of
     the profiles owning them (two queries)."""
-    graph = IdentityGraph(capacities=capacities, max_identifiers=max_identifiers)
+    graph = IdentityGraph(capacities=capacities, max_identifiers=max_identifiers,
+                          ranks=dict(ranks or {}))
     owners = probe_keys(account_id, set(keys))
     for ident in identifiers_of(account_id, owners.values()):
         graph.add_loaded(ident)

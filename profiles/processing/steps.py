@@ -35,6 +35,7 @@ from profiles.processing.batch import (
     RetryBatch,
     unordered,
 )
+from profiles.processing.event_properties import own_properties
 from profiles.processing.identity import (
     EventIdentifiers,
     IdentityGraph,
@@ -160,13 +161,19 @@ def identify(batch: Batch) -> None:
     events = _identified_events(batch)
     if schema is None or not events:
         return
-    capacities = {n: f.identifier_capacity for n, f in schema.identifiers.items()}
-    graph = IdentityGraph(capacities=capacities, max_identifiers=batch.max_identifiers)
+    identifier_fields = schema.identifiers
+    graph = IdentityGraph(
+        capacities={n: f.identifier_capacity for n, f in identifier_fields.items()},
+        max_identifiers=batch.max_identifiers,
+        ranks={n: f.identifier_rank for n, f in identifier_fields.items()
+               if f.identifier_rank is not None})
     prepared = batch.prepared if batch.prepared is not None else Prepared(_keys(events))
     rows = _bring_up_to_date(batch.account_id, prepared, graph)
     for ev in events:
-        ev.profile_key = graph.resolve(EventIdentifiers(ev.raw_event_id, ev.at,
-                                                        ev.identifiers))
+        resolved = EventIdentifiers(ev.raw_event_id, ev.at, ev.identifiers)
+        ev.profile_key = graph.resolve(resolved)
+        if resolved.refused:
+            _drop_refused_values(ev, resolved.refused, schema.fields)
     new_ids = allocate_profile_ids(len(graph.new_profiles))
     ids = _profile_ids(graph, new_ids)
     batch.graph = graph
@@ -176,6 +183,29 @@ def identify(batch: Batch) -> None:
     for ev in events:
         ev.profile_id = ids[graph.final(ev.profile_key)] if ev.profile_key is not None else None
     write_identity(batch.account_id, graph, ids, batch.now)
+
+
+def _drop_refused_values(ev: PipelineEvent, refused: set[tuple[str, str]],
+                         fields: dict[str, Any]) -> None:
+    """The identifier values its profile does not own taken out of the event's data (DESIGN.md,
+    identity rule 3): a shared device's cookie is not written into every profile that used
+    the device, nor a second email over the profile's own."""
+    names = {name for name, _value in refused}
+    values, cells = [], []
+    for (name, value), cell in zip(ev.values, ev.cells, strict=True):
+        if name in names:
+            if not isinstance(value, list):
+                if (name, identifier_text(value)) in refused:
+                    continue
+            else:
+                kept = [v for v in value if (name, identifier_text(v)) not in refused]
+                if not kept:
+                    continue
+                if len(kept) != len(value):
+                    value, cell = kept, fields[name].operator.single(kept, ev.at)
+        values.append((name, value))
+        cells.append(cell)
+    ev.values, ev.cells = values, cells
 
 
 def _identified_events(batch: Batch) -> list[PipelineEvent]:
@@ -346,10 +376,10 @@ WHERE t.id = ANY(ARRAY(
 """
 _INSERT_EVENTS = """
 INSERT INTO profiles_profileevent (account_id, profile_id, raw_event_id, stream, event, at,
-    properties)
-SELECT %(account)s, u.p, u.r, u.s, u.e, u.a, u.j
+    properties, own_properties)
+SELECT %(account)s, u.p, u.r, u.s, u.e, u.a, u.j, u.o
 FROM json_to_recordset(%(rows)s::json) AS u(p bigint, r bigint, s text, e text,
-                                            a timestamptz, j jsonb)
+                                            a timestamptz, j jsonb, o jsonb)
 """
 
 
@@ -448,7 +478,8 @@ def _fold_events(events: list[PipelineEvent], rows: dict[int, ProfileRow],
                 continue
             properties[name] = value
         events_out.append({"p": ev.profile_id, "r": ev.raw_event_id, "s": ev.stream,
-                           "e": (ev.event or ev.type)[:200], "a": ev.at, "j": properties})
+                           "e": (ev.event or ev.type)[:200], "a": ev.at, "j": properties,
+                           "o": own_properties(ev.message)})
     return events_out
 
 

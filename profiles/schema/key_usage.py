@@ -17,12 +17,15 @@ flattened paths (``profiles.explorer.aggregate.flatten``: objects joined with do
   usually say so with ``oneof(taxonomy, properties.taxonomy)``);
 - for a path with an index (``items[0].sku``), the array's key (``items[]``).
 
-Keys first seen after the publish start at 0 until the next publish (the aggregator inserts
-them so).
+Keys first seen after the publish are counted against the live version as the aggregator
+inserts them (``recompute_live_key_usage``), so a fresh demo's keys do not read "0 uses"
+until the next publish.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection
@@ -70,9 +73,31 @@ def uses(snapshot: dict[str, Any]) -> list[tuple[str, set[str]]]:
     return found
 
 
+def recompute_live_key_usage(account_ids: Iterable[int]) -> int:
+    """``recompute_key_usage`` against each account's live version (accounts that never
+    published keep 0): the aggregator calls it when it inserts new keys."""
+    # SQL, not the model: the aggregator's worker processes import this module before Django
+    # has loaded its apps.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT DISTINCT ON (account_id) account_id, snapshot FROM profiles_schemaversion
+            WHERE account_id = ANY(%s) ORDER BY account_id, number DESC
+            """,
+            [sorted(set(account_ids))],
+        )
+        live = cursor.fetchall()
+    return sum(_recompute(account_id, snapshot if isinstance(snapshot, dict)
+                          else json.loads(snapshot)) for account_id, snapshot in live)
+
+
 def recompute_key_usage(account: Account, snapshot: dict[str, Any]) -> int:
     """Set every raw key's ``times_used_by_mappings`` of the account from the snapshot (the
     live version); returns how many rows changed."""
+    return _recompute(account.pk, snapshot)
+
+
+def _recompute(account_id: int, snapshot: dict[str, Any]) -> int:
     streams: list[str] = []
     matches: list[str] = []
     is_prefix: list[bool] = []
@@ -102,6 +127,6 @@ def recompute_key_usage(account: Account, snapshot: dict[str, Any]) -> int:
             ) AS counted
             WHERE rk.id = counted.id AND rk.times_used_by_mappings <> counted.n
             """,
-            [streams, matches, is_prefix, use_ids, account.pk],
+            [streams, matches, is_prefix, use_ids, account_id],
         )
         return cursor.rowcount

@@ -2,9 +2,10 @@
 list, opens an A/B test with two weeks of results (table against control, suggested winner,
 the three charts drawn from hourly snapshots), pauses and resumes it, completes it with the
 suggested winner; a bandit's page draws its weights history (a stacked area: equal shares
-stay visible); a segmented experience shows its variants by audience. Neither the page nor the
-results table (three variants, every column) scrolls sideways in a 1280 px window. An observer
-reads the same page without any action.
+stay visible), says when it reweights next and reweights now at a click; a segmented
+experience shows its variants by audience. Neither the page nor the results table (three
+variants, every column) scrolls sideways in a 1280 px window. An observer reads the same page
+without any action.
 
 Screenshots of every step land in test-artifacts/screenshots/.
 """
@@ -149,7 +150,12 @@ def test_a_marketer_reads_results_and_completes_an_experience(browser):
     assert_fits(page)
     expect(page.get_by_test_id("split-chart")).to_contain_text("8 reweightings")
     expect(page.get_by_test_id("srm-warning")).to_have_count(0)
+    expect(page.get_by_test_id("next-reweight")).to_contain_text("next at the next run")
     browser.shot("bandit")
+    page.get_by_test_id("reweight-now").click()
+    expect(page.locator("body")).to_contain_text("Reweighted: book-now")
+    expect(page.get_by_test_id("split-chart")).to_contain_text("9 reweightings")
+    browser.shot("bandit-reweighted")
 
     browser.goto("/experiences/cuisine-banner/")
     expect(page.get_by_test_id("variants")).to_contain_text("New Italian recipes")

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from itertools import count
+from typing import Any
 
 from django.utils import timezone
 
-from experiences.models import Assignment, Conversion, Experience, Goal, Impression
+from cdp_site.models import Account
+from experiences import config
+from experiences.models import Assignment, Conversion, Experience, Goal, Impression, Phase
+from tests.experiences.tracking_fixtures import ab_test
 
 _ids = count(1)
 
@@ -37,3 +41,14 @@ def visitors(exp: Experience, variant: str, *, seen: int, converted: int = 0,
                    count=conversions_each)
         for name in names[:converted]])
     return names
+
+
+def make_bandit(account: Account, start: datetime, key: str = "button", uid: str = "b",
+                **fields: Any) -> Experience:
+    """An active bandit (two arms) whose phase started at ``start``."""
+    exp = ab_test(account, key=key, uid=uid)
+    Experience.objects.filter(pk=exp.pk).update(distribution="bandit", **fields)
+    Phase.objects.filter(experience=exp).update(started_at=start)
+    config.invalidate()
+    exp.refresh_from_db()
+    return exp

@@ -13,7 +13,7 @@ from django_q.models import Schedule
 
 from experiences import bandit_schedule, config, tasks
 from experiences.models import BanditWeights, Experience, Phase
-from tests.experiences.results_helpers import visitors
+from tests.experiences.results_helpers import make_bandit, visitors
 from tests.experiences.tracking_fixtures import ab_test
 
 pytestmark = pytest.mark.django_db
@@ -29,16 +29,6 @@ def _fresh_config() -> Any:
 @pytest.fixture
 def start() -> Any:
     return timezone.now() - timedelta(days=3)
-
-
-def make_bandit(account, start, key: str = "button", uid: str = "b", **fields: Any
-                ) -> Experience:
-    exp = ab_test(account, key=key, uid=uid)
-    Experience.objects.filter(pk=exp.pk).update(distribution="bandit", **fields)
-    Phase.objects.filter(experience=exp).update(started_at=start)
-    config.invalidate()
-    exp.refresh_from_db()
-    return exp
 
 
 @pytest.fixture

@@ -45,8 +45,8 @@ def _fresh_config() -> Any:
 
 
 class Site:
-    """The demo account as a website talks to it: write keys (the seed's on the default stream,
-    one on the web stream), the tag's account id, and the pipeline run as the worker runs it."""
+    """The demo account as a website talks to it: write keys (the seed's and another, both on
+    the web stream), the tag's account id, and the pipeline run as the worker runs it."""
 
     def __init__(self, tmp_path: Path) -> None:
         credentials = seed_demo(credentials_file=tmp_path / "demo.json")

@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 
 from audiences.models import Audience
-from cdp_site.models import Account
-from demo.seed import seed_demo
+from cdp_site import access
+from cdp_site.models import Account, WriteKey
+from demo.seed import DEMO_EVENT_FIELDS, DEMO_STREAM, seed_demo
 from experiences import config
-from experiences.models import Experience
+from experiences.models import Experience, Goal
+from profiles.models import Mapping
 
 pytestmark = pytest.mark.django_db
 
@@ -82,3 +84,29 @@ def test_the_demo_traffic_sees_and_converts_on_the_experiments(tmp_path: Path) -
     assert set(banner.values_list("variant__key", flat=True)) == {"cuisine", "travel-deals"}
     assert not DataQualityWarning.objects.filter(account=demo,
                                                  code="impression_not_assigned").exists()
+
+
+def test_the_printed_key_the_goals_and_the_mappings_agree(tmp_path: Path) -> None:
+    """The write key `make run` prints sends to the stream the demo's site and mappings use,
+    and the goals name no stream: a conversion sent with the printed key counts."""
+    credentials = seed_demo(credentials_file=tmp_path / "demo.json")
+    demo = Account.objects.get(slug="demo")
+    key = access.authenticate_write_key(credentials.write_key)
+    assert key is not None and key.stream == DEMO_STREAM
+    assert list(Goal.objects.filter(account=demo).values_list("stream", flat=True)) == ["", ""]
+    streams = set(Mapping.objects.filter(account=demo, field__name__in=[
+        name for name, *_rest in DEMO_EVENT_FIELDS]).values_list("stream", flat=True))
+    assert streams == {DEMO_STREAM}
+
+
+def test_an_older_demo_is_brought_into_agreement(tmp_path: Path) -> None:
+    seed_demo(credentials_file=tmp_path / "demo.json")
+    demo = Account.objects.get(slug="demo")
+    Goal.objects.filter(account=demo).update(stream="web")  # as older seeds left them
+    old = WriteKey.objects.get(account=demo, name="Demo website")
+    old.stream = "default"
+    old.save()
+    credentials = seed_demo(credentials_file=tmp_path / "demo.json")
+    key = access.authenticate_write_key(credentials.write_key)
+    assert key is not None and key.stream == DEMO_STREAM and key.pk != old.pk
+    assert set(Goal.objects.filter(account=demo).values_list("stream", flat=True)) == {""}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from demo.seed import DEMO_CALCULATED_ATTRIBUTES, seed_demo_calculated_attributes
+from demo.seed import DEMO_CALCULATED_ATTRIBUTES, DEMO_STREAM, seed_demo_calculated_attributes
 from profiles.calculated import attributes as calculated
 from profiles.models import CalculatedAttribute
 from profiles.schema.lytics import install_lytics_schema
@@ -28,7 +28,7 @@ def test_the_demo_attributes_are_seeded_once_and_computed(account):
          {"type": "track", "event": "Search Performed", **who,
           "properties": {"destination": "Porto"}},
          {"type": "track", "event": "Search Performed", **who,
-          "properties": {"destination": "Porto"}}, stream="default", at=now() - DAY)
+          "properties": {"destination": "Porto"}}, stream=DEMO_STREAM, at=now() - DAY)
     run(account)
     pid = profile_with(account, "visitor-1").pk
     assert calculated.profile_attributes(account.pk, pid) == {

@@ -3,6 +3,7 @@ it, its figures (and the API's) are right for pending events and processed stats
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from cdp_site.health import beat
+from cdp_site.health import PROCESSOR_HEARTBEAT, beat
 from cdp_site.models import Account
 from cdp_site.roles import ROLES
 from profiles.collection.messages import Failure
@@ -133,3 +134,42 @@ def test_the_dashboard_api_carries_the_processing_figures(account: Account) -> N
     assert len(processing["throughput"]) == 60 and processing["throughput"][-1]["events"] == 12
     assert processing["worker"]["status"] in {"ok", "stale", "unknown"}
     assert body["profiles"] == 0 and body["streams"] >= 1
+
+
+def test_the_worker_card_shows_the_processor_and_serves_restarts(
+        account: Account, settings: Any, tmp_path: Any) -> None:
+    beat(PROCESSOR_HEARTBEAT)
+    status = tmp_path / "serve.json"
+    status.write_text(json.dumps({"status": "running", "children": {
+        "web": {"status": "running", "pid": 10, "restarts": 0, "last_exit_code": None},
+        "processor": {"status": "running", "pid": 12, "restarts": 1, "last_exit_code": -9}}}))
+    settings.STRATA_SERVE_STATUS = str(status)
+    page = signed_in(account, "admin").get("/dashboard/").content.decode()
+    assert "Event processor: running" in page
+    assert "processor: running, restarted 1 time (last exit -9)" in page
+    health = Client().get("/health/").json()
+    assert health["processor"]["status"] == "ok"
+    assert health["processes"]["processor"]["restarts"] == 1
+
+
+def test_received_and_processed_are_shown_over_the_same_windows(account: Account) -> None:
+    """Backdated events (an import, the demo's week of traffic) are processed now but were
+    received in their own hours: each window shows both figures, so they never read as a
+    contradiction."""
+    now = datetime(2026, 11, 20, 12, 30, tzinfo=UTC)
+    this_hour = now.replace(minute=0)
+    StreamHourlyCount.objects.create(account=account, stream="web", hour=this_hour, events=40)
+    StreamHourlyCount.objects.create(account=account, stream="web",
+                                     hour=this_hour - timedelta(hours=3), events=60)
+    StreamHourlyCount.objects.create(account=account, stream="web",
+                                     hour=this_hour - timedelta(days=5), events=5000)
+    for minutes_ago, events in ((5, 3000), (50, 2000), (300, 700)):
+        ProcessingStat.objects.create(account=account, minute=_minute(now) - timedelta(
+            minutes=minutes_ago), events=events)
+
+    figures = board.dashboard(account, now=now)
+
+    assert (figures.events_24h, figures.processed_24h) == (100, 5700)
+    assert (figures.received_last_hour, figures.events_last_hour) == (40, 5000)
+    assert figures.received_last_hour_since == datetime(2026, 11, 20, 11, 0, tzinfo=UTC)
+    assert figures.received_since == datetime(2026, 11, 19, 12, 0, tzinfo=UTC)

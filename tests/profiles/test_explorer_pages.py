@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.test import Client
+from django.utils import timezone
 
 from cdp_site.models import Account
 from profiles.collection.messages import Failure
@@ -231,6 +232,20 @@ def test_live_view_lists_newest_first(web: Account, manager: Client) -> None:
     assert f'after_id={events[0]["id"]}' in response.content.decode()  # the poller
 
 
+def test_live_view_summarises_a_json_record_by_its_identifier_and_values(
+        web: Account, manager: Client) -> None:
+    store(web, [{"origin": {"email": "bo@example.com"},
+                 "response": {"loyalty_tier": "gold", "preferred_activities": ["ski", "spa"],
+                              "points": 1200, "since": "2020-01-01"}}],
+          stream="crm_users", received_at=ago(seconds=5))
+    [record] = manager.get("/streams/crm_users/live/").context["events"]
+    assert record["type"] == "record"
+    # the first three values as stored (jsonb keeps an object's keys shortest first)
+    assert record["title"] == "since 2020-01-01 · points 1200 · loyalty_tier gold"
+    assert record["detail"].endswith(" values")  # more than the three shown
+    assert (record["who_kind"], record["who"]) == ("email", "bo@example.com")
+
+
 def test_live_events_after_id_returns_only_newer_events(web: Account, manager: Client) -> None:
     newest = RawEvent.objects.for_account(web).filter(stream="web").order_by("-id")[0].id
     store(web, [track("Signup Started"), track("Signup Completed")], received_at=ago(seconds=1))
@@ -292,10 +307,10 @@ def test_failed_events_page_older_and_newer(web: Account, manager: Client) -> No
 
 
 def test_usage_for_admins_with_quota_and_notice(web: Account) -> None:
-    web.monthly_event_quota = 8
+    web.monthly_event_quota = 4
     web.save()
-    notice = AccountNotice.objects.create(account=web, kind="quota_reached:2026-11",
-                                          message="The monthly quota of 8 events is used up.")
+    notice = AccountNotice.objects.create(account=web, kind=f"quota_reached:{timezone.now():%Y-%m}",
+                                          message="The monthly quota of 4 events is used up.")
     admin = signed_in(web, "admin")
 
     response = admin.get("/usage/")
@@ -303,8 +318,8 @@ def test_usage_for_admins_with_quota_and_notice(web: Account) -> None:
     assert response.status_code == 200
     html = response.content.decode()
     assert response.context["report"].events_this_month == 4
-    assert "50.0 %" in html  # 4 of 8
-    assert "Monthly quota reached" in html and "8 events is used up" in html
+    assert "100.0 %" in html  # 4 of 4
+    assert "Monthly quota reached" in html and "4 events is used up" in html
     assert sum(response.context["day_chart"]["values"]) == 4
     assert 'href="/usage/"' in html  # the nav shows Usage to Admins
 

@@ -4,11 +4,14 @@ issue's conflict case, merges, compaction and invalid identifier values, through
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from profiles.models import EventWarning, IdentityLog, Profile, ProfileEvent
 from profiles.processing.identity import find_profile, identifier_problem, surviving_profile
 from tests.profiles.processing import (
+    T0,
     identifiers,
     identity_schema,
     live_profiles,
@@ -42,6 +45,8 @@ def test_second_email_does_not_merge_profiles(account):
     assert b.field_values["page"] == "p4"
     assert b.field_values["pages"] == ["p3", "p4"]
     assert (a.conflicts, b.conflicts) == (1, 1)
+    assert a.field_values["_uid"] == [X, Y]
+    assert b.field_values["_uid"] == [Z]  # Y stays A's: not written into B's field
     conflict = IdentityLog.objects.get(kind="conflict")
     assert (conflict.profile_id, conflict.other_id, conflict.value) == (b.pk, a.pk, Y)
     assert "email" in conflict.reason
@@ -81,8 +86,48 @@ def test_another_person_on_the_same_device_gets_their_own_profile(account):
     assert identifiers(a) == {A, X}
     assert identifiers(b) == {B}
     assert b.field_values["page"] == "b"
+    assert "_uid" not in b.field_values  # X is A's: not copied into B's `_uid` field
     assert a.field_values["page"] == "a"
+    assert a.field_values["_uid"] == [X]
     assert (a.conflicts, b.conflicts) == (1, 1)
+    [event_b] = ProfileEvent.objects.filter(profile=b)
+    assert event_b.properties == {"email": B, "page": "b", "pages": ["b"]}
+
+
+def test_a_shared_tablet_cookie_stays_in_its_first_profile_only(account):
+    """The issue's case: one tablet cookie seen with many emails is in the `_uid` field of the
+    profile that owns it, not of every profile that used the tablet."""
+    emails = [f"person{i}@example.com" for i in range(8)]
+    send(account, *[{"email": e, "_uid": "tablet"} for e in emails])
+    run(account)
+    profiles = live_profiles(account)
+    assert len(profiles) == 8
+    holding = [p for p in profiles if "_uid" in p.field_values]
+    assert [p.field_values["_uid"] for p in holding] == [["tablet"]]
+    assert identifiers(holding[0]) == {emails[0], "tablet"}
+
+
+def test_a_value_refused_by_capacity_is_not_written_into_its_field(account):
+    """An unattached value (a conflict with the phone the profile holds, capacity 1) is not
+    the profile's: the `phone` field keeps the profile's own; the rest of the event applies."""
+    from profiles.schema.drafts import save_field, save_mapping
+    from profiles.schema.versions import publish
+
+    phone = save_field(account, name="phone", type="string", merge_operator="latest",
+                       is_identifier=True, identifier_rank=3, identifier_capacity=1)
+    save_mapping(account, field=phone, stream="web", expression="phone")
+    publish(account)
+    send(account, {"email": A, "phone": "+3361", "page": "one"})
+    run(account)
+    send(account, {"email": A, "phone": "+3362", "_uid": X, "page": "two"})
+    run(account)
+    [profile] = live_profiles(account)
+    assert identifiers(profile) == {A, "+3361", X}
+    assert profile.field_values["phone"] == "+3361"
+    assert profile.field_values["page"] == "two"
+    assert profile.field_values["_uid"] == [X]
+    assert profile.conflicts == 1
+    assert IdentityLog.objects.get(kind="conflict").value == "+3362"
 
 
 def test_two_cookies_linked_by_an_event_are_one_profile(account):
@@ -157,17 +202,90 @@ def test_an_identifier_past_its_capacity_drops_the_oldest_seen_value(account):
     assert identifiers(profile) == {A, "c3", "c1"}
 
 
-def test_a_merge_past_the_identifier_limit_is_a_conflict(account):
+def test_a_merge_past_the_identifier_limit_compacts_the_oldest_cookies(account):
+    """T = 3: {c1, c2} and {c3, c4} linked by {c1, c3} merge, and the oldest-seen cookie not
+    in the linking event goes (as attaching does), recorded on the survivor."""
     account.max_identifiers_per_profile = 3
     account.save()
     send(account, {"_uid": ["c1", "c2"]}, {"_uid": ["c3", "c4"]})
     run(account)
+    first = profile_with(account, "c1")
     send(account, {"_uid": ["c1", "c3"]})
     run(account)
+    [profile] = live_profiles(account)
+    assert profile.pk == first.pk
+    assert identifiers(profile) == {"c1", "c3", "c4"}
+    assert (profile.identifier_count, profile.compactions, profile.conflicts) == (3, 1, 0)
+    log = IdentityLog.objects.get(kind="compaction")
+    assert (log.profile_id, log.value) == (profile.pk, "c2")
+    assert find_profile(account, "_uid", "c2") is None
+
+
+def test_a_merge_whose_strong_identifiers_alone_pass_the_limit_is_a_conflict(account):
+    """Only the fields compaction never drops (all but the weakest-ranked, the cookie) can
+    refuse a merge: two profiles of two user ids each, T = 3."""
+    from profiles.schema.drafts import save_field, save_mapping
+    from profiles.schema.versions import publish
+
+    user_id = save_field(account, name="user_id", type="[]string", merge_operator="merge",
+                         is_identifier=True, identifier_rank=1, identifier_capacity=5)
+    save_mapping(account, field=user_id, stream="web", expression="user_id")
+    publish(account)
+    account.max_identifiers_per_profile = 3
+    account.save()
+    send(account, {"user_id": ["u1", "u2"], "_uid": X}, {"user_id": ["u3", "u4"]})
+    run(account)
+    send(account, {"user_id": ["u1", "u3"]})
+    run(account)
     profiles = live_profiles(account)
-    assert [identifiers(p) for p in profiles] == [{"c1", "c2"}, {"c3", "c4"}]
+    assert [identifiers(p) for p in profiles] == [{"u1", "u2", X}, {"u3", "u4"}]
     assert [p.conflicts for p in profiles] == [1, 1]
-    assert "limit" in IdentityLog.objects.get(kind="conflict").reason
+    reason = IdentityLog.objects.get(kind="conflict").reason
+    assert "4 identifiers" in reason and "limit is 3" in reason
+    assert profiles[0].field_values["user_id"] == ["u1", "u2"]  # u3 is not the first's
+
+
+def test_fifty_cookies_then_sign_in_keeps_the_49_most_recently_seen(account):
+    """DESIGN.md: 50 cookies on an anonymous profile p, then {A, X1} where X1 is one of them,
+    and A's profile holds 3 cookies: one profile holding A and the 49 most recently seen
+    cookies; the compaction is recorded."""
+    assert account.max_identifiers_per_profile == 50
+    earlier = T0 - timedelta(days=1)
+    send(account, *[{"email": A, "_uid": f"a{i}"} for i in range(3)], at=earlier)
+    run(account)
+    cookies = [f"p{i:02}" for i in range(50)]  # p00 first seen, then one a second
+    send(account, *[{"_uid": ["p00", c]} for c in cookies[1:]])
+    run(account)
+    anonymous = profile_with(account, "p00")
+    assert identifiers(anonymous) == set(cookies)
+    send(account, {"email": A, "_uid": "p00", "page": "sign-in"}, at=T0 + timedelta(hours=2))
+    run(account)
+    [profile] = live_profiles(account)
+    # X1 (p00) is seen now; the 3 cookies of A's profile and p01 are the oldest seen
+    assert identifiers(profile) == {A, "p00", *cookies[2:]}
+    assert profile.identifier_count == 50
+    assert profile.compactions == 4
+    assert profile.conflicts == 0
+    dropped = set(IdentityLog.objects.filter(kind="compaction").values_list("value", flat=True))
+    assert dropped == {"a0", "a1", "a2", "p01"}
+    assert profile.field_values["page"] == "sign-in"
+
+
+def test_an_anonymous_visitor_with_a_full_set_of_cookies_can_sign_in(account):
+    """The issue's case: a visitor with 50 cookies signs in with a new email: their profile
+    takes the email (one old cookie compacted) instead of a conflict and a second profile."""
+    cookies = [f"c{i:02}" for i in range(50)]
+    send(account, *[{"_uid": ["c00", c]} for c in cookies[1:]])
+    run(account)
+    anonymous = profile_with(account, "c00")
+    send(account, {"email": A, "_uid": "c25"}, at=T0 + timedelta(hours=2))
+    run(account)
+    [profile] = live_profiles(account)
+    assert profile.pk == anonymous.pk
+    assert find_profile(account, "email", A) == profile
+    assert profile.identifier_count == 50
+    assert (profile.conflicts, profile.compactions) == (0, 1)
+    assert identifiers(profile) == {A, *cookies} - {"c00"}
 
 
 def test_attaching_past_the_identifier_limit_compacts_instead_of_refusing(account):
@@ -228,3 +346,47 @@ def test_identifiers_never_cross_accounts(account, other_account):
     run(other_account)
     mine, theirs = find_profile(account, "email", A), find_profile(other_account, "email", A)
     assert mine is not None and theirs is not None and mine.pk != theirs.pk
+
+
+# --------------------------------------------------------------------------- through HTTP
+
+
+def test_through_http_a_shared_device_and_a_sign_in_with_a_full_set_of_cookies(account):
+    """Through the Segment-spec API and the profile API, with the installed Lytics schema:
+    another person's identify on a shared device leaves the device's cookie out of their
+    `_uid`; an anonymous visitor with 50 cookies who signs in gets the email on their profile."""
+    from django.test import Client
+
+    from profiles.processing.pipeline import process_pending
+    from profiles.schema.lytics import install_lytics_schema
+    from tests.conftest import make_account, make_token, token_client
+    from tests.profiles.conftest import basic_auth, make_write_key
+
+    other = make_account("Lytics", "lytics-http")
+    install_lytics_schema(other)
+    _key, secret = make_write_key(other)
+    _token, token = make_token(other, ["data_manager"])
+    api, sender = token_client(token), Client()
+
+    def post(path, body):
+        response = sender.post(path, data=body, content_type="application/json",
+                               HTTP_AUTHORIZATION=basic_auth(secret))
+        assert response.status_code == 200, response.content
+
+    def fields(email):
+        response = api.get(f"/api/v1/profiles/email/{email}")
+        assert response.status_code == 200, response.content
+        return response.json()["fields"]
+
+    post("/v1/identify", {"anonymousId": "tablet", "traits": {"email": A}})
+    post("/v1/identify", {"anonymousId": "tablet", "traits": {"email": B}})
+    post("/v1/batch", {"batch": [{"type": "alias", "anonymousId": f"c{i:02}",
+                                  "previousId": "c00"} for i in range(1, 50)]})
+    post("/v1/identify", {"anonymousId": "c07", "traits": {"email": "c@example.com"}})
+    process_pending(account_id=other.pk)
+    assert fields(A)["_uid"] == ["tablet"]
+    assert "_uid" not in fields(B)
+    signed_in = fields("c@example.com")
+    assert len(signed_in["_uid"]) == 50  # the field keeps its 50 values; lookups drop one
+    health = api.get("/api/v1/profiles/email/c@example.com").json()["health"]
+    assert (health["identifier_count"], health["compactions"], health["conflicts"]) == (50, 1, 0)

@@ -339,7 +339,7 @@ def test_search_pages_without_counting(account):
     run(account)
     client = api(account, "admin")
     first = client.get("/api/v1/profiles/", {"q": "page-", "limit": 2}).json()
-    assert set(first) == {"next", "previous", "results"}
+    assert set(first) == {"limit", "next", "previous", "results"} and first["limit"] == 2
     assert len(first["results"]) == 2 and first["previous"] is None
     second = client.get(first["next"]).json()
     third = client.get(second["next"]).json()

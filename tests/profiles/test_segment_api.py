@@ -139,6 +139,29 @@ def test_write_key_cache_lets_a_revoked_key_through_for_at_most_a_few_seconds(
     assert len(stored(account)) == 2
 
 
+def test_a_write_key_records_its_last_use_at_most_once_a_minute(
+        client: Client, account: Account, monkeypatch: pytest.MonkeyPatch) -> None:
+    key, secret = make_write_key(account)
+    assert key.last_used_at is None
+    monkeypatch.setattr(access, "WRITE_KEY_CACHE_SECONDS", 0.0)  # every request looks it up
+    post(client, "/v1/track", track(), secret)
+    key.refresh_from_db()
+    first = key.last_used_at
+    assert first is not None
+    post(client, "/v1/track", track(), secret)
+    key.refresh_from_db()
+    assert key.last_used_at == first
+    two_minutes_ago = timezone.now() - timedelta(minutes=2)
+    type(key).objects.filter(pk=key.pk).update(last_used_at=two_minutes_ago)
+    post(client, "/v1/track", track(), secret)
+    key.refresh_from_db()
+    assert key.last_used_at > two_minutes_ago + timedelta(minutes=1)
+    unused, _secret = make_write_key(account, stream="other")
+    assert post(client, "/v1/track", track(), "sk_wrong").status_code == 401
+    unused.refresh_from_db()
+    assert unused.last_used_at is None
+
+
 @pytest.mark.parametrize("how", ["bearer", "x-api-key", "query", "bare"])
 def test_other_write_key_forms(client: Client, account: Account, write_key: str,
                                how: str) -> None:
@@ -625,3 +648,23 @@ def test_a_number_too_large_for_a_float_is_refused_as_invalid_json(client, accou
     assert response.json()["code"] == "invalid_json"
     assert not RawEvent.objects.for_account(account).exists()
     assert FailedEvent.objects.filter(account=account, code="invalid_json").exists()
+
+
+def test_a_batch_whose_messages_name_two_accounts_keys_is_refused(
+        client: Client, account: Account, write_key: str) -> None:
+    other = make_account("Globex")
+    other_key = make_write_key(other)[1]
+    with nothing_stored():
+        response = post(client, "/v1/batch", {"batch": [
+            track(writeKey=write_key, messageId="a-1"),
+            track(writeKey=other_key, messageId="b-1")]}, content_type="text/plain")
+    assert response.status_code == 400
+    assert response.json()["code"] == "mixed_write_keys"
+    assert failed(account) == [] and failed(other) == []
+    [refused] = failed()
+    assert write_key not in refused.body and other_key not in refused.body
+    # one key repeated in every message is one sender: stored as before
+    assert post(client, "/v1/batch", {"batch": [track(writeKey=write_key, messageId="a-2"),
+                                                track(writeKey=write_key, messageId="a-3")]},
+                content_type="text/plain").status_code == 200
+    assert len(stored(account)) == 2

@@ -127,8 +127,8 @@ def test_the_quota_counts_what_the_aggregator_counted(account: Account) -> None:
 
 def test_notices_are_listed_and_resolved(account: Account, other_account: Account,
                                          client_for_roles: Callable[..., APIClient]) -> None:
-    mine = AccountNotice.objects.create(account=account, kind="quota_reached:2026-01",
-                                        message="used up")
+    mine = AccountNotice.objects.create(account=account, kind="retention_dropped",
+                                        message="dropped")
     theirs = AccountNotice.objects.create(account=other_account, kind="x", message="theirs")
     admin = client_for_roles("admin")
 
@@ -141,3 +141,21 @@ def test_notices_are_listed_and_resolved(account: Account, other_account: Accoun
     assert admin.get(API).json()["notices"] == []
     assert admin.post(f"/api/v1/notices/{theirs.pk}/resolve/").status_code == 404
     assert client_for_roles("data_manager").get("/api/v1/notices/").status_code == 403
+
+
+def test_a_quota_notice_shows_only_while_it_holds(account: Account) -> None:
+    """"Monthly quota reached" never sits beside "No limit", nor outlives its month or a
+    raised quota (the notice stays in /api/v1/notices/ as history)."""
+    now = datetime.now(UTC)
+    count(account, now.replace(minute=0, second=0, microsecond=0), 5)
+    current = AccountNotice.objects.create(account=account, kind=f"quota_reached:{now:%Y-%m}",
+                                           message="The monthly quota of 5 events is used up")
+    AccountNotice.objects.create(account=account, kind="quota_reached:2020-01", message="old")
+
+    account.monthly_event_quota = 5
+    assert [n.pk for n in usage.usage_report(account, now=now).notices] == [current.pk]
+    account.monthly_event_quota = None  # lifted
+    assert usage.usage_report(account, now=now).notices == []
+    account.monthly_event_quota = 50  # raised
+    assert usage.usage_report(account, now=now).notices == []
+    assert AccountNotice.objects.for_account(account).count() == 2

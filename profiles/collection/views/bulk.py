@@ -6,7 +6,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from cdp_site.access import authenticate_access_token
-from cdp_site.tenancy import actor_for_token, client_ip
+from cdp_site.client import client_ip
+from cdp_site.tenancy import actor_for_token
 from profiles.collection import bulk
 from profiles.collection.intake import IntakeError
 from profiles.collection.messages import QuotaExceeded

@@ -350,6 +350,7 @@ def _event_view(event: RawEvent) -> dict[str, Any]:
     traits = given_traits if isinstance(given_traits, dict) else {}
     kind = event.type or str(message.get("type") or "")
     detail = ""
+    who_field: tuple[str, str] | None = None
     if event.event:
         title = event.event
     elif kind in ("page", "screen"):
@@ -359,15 +360,22 @@ def _event_view(event: RawEvent) -> dict[str, Any]:
     elif kind in EVENT_TITLES:
         title = EVENT_TITLES[kind]
         detail = str(traits.get("email") or traits.get("name") or "")
-    else:
-        title = kind or "Record"
+    elif kind:
+        title = kind
+    else:  # a JSON record (a CRM sync, a webhook): its identifier and first values
+        title, detail, found_who = _record_summary(message)
+        who_field = found_who
+    who = event.user_id or event.anonymous_id
+    who_kind = "user" if event.user_id else ("anonymous" if event.anonymous_id else "")
+    if not who and not kind and who_field:
+        who_kind, who = who_field
     return {
         "id": event.id,
         "title": title.strip()[:200],
         "detail": detail[:200] if detail != title else "",
         "type": kind or "record",
-        "who": event.user_id or event.anonymous_id,
-        "who_kind": "user" if event.user_id else ("anonymous" if event.anonymous_id else ""),
+        "who": who,
+        "who_kind": who_kind,
         "received_at": event.received_at,
         "event_at": event.event_at,
         "message_id": event.message_id,
@@ -375,6 +383,34 @@ def _event_view(event: RawEvent) -> dict[str, Any]:
         "json": json.dumps(event.message, indent=2, ensure_ascii=False, default=str),
         "warnings": event.warnings or [],
     }
+
+
+RECORD_IDS = ("email", "user_id", "userid", "customer_id", "id", "uid", "_uid")
+
+
+def _leaves(value: Any, path: str = "", depth: int = 0) -> list[tuple[str, Any]]:
+    """A record's scalar values with their dotted paths, in order (three levels deep)."""
+    if isinstance(value, dict) and depth < 3:
+        return [leaf for key, inner in value.items()
+                for leaf in _leaves(inner, f"{path}.{key}" if path else str(key), depth + 1)]
+    if isinstance(value, list) and value and all(isinstance(v, str | int | float) for v in value):
+        return [(path, ", ".join(str(v) for v in value[:5]))]
+    if isinstance(value, str | int | float) and not isinstance(value, bool) and str(value):
+        return [(path, value)]
+    return []
+
+
+def _record_summary(message: dict[str, Any]) -> tuple[str, str, tuple[str, str] | None]:
+    """(title, detail, (identifier name, value) or None) of a record with no event name: the
+    live view showed every CRM record as "Record" from no one."""
+    leaves = _leaves(message)
+    named = {path.rsplit(".", 1)[-1].lower(): (path, value) for path, value in reversed(leaves)}
+    who = next((named[name] for name in RECORD_IDS if name in named), None)
+    shown = [(path, value) for path, value in leaves if who is None or path != who[0]]
+    title = " · ".join(f"{path.rsplit('.', 1)[-1]} {value}" for path, value in shown[:3])
+    detail = f"{len(leaves)} values" if len(shown) > 3 else ""
+    return (title or "Empty record", detail,
+            (who[0].rsplit(".", 1)[-1], str(who[1])) if who else None)
 
 
 def _after_id(request: HttpRequest) -> int | None:
