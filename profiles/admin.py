@@ -21,6 +21,7 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
@@ -31,10 +32,12 @@ from profiles.models import (
     Field,
     Mapping,
     PrivacyRequest,
+    ProfileRetention,
     RouteRule,
     SchemaVersion,
 )
 from profiles.privacy import requests as privacy_requests
+from profiles.privacy import retention
 from profiles.schema import drafts, versions
 from profiles.schema.api.serializers import count_changes
 from profiles.schema.checks import SchemaValidationError
@@ -501,3 +504,31 @@ class PrivacyRequestAdmin(SchemaAdmin):
         if obj is None:
             kwargs["form"] = PrivacyRequestForm
         return super().get_form(request, obj, change=change, **kwargs)
+
+
+@admin.register(ProfileRetention)
+class ProfileRetentionAdmin(AccountScopedAdmin):
+    """The account's retention of profiles (Admins), with what the next run would remove."""
+
+    list_display = ["__str__", "event_days", "anonymous_days", "would_remove", "next_run",
+                    "last_run_at"]
+    fields = ["event_days", "anonymous_days", "anonymous_fields", "would_remove", "next_run",
+              "last_run_at", "last_result"]
+    readonly_fields = ["would_remove", "next_run", "last_run_at", "last_result"]
+
+    @admin.display(description="the next run would remove")
+    def would_remove(self, obj: ProfileRetention) -> str:
+        if obj.pk is None:
+            return "—"
+        p = retention.preview(obj)
+        return f"{p.profile_events:,} profile events, {p.anonymous_profiles:,} anonymous profiles"
+
+    @admin.display(description="next run")
+    def next_run(self, obj: ProfileRetention) -> str:
+        return f"{retention.next_run(timezone.now()):%Y-%m-%d %H:%M} UTC"
+
+    def save_model(self, request: HttpRequest, obj: ProfileRetention, form: forms.Form,
+                   change: bool) -> None:
+        if not change:
+            obj.account = self.actor(request).account
+        obj.save()

@@ -823,3 +823,28 @@ class UnknownPurposeCount(AccountScopedModel):
 
     def __str__(self) -> str:
         return f"{self.purpose} {self.day}: {self.events}"
+
+
+class ProfileRetention(AccountScopedModel):
+    """How long an account keeps profile data (``profiles.privacy.retention``, run daily):
+    profile events older than ``event_days``, and anonymous profiles (every identifier on one
+    of ``anonymous_fields``: cookies) not seen for ``anonymous_days``. Empty: kept."""
+
+    event_days = models.PositiveIntegerField(null=True, blank=True,
+                                             help_text="Keep profile events this many days.")
+    anonymous_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Remove anonymous profiles not seen for this long.")
+    anonymous_fields = ArrayField(models.CharField(max_length=FIELD_NAME_MAX),
+                                  default=list, blank=True,
+                                  help_text="Identifier fields that are only cookies "
+                                            "(empty: _uid).")
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_result = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account"], name="profile_retention_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"retention of account {self.account_id}"

@@ -10,6 +10,7 @@ from profiles.collection import partitions
 from profiles.explorer import aggregate
 from profiles.models import Field
 from profiles.privacy import requests as privacy_requests
+from profiles.privacy import retention
 from profiles.processing import steps
 
 
@@ -52,3 +53,8 @@ def backfill_calculated_attribute(attribute_id: int, revision: int) -> str:
 def run_privacy_request(request_id: int) -> str:
     """A data subject request (profiles.privacy.requests): its id only, never the value."""
     return privacy_requests.run_request(request_id)
+
+
+def apply_profile_retention() -> int:
+    """Daily: each account's profile retention (profiles.privacy.retention)."""
+    return retention.apply_all()

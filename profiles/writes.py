@@ -4,7 +4,12 @@ which processing maps like any other (every field from its own name: ``profiles.
 compiled``), so merge operators and identity apply, and a rebuild replays the change. The
 event is stored before the answer; the profile changes when it is processed.
 
-Audited as ``profile.updated`` with the field names, never their values."""
+Consent choices written the same way (``{"consent": {"advertising": false}}``) travel as the
+event's ``context.consent.categoryPreferences``: the profile's consent then records them with
+the event's time and the ``api`` stream as their source.
+
+Audited as ``profile.updated`` with the field names (and consent choices), never their
+values."""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from django.utils import timezone
 from cdp_site import audit
 from profiles.collection.messages import IncomingEvent, new_message_id
 from profiles.collection.store import store_events
+from profiles.models import ConsentPurpose
 from profiles.schema.compiled import API_STREAM, live_schema
 
 if TYPE_CHECKING:
@@ -34,10 +40,25 @@ class ProfileWriteError(ValueError):
         self.code, self.message = code, message
 
 
+def _consent(consent: Any) -> dict[str, bool]:
+    """``{"advertising": false}``: purposes (the account's, once it lists any) and choices."""
+    if consent is None:
+        return {}
+    if not isinstance(consent, dict) or not consent or not all(
+            isinstance(k, str) and k.strip() and isinstance(v, bool) for k, v in consent.items()):
+        raise ProfileWriteError("invalid_consent",
+                                "consent must be an object of purposes and true or false.")
+    return {k.strip(): v for k, v in consent.items()}
+
+
 def write_attributes(actor: Actor, profile: Profile, field: str, value: str,
-                     attributes: Any) -> str:
-    """Queue the attributes for the profile the identifier names; the event's message id."""
-    if not isinstance(attributes, dict) or not attributes:
+                     attributes: Any, consent: Any = None) -> str:
+    """Queue the attributes (and consent choices, as ``context.consent.categoryPreferences``)
+    for the profile the identifier names; the event's message id."""
+    choices = _consent(consent)
+    if attributes is None and choices:
+        attributes = {}
+    elif not isinstance(attributes, dict) or not attributes:
         raise ProfileWriteError("invalid_attributes",
                                 "attributes must be an object of field names and values.")
     if len(attributes) > MAX_ATTRIBUTES:
@@ -49,15 +70,25 @@ def write_attributes(actor: Actor, profile: Profile, field: str, value: str,
     if unknown:
         raise ProfileWriteError("unknown_field",
                                 f"Not fields of the live schema: {', '.join(unknown)}.")
+    if choices:
+        declared = set(ConsentPurpose.objects.filter(account=actor.account)
+                       .values_list("name", flat=True))
+        if declared and set(choices) - declared:
+            raise ProfileWriteError("unknown_purpose", "Not purposes of the account: "
+                                    + ", ".join(sorted(set(choices) - declared)) + ".")
     if field in attributes:
         raise ProfileWriteError("invalid_attributes",
                                 "The identifier the profile is named by is not rewritten here.")
     now = timezone.now()
     message_id = new_message_id()
-    event = IncomingEvent(message={**attributes, field: value}, message_id=message_id,
+    message: dict[str, Any] = {**attributes, field: value}
+    if choices:
+        message["context"] = {"consent": {"categoryPreferences": choices}}
+    event = IncomingEvent(message=message, message_id=message_id,
                           type="api", event="profile_update", event_at=now)
     with transaction.atomic():
         store_events(actor.account, API_STREAM, [event], source="api", received_at=now)
         audit.record(actor.account, actor, ACTION, profile,
-                     changes={"fields": sorted(attributes), "looked_up_by": field})
+                     changes={"fields": sorted(attributes), "consent": choices,
+                              "looked_up_by": field})
     return message_id

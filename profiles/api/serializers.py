@@ -139,7 +139,10 @@ class IdentitySerializer(serializers.Serializer):
 
 
 class ProfileWriteSerializer(serializers.Serializer):
-    attributes = serializers.DictField(help_text="Field names of the live schema and values.")
+    attributes = serializers.DictField(required=False,
+                                       help_text="Field names of the live schema and values.")
+    consent = serializers.DictField(child=serializers.BooleanField(), required=False,
+                                    help_text="Consent choices by purpose.")
 
 
 class ProfileWriteResultSerializer(serializers.Serializer):

@@ -151,14 +151,15 @@ class ProfileByIdentifierView(ProfileView):
     @extend_schema(operation_id="profiles_update", request=s.ProfileWriteSerializer,
                    responses={202: s.ProfileWriteResultSerializer})
     def patch(self, request: Request, field: str, value: str) -> Response:
-        """Write attributes (``{"attributes": {"tier": "gold"}}``) through the pipeline: stored
+        """Write attributes (``{"attributes": {"tier": "gold"}}``) and consent choices
+        (``{"consent": {"advertising": false}}``) through the pipeline: stored
         as an event on the ``api`` stream, applied when it is processed, with the fields'
         merge operators and identity; audited (field names only). Admins, Data Managers."""
         profile = self.by_identifier(field, value)
         body = request.data if isinstance(request.data, dict) else {}
         try:
             message_id = writes.write_attributes(self.actor, profile, field, value,
-                                                 body.get("attributes"))
+                                                 body.get("attributes"), body.get("consent"))
         except writes.ProfileWriteError as exc:
             raise APIError(exc.code, exc.message) from None
         return Response({"profile_id": profile.pk, "message_id": message_id,

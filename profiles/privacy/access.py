@@ -16,6 +16,8 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from django.http import StreamingHttpResponse
+
 from cdp_site.hooks import hooks
 from profiles.identifiers import identifier_hash
 from profiles.models import (
@@ -27,13 +29,13 @@ from profiles.models import (
     ProfileEvent,
     Suppression,
 )
-from profiles.privacy.people import Person, raw_events_carrying
+from profiles.privacy.people import Person, person_of_profiles, raw_events_carrying
 
 if TYPE_CHECKING:
     from cdp_site.models import Account
     from profiles.models import PrivacyRequest
 
-__all__ = ["access_document"]
+__all__ = ["access_document", "document_response"]
 
 _CHUNK = 500
 _FLUSH = 64 * 1024
@@ -109,3 +111,12 @@ def access_document(account: Account, request: PrivacyRequest, person: Person
     yield from put("}")
     if buffer:
         yield "".join(buffer).encode()
+
+
+def document_response(account: Account, request: PrivacyRequest) -> StreamingHttpResponse:
+    """The document of a done access request, as a streamed download."""
+    person = person_of_profiles(account, request.result.get("profile_ids", []))
+    response = StreamingHttpResponse(access_document(account, request, person),
+                                     content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="access-{request.pk}.json"'
+    return response

@@ -13,8 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from cdp_site.shell import forbidden, page_actor, render_page, strata_page
 from profiles.models import Field, PrivacyRequest
 from profiles.privacy import requests as service
-from profiles.privacy.access import access_document
-from profiles.privacy.people import person_of_profiles
+from profiles.privacy.access import document_response
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -81,8 +80,4 @@ def privacy_document(request: HttpRequest, pk: int) -> HttpResponse | StreamingH
             "heading": "No such document", "message": "Only a done access request has one.",
             "back_url": reverse("privacy:requests"), "back_label": "Privacy requests",
         }, section="privacy", title="Not found", status=404)
-    person = person_of_profiles(actor.account, made.result.get("profile_ids", []))
-    response = StreamingHttpResponse(access_document(actor.account, made, person),
-                                     content_type="application/json")
-    response["Content-Disposition"] = f'attachment; filename="access-{made.pk}.json"'
-    return response
+    return document_response(actor.account, made)

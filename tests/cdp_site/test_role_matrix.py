@@ -410,6 +410,29 @@ ENDPOINTS: list[EndpointCase] = [
         "profiles.delete", "DELETE profile",
         lambda c, t: (_person(t), c.delete(f"/api/v1/profiles/email/{PERSON}"))[1],
     ),
+    EndpointCase(
+        "profiles.delete", "PATCH profile attributes",
+        lambda c, t: (_person(t), c.patch(f"/api/v1/profiles/email/{PERSON}",
+                                          {"attributes": {"_uid": "walker-2"}},
+                                          format="json"))[1],
+    ),
+    # data subject requests: Admin, Data Manager (the GDPR delete's roles)
+    EndpointCase("profiles.delete", "GET privacy requests",
+                 lambda c, t: c.get("/api/v1/privacy-requests/")),
+    EndpointCase("profiles.delete", "POST privacy request",
+                 lambda c, t: c.post("/api/v1/privacy-requests/",
+                                     {"kind": "access", "value": PERSON}, format="json")),
+    # consent purposes and profile retention: account settings (Admin)
+    EndpointCase("admin.view", "GET consent purposes",
+                 lambda c, t: c.get("/api/v1/consent-purposes/")),
+    EndpointCase("admin.edit", "POST consent purpose",
+                 lambda c, t: c.post("/api/v1/consent-purposes/", {"name": "email"},
+                                     format="json")),
+    EndpointCase("admin.view", "GET profile retention",
+                 lambda c, t: c.get("/api/v1/profile-retention/")),
+    EndpointCase("admin.edit", "PATCH profile retention",
+                 lambda c, t: c.patch("/api/v1/profile-retention/", {"event_days": 400},
+                                      format="json")),
     # PII shown unmasked: Admin, Data Manager, User Search
     EndpointCase("pii.view", "GET profile, PII unmasked", _unmasked_profile),
     # audiences

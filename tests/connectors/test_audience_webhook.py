@@ -18,6 +18,8 @@ from connectors.errors import InvalidInput
 from connectors.jobs import create_job, resume_job
 from connectors.models import Authorization, ConnectorSettings, Job, JobLogEntry
 from connectors.runner import run_job
+from profiles.models import ConsentPurpose
+from profiles.privacy.suppress import suppress_values
 from tests.conftest import make_user, system_actor
 from tests.connectors.builders import (
     NOW,
@@ -226,3 +228,22 @@ def test_deleted_authorization_fails_the_job(account: Any, setup: dict[str, Any]
     run_job(job.pk, sleep=no_sleep)
     job.refresh_from_db()
     assert job.state == "failed" and "authorization was deleted" in job.last_error
+
+
+def test_suppressed_people_and_purpose_defaults_decide_what_is_exported(
+        account: Any, setup: dict[str, Any]) -> None:
+    """The privacy check (profiles.privacy.exports): a suppressed person is never sent, and
+    a purpose granted by default sends people who gave no answer."""
+    kept, gone = make_person(account, 1), make_person(account, 2)
+    silent = make_person(account, 3, consents=())
+    suppress_values(account, ["p2@example.com"], subject="test")  # normalised: it matches
+    enter(setup["audience"], [kept, gone, silent])
+    run = run_job(export_job(account, setup, purposes=["advertising"]).pk, sleep=no_sleep)
+    assert run is not None
+    assert {c["profile_id"] for c in setup["receiver"].changes("add")} == {kept.pk}
+
+    ConsentPurpose.objects.create(account=account, name="newsletter", granted_by_default=True)
+    run = run_job(export_job(account, setup, purposes=["newsletter"], path="hook").pk,
+                  sleep=no_sleep)
+    assert run is not None
+    assert {c["profile_id"] for c in setup["receiver"].changes("add")} == {kept.pk, silent.pk}

@@ -10,6 +10,8 @@ from django_q.conf import Conf
 
 from cdp_site.models import Account
 from tests.conftest import make_token, token_client
+from tests.profiles.conftest import basic_auth
+from tests.profiles.processing import run
 
 
 def api(account: Account, *roles: str) -> Any:
@@ -19,6 +21,16 @@ def api(account: Account, *roles: str) -> Any:
 
 def q_sync(monkeypatch: Any) -> None:
     monkeypatch.setattr(Conf, "SYNC", True)
+
+
+def send_consent(journey: Any, **choices: bool) -> None:
+    """A Segment track carrying the visitor's consent choices, processed."""
+    reply = journey.client.post(
+        "/v1/track", data={"anonymousId": journey.cookie, "event": "consent_changed",
+                           "context": {"consent": {"categoryPreferences": choices}}},
+        content_type="application/json", HTTP_AUTHORIZATION=basic_auth(journey.secret))
+    assert reply.status_code == 200, reply.content
+    run(journey.account)
 
 
 def make_request(client: Any, capture: Any, **body: Any) -> dict[str, Any]:

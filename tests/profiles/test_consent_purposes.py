@@ -8,21 +8,10 @@ import pytest
 
 from profiles.models import ConsentPurpose, ProfileConsent, UnknownPurposeCount
 from profiles.privacy.exports import may_export
-from tests.profiles.conftest import basic_auth
-from tests.profiles.people import Journey, known_person
-from tests.profiles.privacy_helpers import api
-from tests.profiles.processing import run
+from tests.profiles.people import known_person
+from tests.profiles.privacy_helpers import api, send_consent
 
 pytestmark = pytest.mark.django_db
-
-
-def choose(journey: Journey, **choices: bool) -> None:
-    reply = journey.client.post(
-        "/v1/track", data={"anonymousId": journey.cookie, "event": "consent_changed",
-                           "context": {"consent": {"categoryPreferences": choices}}},
-        content_type="application/json", HTTP_AUTHORIZATION=basic_auth(journey.secret))
-    assert reply.status_code == 200, reply.content
-    run(journey.account)
 
 
 def test_an_admin_lists_purposes_and_other_roles_cannot(account):
@@ -52,13 +41,13 @@ def test_an_admin_lists_purposes_and_other_roles_cannot(account):
 
 def test_choices_for_unlisted_purposes_are_counted_not_stored(account):
     journey = known_person(account)
-    choose(journey, advertising=True, adds=True)  # no purposes listed yet: both kept
+    send_consent(journey, advertising=True, adds=True)  # no purposes listed yet: both kept
     assert set(ProfileConsent.objects.values_list("purpose", flat=True)) == {
         "advertising", "adds"}
     ConsentPurpose.objects.create(account=account, name="advertising")
     ConsentPurpose.objects.create(account=account, name="analytics", granted_by_default=True)
-    choose(journey, advertising=False, adds=False, addz=True)
-    choose(journey, addz=False)
+    send_consent(journey, advertising=False, adds=False, addz=True)
+    send_consent(journey, addz=False)
     consents = dict(ProfileConsent.objects.values_list("purpose", "granted"))
     assert consents == {"advertising": False, "adds": True}  # adds: from before, untouched
     unknown = api(account, "admin").get("/api/v1/consent-purposes/unknown/").json()
@@ -68,5 +57,5 @@ def test_choices_for_unlisted_purposes_are_counted_not_stored(account):
     pid = journey.profile().pk
     assert may_export(account.pk, pid, ["analytics"])  # no answer: granted by default
     assert not may_export(account.pk, pid, ["advertising"])
-    choose(journey, analytics=False)
+    send_consent(journey, analytics=False)
     assert not may_export(account.pk, pid, ["analytics"])  # an answer beats the default

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from cdp_site.models import AuditEvent
-from profiles.models import RawEvent
+from profiles.models import ConsentPurpose, ProfileConsent, RawEvent
 from profiles.processing.rebuild import start_rebuild
 from tests.profiles.people import EMAIL, known_person
 from tests.profiles.privacy_helpers import api
@@ -37,7 +37,8 @@ def test_patch_writes_through_the_pipeline_and_a_rebuild_replays_it(account):
     fields = client.get(path).json()["fields"]
     assert (fields["loyalty_tier"], fields["first_name"]) == ("platinum", "Mase")
     [entry] = AuditEvent.objects.filter(action="profile.updated")
-    assert entry.changes == {"fields": ["first_name", "loyalty_tier"], "looked_up_by": "email"}
+    assert entry.changes == {"fields": ["first_name", "loyalty_tier"], "consent": {},
+                             "looked_up_by": "email"}
     assert "Mase" not in json.dumps(entry.changes) and EMAIL not in json.dumps(entry.changes)
 
     start_rebuild(account)
@@ -51,6 +52,8 @@ def test_patch_writes_through_the_pipeline_and_a_rebuild_replays_it(account):
     ({"attributes": "gold"}, "invalid_attributes"),
     ({}, "invalid_attributes"),
     ({"attributes": {"email": "other@example.com"}}, "invalid_attributes"),
+    ({"consent": {"advertising": "no"}}, "invalid_consent"),
+    ({"consent": []}, "invalid_consent"),
 ])
 def test_bad_writes_are_refused_and_store_nothing(account, body, code):
     known_person(account)
@@ -70,3 +73,21 @@ def test_writes_need_the_right_and_a_known_profile(account):
     missing = patch(api(account, "admin"), "/api/v1/profiles/email/nobody@example.com", body)
     assert missing.status_code == 404
     assert not RawEvent.objects.filter(account=account, stream="api").exists()
+
+
+def test_consent_is_written_through_the_api_with_its_source_and_time(account):
+    known_person(account)
+    ConsentPurpose.objects.create(account=account, name="advertising")
+    client = api(account, "admin")
+    path = f"/api/v1/profiles/email/{EMAIL}"
+    refused = patch(client, path, {"consent": {"advertizing": False}})
+    assert refused.status_code == 400 and refused.json()["code"] == "unknown_purpose"
+    response = patch(client, path, {"consent": {"advertising": False}})
+    assert response.status_code == 202, response.content
+    run(account)
+    [choice] = ProfileConsent.objects.filter(account=account)
+    source = RawEvent.objects.get(pk=choice.raw_event_id)
+    assert (choice.purpose, choice.granted, source.stream) == ("advertising", False, "api")
+    assert choice.at == source.event_at
+    consents = client.get(path).json()["consents"]
+    assert [(c["purpose"], c["granted"]) for c in consents] == [("advertising", False)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from profiles.models import ConsentPurpose, PrivacyRequest
+from profiles.models import ConsentPurpose, PrivacyRequest, ProfileRetention
 
 
 class PrivacyRequestSerializer(serializers.ModelSerializer[PrivacyRequest]):
@@ -40,3 +40,19 @@ class UnknownPurposeSerializer(serializers.Serializer):
     purpose = serializers.CharField()
     events = serializers.IntegerField(help_text="Choices dropped, over the last 30 days.")
     last_day = serializers.DateField()
+
+
+class ProfileRetentionSerializer(serializers.ModelSerializer[ProfileRetention]):
+    event_days = serializers.IntegerField(required=False, allow_null=True, min_value=1,
+                                          max_value=36500)
+    anonymous_days = serializers.IntegerField(required=False, allow_null=True, min_value=1,
+                                              max_value=36500)
+    anonymous_fields = serializers.ListField(
+        child=serializers.RegexField(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$"), required=False,
+        max_length=20)
+
+    class Meta:
+        model = ProfileRetention
+        fields = ["event_days", "anonymous_days", "anonymous_fields", "last_run_at",
+                  "last_result"]
+        read_only_fields = ["last_run_at", "last_result"]

@@ -11,4 +11,7 @@ router = OptionalSlashRouter()
 router.register("privacy-requests", views.PrivacyRequestViewSet, basename="privacy-request")
 router.register("consent-purposes", views.ConsentPurposeViewSet, basename="consent-purpose")
 
-urlpatterns = [path("", include(router.urls))]
+urlpatterns = [
+    path("profile-retention/", views.ProfileRetentionView.as_view(), name="profile-retention"),
+    path("", include(router.urls)),
+]

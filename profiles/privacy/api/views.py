@@ -17,12 +17,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from cdp_site.api.errors import APIError
-from cdp_site.api.viewsets import AccountScopedViewSet
-from profiles.models import ConsentPurpose, PrivacyRequest, UnknownPurposeCount
+from cdp_site.api.viewsets import AccountAPIView, AccountScopedViewSet
+from profiles.models import (
+    ConsentPurpose,
+    PrivacyRequest,
+    ProfileRetention,
+    UnknownPurposeCount,
+)
 from profiles.privacy import requests as service
-from profiles.privacy.access import access_document
+from profiles.privacy import retention
+from profiles.privacy.access import document_response
 from profiles.privacy.api import serializers as s
-from profiles.privacy.people import person_of_profiles
 
 PERMISSION = "profiles.delete"
 
@@ -61,11 +66,7 @@ class PrivacyRequestViewSet(AccountScopedViewSet[PrivacyRequest], mixins.ListMod
             raise APIError("forbidden", "The access document needs PII view.", 403)
         if made.kind != PrivacyRequest.Kind.ACCESS or made.state != PrivacyRequest.State.DONE:
             raise APIError("not_ready", "Only a done access request has a document.", 409)
-        person = person_of_profiles(made.account, made.result.get("profile_ids", []))
-        response = StreamingHttpResponse(access_document(made.account, made, person),
-                                         content_type="application/json")
-        response["Content-Disposition"] = f'attachment; filename="access-{made.pk}.json"'
-        return response
+        return document_response(made.account, made)
 
 
 class ConsentPurposeViewSet(AccountScopedViewSet[ConsentPurpose], mixins.ListModelMixin,
@@ -113,3 +114,30 @@ class ConsentPurposeViewSet(AccountScopedViewSet[ConsentPurpose], mixins.ListMod
                 .annotate(events=Sum("events"), last_day=Max("day")).order_by("-events",
                                                                                 "purpose"))
         return Response(s.UnknownPurposeSerializer(list(rows), many=True).data)
+
+
+class ProfileRetentionView(AccountAPIView):
+    """The account's retention of profiles (Admins), with what the next run would remove."""
+
+    permission_feature = "admin"
+    action_permissions = {"get": "admin.view", "patch": "admin.edit"}
+
+    def _answer(self, policy: ProfileRetention) -> Response:
+        return Response({**s.ProfileRetentionSerializer(policy).data,
+                         "next_run": retention.preview(policy).as_dict()})
+
+    def _policy(self) -> ProfileRetention:
+        policy, _ = ProfileRetention.objects.get_or_create(account=self.actor.account)
+        return policy
+
+    @extend_schema(responses=s.ProfileRetentionSerializer)
+    def get(self, request: Request) -> Response:
+        return self._answer(self._policy())
+
+    @extend_schema(request=s.ProfileRetentionSerializer, responses=s.ProfileRetentionSerializer)
+    def patch(self, request: Request) -> Response:
+        policy = self._policy()
+        serializer = s.ProfileRetentionSerializer(policy, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        serializer.save()
+        return self._answer(policy)
