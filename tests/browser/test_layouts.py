@@ -7,14 +7,12 @@ Screenshots of every page at 390 px land in test-artifacts/screenshots/.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 from experiences import lifecycle
 from profiles.schema.lytics import install_lytics_schema
+from tests.browser.layout import sticking_out, watch_console
 from tests.conftest import PASSWORD, add_membership, make_account, make_user
 from tests.experiences import lifecycle_helpers as build
 from tests.experiences.decide_helpers import make_visitor
@@ -25,32 +23,9 @@ pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
 ]
 
-OVERFLOW = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
-WIDEST = """() => { const w = document.documentElement.clientWidth;
-  return [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > w
-    && !(e.parentElement && e.parentElement.closest('.table-wrap'))).slice(0, 6)
-    .map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right));
-}"""
-
-DIAG = """() => { const w = document.documentElement.clientWidth; const out = [];
-  for (const e of document.querySelectorAll('*')) { const r = e.getBoundingClientRect();
-    if (r.right > w + 0.5) out.push(e.tagName + '.' + e.className + ' ' + Math.round(r.right));
-  }
-  return out.slice(0, 12); }"""  # everything past the right edge, inside scrollers too
-
-
 PAGES = ["/dashboard/", "/streams/", "/streams/web/", "/streams/web/live/", "/failed-events/",
          "/schema/", "/profiles/", "/audiences/", "/audiences/new/", "/experiences/",
          "/experiences/new/", "/experiences/hero-banner/", "/usage/"]
-
-
-def fits(page: Any) -> list[str]:
-    """What sticks out sideways (empty when nothing does), once the layout has settled."""
-    try:
-        page.wait_for_function(f"({OVERFLOW})() <= 0", timeout=5_000)
-        return []
-    except PlaywrightTimeout:
-        return page.evaluate(WIDEST) or ["the page"]
 
 
 def test_every_page_fits_a_phone_and_a_long_account_name(browser):
@@ -63,8 +38,7 @@ def test_every_page_fits_a_phone_and_a_long_account_name(browser):
     lifecycle.activate(build.ab_test(account))
     make_visitor(account, "uid-ada", email="ada@example.com")
     page = browser.page
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    errors = watch_console(page)
 
     browser.log_in("administrator", PASSWORD)
     browser.goto("/dashboard/")
@@ -76,9 +50,9 @@ def test_every_page_fits_a_phone_and_a_long_account_name(browser):
     page.set_viewport_size({"width": 390, "height": 844})
     for path in PAGES:
         browser.goto(path)
-        sticking_out = fits(page)
-        if sticking_out:
-            problems[path] = [*sticking_out, page.evaluate(DIAG)]
+        past_the_edge = sticking_out(page)
+        if past_the_edge:
+            problems[path] = past_the_edge
         browser.shot(path.strip("/").replace("/", "-") or "home")
     assert problems == {}
 
