@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import connection
 
 from audiences.models import Audience
-from audiences.rules import RuleSchema
+from audiences.rules import REVEALING_OPERATORS, RuleSchema
 from profiles.conditions import KIND_OF_PROPERTY_TYPE, KIND_OF_TYPE, OPERATORS, PROPERTY_TYPES
 from profiles.models import AttributeValue, CalculatedAttribute, ProfileEvent
 from profiles.selectors import field_catalog
@@ -44,9 +44,10 @@ VALUE_HINTS = {
 
 
 def operators() -> list[dict[str, Any]]:
-    """The operator registry as the builder needs it, in registry order."""
-    return [{"name": op.name, "kinds": sorted(op.kinds), "shape": op.shape}
-            for op in OPERATORS.values()]
+    """The operator registry as the builder needs it, in registry order (``revealing``: not
+    offered on a field the reader sees masked, see ``audiences.rules.REVEALING_OPERATORS``)."""
+    return [{"name": op.name, "kinds": sorted(op.kinds), "shape": op.shape,
+             "revealing": op.name in REVEALING_OPERATORS} for op in OPERATORS.values()]
 
 
 def _skip_scan(table: str, column: str, account_id: int, extra: str = "") -> list[str]:

@@ -82,6 +82,9 @@ class CompileContext:
 
 @dataclass(frozen=True)
 class EventView:
+    """One profile event: ``properties`` are its own properties with its mapped values over
+    them (a mapped value wins a name both have), as ``EVENT_PROPERTY`` reads them in SQL."""
+
     event: str
     at: datetime
     properties: Mapping[str, Any] = field(default_factory=dict)
@@ -353,6 +356,11 @@ def _attribute_sql(node: dict[str, Any], ctx: CompileContext, positive: bool) ->
     return _condition_sql(source, kind, node["op"], node.get("value"), ctx.now, positive)
 
 
+# A property an event condition tests: the event's mapped value of that name, else its own
+# property (profiles.processing.event_properties), as ``EventView.properties`` merges them.
+EVENT_PROPERTY = "COALESCE(e.properties -> %s, e.own_properties -> %s)"
+
+
 def event_since(node: Mapping[str, Any], now: datetime) -> datetime | None:
     """Where an event condition's window starts (None: ever)."""
     return now - timedelta(days=node["within_days"]) if node.get("within_days") else None
@@ -370,8 +378,9 @@ def event_filter_sql(node: Mapping[str, Any], ctx: CompileContext) -> Fragment:
         params.append(since)
     for cond in node.get("where") or []:
         kind = KIND_OF_PROPERTY_TYPE[property_type(cond)]
-        sql, ps = _keyed_condition_sql("e.properties", cond["property"], kind, cond["op"],
-                                       cond.get("value"), ctx.now, True)
+        key = cond["property"]
+        sql, ps = _condition_sql((EVENT_PROPERTY, [key, key]), kind, cond["op"],
+                                 cond.get("value"), ctx.now, True)
         where.append(sql)
         params.extend(ps)
     return " AND ".join(where), params

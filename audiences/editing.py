@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 from django.utils import timezone
-from django.utils.text import slugify
 
 from audiences import membership
 from audiences.filterql import FilterSyntaxError, parse_filter, to_text
@@ -22,6 +21,7 @@ from audiences.rules import RuleError, TextProblem
 from cdp_site import audit
 from cdp_site.hooks import hooks
 from cdp_site.models import Account, AuditEvent
+from cdp_site.slugs import generated_slug, slug_from
 
 if TYPE_CHECKING:
     from cdp_site.tenancy import Actor
@@ -73,9 +73,19 @@ def _user(actor: Actor | None) -> Any:
     return user if user is not None and user.pk else None
 
 
+def _new_slug(slug: str, name: str) -> str:
+    """The slug a new audience asks for: the typed slug's, else the name's; a name without a
+    letter or digit (only emoji) gets a generated one, a typed slug without one is refused."""
+    made = slug_from(slug or name)
+    if made or slug.strip():
+        return made
+    return generated_slug("audience") if name.strip() else ""
+
+
 def _free_slug(account: Account, wanted: str) -> str:
     if not wanted:
-        raise AudienceError("invalid_slug", "The audience needs a name or a slug.")
+        raise AudienceError("invalid_slug", "The audience needs a name or a slug with a "
+                            "letter or digit.")
     if wanted in RESERVED_SLUGS:
         raise AudienceError("invalid_slug", f"{wanted!r} is reserved; choose another slug.")
     if Audience.objects.filter(account=account, slug=wanted).exists():
@@ -89,8 +99,8 @@ def create_audience(account: Account, actor: Actor | None, *, name: str, slug: s
                     text: str | None = None, compute: bool = True) -> Audience:
     """Validate and save a new audience, then compute it in the background."""
     parsed = rule_from_input(rule, text)
-    slug = _free_slug(account, slugify(slug or name)[:100])
-    membership.check_rule(account, parsed, slug=slug)
+    slug = _free_slug(account, _new_slug(slug, name))
+    membership.check_rule(account, parsed, slug=slug, actor=actor)
     now = timezone.now()
     audience = Audience(account=account, slug=slug, name=name, description=description,
                         api_accessible=api_accessible, rule=parsed, created_by=_user(actor),
@@ -130,7 +140,7 @@ def update_audience(audience: Audience, actor: Actor | None, *, rule: Any = None
         if used:
             raise AudienceError("audience_in_use", "The slug cannot change while "
                                 f"{', '.join(used)} use(s) it.", 409, {"used_by": used})
-        diff["slug"] = [audience.slug, _free_slug(audience.account, slugify(slug)[:100])]
+        diff["slug"] = [audience.slug, _free_slug(audience.account, slug_from(slug))]
         audience.slug = diff["slug"][1]
     for name, value in changes.items():
         if getattr(audience, name) != value:
@@ -139,7 +149,7 @@ def update_audience(audience: Audience, actor: Actor | None, *, rule: Any = None
     rule_changed = False
     if rule is not None or text is not None:
         parsed = rule_from_input(rule, text)
-        membership.check_rule(audience.account, parsed, slug=audience.slug)
+        membership.check_rule(audience.account, parsed, slug=audience.slug, actor=actor)
         if parsed != audience.rule:
             diff["rule"] = [audience.rule, parsed]
             audience.rule = parsed

@@ -233,8 +233,9 @@ def profile_view(profile: Profile, rule: dict[str, Any], now: datetime) -> Profi
         rows = ProfileEvent.objects.filter(account_id=account_id, profile=profile, event=name)
         if len(days) == len(windows):  # every condition on the event has a window
             rows = rows.filter(at__gte=now - timedelta(days=max(days)))
-        events.extend(EventView(name, at, props or {}) for at, props in
-                      rows.order_by("-at").values_list("at", "properties")[:EVENTS_COUNTED])
+        events.extend(EventView(name, at, {**(own or {}), **(props or {})})
+                      for at, props, own in rows.order_by("-at").values_list(
+                          "at", "properties", "own_properties")[:EVENTS_COUNTED])
     memberships = frozenset(AudienceMembership.objects.filter(
         account_id=account_id, profile=profile).values_list("audience__slug", flat=True))
     consents = frozenset(ProfileConsent.objects.filter(

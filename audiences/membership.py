@@ -47,6 +47,7 @@ from audiences.models import Audience, AudienceMembership, AudienceSize, Members
 from audiences.realtime import reevaluate
 from audiences.rules import RuleError, RuleSchema, validate_rule
 from profiles.calculated.attributes import attribute_types
+from profiles.masking import policy_for_actor
 from profiles.models import Profile
 from profiles.schema.compiled import live_schema
 
@@ -96,11 +97,15 @@ def audience_rules(account: Account | int) -> dict[str, Any]:
 
 
 def check_rule(account: Account | int, rule: Any, *, slug: str | None = None,
-               schema: RuleSchema | None = None, now: datetime | None = None) -> None:
+               schema: RuleSchema | None = None, now: datetime | None = None,
+               actor: Actor | None = None) -> None:
     """Raise RuleError unless the rule is valid in this account: fields, attributes and
-    operators of the live schema, audiences that exist, no cycle back to ``slug``."""
+    operators of the live schema, audiences that exist, no cycle back to ``slug``; and, for an
+    actor without ``pii.view``, no pattern, part or range of a PII field."""
     rules = audience_rules(account)
-    validate_rule(rule, schema or rule_schema(account), slug=slug, resolve=rules.get, now=now)
+    policy = policy_for_actor(actor) if actor is not None else None
+    validate_rule(rule, schema or rule_schema(account), slug=slug, resolve=rules.get, now=now,
+                  masks=policy.masks if policy is not None and policy.masking else None)
 
 
 COMPUTE_WORK_MEM = "64MB"

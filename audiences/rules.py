@@ -29,6 +29,15 @@ from profiles.conditions import (
 
 MAX_DEPTH = 20
 
+# Operators that tell more of a value than whether it is one given value (a pattern, a part,
+# a range): on a PII field, a reader who may only see it masked could spell the value out one
+# letter at a time from the sizes such rules select. Equality, ``in`` and ``exists`` stay, as
+# in profile search. (#18)
+REVEALING_OPERATORS = frozenset({"like", "contains", "not contains", ">", ">=", "<", "<=",
+                                 "between"})
+
+Masks = Callable[[str], bool]
+
 
 # ------------------------------------------------------------------------------ schema, errors
 
@@ -108,9 +117,11 @@ def node_kind(node: Any) -> str | None:
 
 
 class _Validator:
-    def __init__(self, schema: RuleSchema, now: datetime | None) -> None:
+    def __init__(self, schema: RuleSchema, now: datetime | None, masks: Masks | None = None,
+                 ) -> None:
         self.schema = schema
         self.now = now or datetime.now(UTC)
+        self.masks = masks
         self.problems: list[RuleProblem] = []
         self.audiences: list[tuple[str, str]] = []  # (slug, path)
 
@@ -150,6 +161,14 @@ class _Validator:
             self.fail(path, "unknown_field", f"no published field named {name!r}")
             return
         self.condition(node, path, KIND_OF_TYPE[self.schema.fields[name]], name)
+        self.masked(node, path, name)
+
+    def masked(self, node: Mapping[str, Any], path: str, name: str) -> None:
+        """Refuse a revealing operator on a field (or event property) the reader sees masked."""
+        if self.masks is not None and node.get("op") in REVEALING_OPERATORS and self.masks(name):
+            self.fail(path, "pii_operator",
+                      f"{name!r} is PII, which your roles see masked (no pii.view): it takes "
+                      f"=, !=, in, not in and exists only, not {node['op']!r}")
 
     def attribute_condition(self, node: dict[str, Any], path: str, depth: int) -> None:
         name = node["attribute"]
@@ -195,6 +214,7 @@ class _Validator:
                 self.fail(sub, "bad_property", f"type is one of {', '.join(PROPERTY_TYPES)}")
                 continue
             self.condition(cond, sub, KIND_OF_PROPERTY_TYPE[ptype], cond["property"])
+            self.masked(cond, sub, cond["property"])
 
     def audience(self, node: dict[str, Any], path: str, depth: int) -> None:
         if not isinstance(node["audience"], str) or not node["audience"]:
@@ -239,12 +259,15 @@ def audience_refs(rule: Any) -> Iterator[tuple[str, str]]:
 
 
 def validate_rule(rule: Any, schema: RuleSchema, *, slug: str | None = None,
-                  resolve: AudienceResolver | None = None, now: datetime | None = None) -> None:
+                  resolve: AudienceResolver | None = None, now: datetime | None = None,
+                  masks: Masks | None = None) -> None:
     """Raise RuleError listing every problem of the rule (path, code, message).
 
     With ``resolve`` (slug → that audience's rule, None when there is none), audiences the
-    rule includes or excludes must exist, and none may lead back to ``slug``."""
-    checker = _Validator(schema, now)
+    rule includes or excludes must exist, and none may lead back to ``slug``. With ``masks``
+    (field name → whether the rule's author sees it masked), such fields take no
+    ``REVEALING_OPERATORS``."""
+    checker = _Validator(schema, now, masks)
     checker.node(rule, "$", 1)
     if resolve is not None:
         for ref, path in checker.audiences:

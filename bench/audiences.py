@@ -33,7 +33,11 @@ Then it measures, best and median of ``--rounds``:
 5. event → membership change: ``collect.store_events`` at a steady ``--rate`` (1,000 events/s)
    for ``--seconds`` while ``manage.py process_events --loop`` workers run (as ``manage.py
    serve`` runs them); latency from the event's ``received_at`` to its ``MembershipChange.at``
-   (the batch's clock) and to the moment the change was seen committed (polled every 20 ms).
+   (the batch's clock) and to the moment the change was seen committed (polled every 20 ms),
+   after a warm-up (20 events processed: the workers started, the audiences compiled). Use a
+   rate below one a second (``--rate 0.4 --seconds 150``) for an idle system: each event finds
+   the worker idle (a second after its last events), so the figure is how fast it wakes
+   (LISTEN/NOTIFY, profiles.processing.wakeup).
 
 The load average is printed beside every figure (the machine is shared). Usage:
 
@@ -601,7 +605,7 @@ class ChangeWatch(threading.Thread):
                 time.sleep(0.02)
 
 
-def bench_latency(account: Any, url: str, rate: int, seconds: float, workers: int) -> None:
+def bench_latency(account: Any, url: str, rate: float, seconds: float, workers: int) -> None:
     import random
 
     from django.db import connection
@@ -616,20 +620,31 @@ def bench_latency(account: Any, url: str, rate: int, seconds: float, workers: in
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
              for _ in range(workers)]
     steps: dict[str, float] = {}
-    with connection.cursor() as cur:
-        cur.execute("SELECT coalesce(max(id), 0) FROM audiences_membershipchange")
-        after = cur.fetchone()[0]
-    connection.close()
-    watch = ChangeWatch(url, account.pk, after)
-    watch.start()
     rng = random.Random(11)
     run = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     pool = max(1000, int(rate * seconds) // 6)
     tick = 0.02
     sent = 0
-    loads = [os.getloadavg()[0]]
+    watch: ChangeWatch | None = None
     try:
-        time.sleep(3)  # the workers start (Django setup)
+        # Warm: the workers are up (Django set up) and have processed a few events (the
+        # audiences compiled), so that a loaded machine's slow start is not counted as latency.
+        warm = [live_message(rng, f"{run}w", n, pool, datetime.now(UTC)) for n in range(20)]
+        store_events(account, "web", [IncomingEvent(
+            message=m, message_id=m["messageId"], type="track", event=m["event"],
+            anonymous_id=m["anonymousId"], event_at=datetime.now(UTC)) for m in warm],
+            source="bench", received_at=datetime.now(UTC))
+        warming = time.perf_counter()
+        while pending(account.pk) and time.perf_counter() - warming < 300:
+            time.sleep(0.1)
+        time.sleep(1)
+        with connection.cursor() as cur:
+            cur.execute("SELECT coalesce(max(id), 0) FROM audiences_membershipchange")
+            after = cur.fetchone()[0]
+        connection.close()
+        watch = ChangeWatch(url, account.pk, after)
+        watch.start()
+        loads = [os.getloadavg()[0]]
         began = time.perf_counter()
         while True:
             elapsed = time.perf_counter() - began
@@ -660,8 +675,9 @@ def bench_latency(account: Any, url: str, rate: int, seconds: float, workers: in
         drained = time.perf_counter() - drain_began
         time.sleep(0.5)
     finally:
-        watch.stop.set()
-        watch.join()
+        if watch is not None:
+            watch.stop.set()
+            watch.join()
         for p in procs:
             p.terminate()
         for p in procs:
@@ -683,7 +699,7 @@ def bench_latency(account: Any, url: str, rate: int, seconds: float, workers: in
     by_seen = [watch.seen[raw] - received[raw] for raw in received if raw in watch.seen]
     say(f"event → membership change, {workers} worker{'s' * (workers > 1)} "
         f"(process_events --loop, as serve runs it): {sent:,} events stored at "
-        f"{sent / sent_seconds:,.0f} events/s over {sent_seconds:.0f} s "
+        f"{sent / sent_seconds:,.1f} events/s over {sent_seconds:.0f} s "
         f"({pool:,} visitors), backlog at the end {backlog_at_end:,} (drained in "
         f"{drained:.1f} s); load {min(loads):.1f} to {max(loads):.1f}\n"
         f"    {len(rows):,} changes ({sum(1 for r in rows if r[3] == 'entry'):,} entries) "
@@ -708,7 +724,8 @@ def main() -> None:
     parser.add_argument("--profiles", type=int, default=1_000_000)
     parser.add_argument("--events", type=int, default=5_000_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--rate", type=int, default=1000, help="events/s for the latency run")
+    parser.add_argument("--rate", type=float, default=1000,
+                        help="events/s for the latency run (below 1 for an idle system)")
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--samples", type=int, default=2000,

@@ -734,6 +734,9 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--idle-listener", action="store_true",
                         help="an idle worker listens throughout: every statement notifies")
+    parser.add_argument("--suppressions", type=int, default=0,
+                        help="identifiers on the account's suppression list (none of them in "
+                             "the bench's events: every event is checked, and stored)")
     args = parser.parse_args()
     configs = [ServerConfig.parse(text) for text in args.server.split(",")]
 
@@ -755,6 +758,11 @@ def main() -> None:
     account = make_account("Bench Collect", "bench-collect")
     ensure_partitions(account_ids=[account.pk])
     key, secret = make_write_key(account, "Bench")
+    if args.suppressions:
+        from profiles.privacy.suppress import suppress_values
+
+        suppress_values(account, (f"gone-{n}@example.com" for n in range(args.suppressions)),
+                        subject="bench")
     connection.close()  # the generator processes fork from this one
     auth = base64.b64encode(f"{secret}:".encode()).decode()
 

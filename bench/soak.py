@@ -20,14 +20,14 @@ threads:
   the event processor, the django-q2 cluster or the aggregator (children of serve), or
   ``pg_terminate_backend`` on every other connection to the database.
 
-When serve itself exits (before serve supervised its children, it stopped everything when one
-died), the soak starts it again and counts it. At the end it stops the chaos, sends one identify
-per person and cookie (so every anonymous profile merges into its person's), waits for the
-processing queue to drain and checks: every accepted event is in the raw store once (no
-duplicate, none lost), every stored event was processed once (one profile event each), every
-person has exactly one live profile whose ``units`` and event count equal that person's stored
-events (no profile lost or repeated an update). It prints the figures and exits 1 if any check
-fails.
+serve restarts the children it loses (it runs with ``--give-up-after 1000``: the deaths are the
+soak's doing); should serve itself exit, the soak starts it again and counts it. At the end it
+stops the chaos, sends one identify per person and cookie (so every anonymous profile merges
+into its person's), waits for the processing queue to drain and checks: every accepted event is
+in the raw store once (no duplicate, none lost), every stored event was processed once (one
+profile event each), every person has exactly one live profile whose ``units`` and event count
+equal that person's stored events (no profile lost or repeated an update). It prints the figures
+and exits 1 if any check fails.
 
 Usage:
 
@@ -145,10 +145,14 @@ class Serve:
         self.log = log.open("ab")
 
     def start(self) -> None:
+        # The faults are not the children's: serve must never give up on one that is killed
+        # often. Its status file is this run's, not the checkout's var/serve.json.
+        env = {**production_env(self.url),
+               "STRATA_SERVE_STATUS": str(self.log_path.with_suffix(".json"))}
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{self.port}"],
-            cwd=ROOT, env=production_env(self.url), stdout=self.log, stderr=self.log,
-            start_new_session=True)
+            [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{self.port}",
+             "--give-up-after", "1000"],
+            cwd=ROOT, env=env, stdout=self.log, stderr=self.log, start_new_session=True)
 
     def ensure(self) -> bool:
         """Start serve again if it exited; True when it had."""
@@ -200,6 +204,11 @@ class Serve:
             with contextlib.suppress(psutil.Error):
                 process = psutil.Process(pid)
                 if process.create_time() == started:  # not a reused pid
+                    process.kill()
+        for process in psutil.process_iter():  # orphans never seen: started with our URL
+            with contextlib.suppress(psutil.Error):
+                if (process.environ().get("DATABASE_URL") == self.url
+                        and process.pid != os.getpid()):
                     process.kill()
         self.log.close()
 
@@ -422,6 +431,9 @@ def main() -> int:
     parser.add_argument("--people", type=int, default=200)
     parser.add_argument("--collectors", type=int, default=3)
     parser.add_argument("--kill-every", default="2,6", help="seconds between faults: MIN,MAX")
+    parser.add_argument("--faults", type=int, default=0,
+                        help="go on past the time until this many faults were injected "
+                             "(at most five times the time again)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--drain-seconds", type=float, default=300.0)
@@ -442,7 +454,7 @@ def main() -> int:
         f"{time.monotonic() - began:.0f} s; serve on 127.0.0.1:{port} (log {log}), "
         f"{seconds:.0f} s of load and faults every {every[0]:g}-{every[1]:g} s")
     serve = Serve(url, port, log)
-    tally, kills = Tally(), Counter[str]()
+    tally, kills, loaded = Tally(), Counter[str](), 0.0
     stop_load, stop_chaos = threading.Event(), threading.Event()
     base = f"http://127.0.0.1:{port}"
     try:
@@ -450,7 +462,7 @@ def main() -> int:
         serve.restarts = 0
         wait_until_up(base, serve)
         end = time.monotonic() + seconds
-        give_up = end + 120  # a request in flight at the end keeps trying this long
+        give_up = end + 6 * seconds + 120  # a request in flight at the end keeps trying
         threads = [threading.Thread(target=collector, args=(
             n, Client(base, setup, tally), args.people, stop_load, give_up, args.seed))
             for n in range(args.collectors)]
@@ -464,12 +476,19 @@ def main() -> int:
                                                             args.seed, kills))
         for thread in [*threads, chaos_thread]:
             thread.start()
-        while time.monotonic() < end:
+        overtime, loaded = end + 5 * seconds, time.monotonic()
+
+        def going_on() -> bool:
+            now = time.monotonic()
+            return now < end or (sum(kills.values()) < args.faults and now < overtime)
+
+        while going_on():
             if serve.ensure():
                 say(f"  serve had exited; started again ({serve.restarts})")
             time.sleep(0.5)
         stop_chaos.set()
         chaos_thread.join()
+        loaded = time.monotonic() - loaded
         stop_load.set()
         while any(t.is_alive() for t in threads):
             serve.ensure()
@@ -485,7 +504,7 @@ def main() -> int:
     finally:
         serve.stop()
     figures = verify(setup, tally.accepted, args.people)
-    figures.update(seconds=seconds, serve_restarts=serve.restarts,
+    figures.update(seconds=round(loaded), serve_restarts=serve.restarts,
                    kills={k: v for k, v in kills.items() if v},
                    answers=dict(sorted(tally.answers.items())))
     report(figures)
@@ -502,7 +521,7 @@ def main() -> int:
 def wait_until_up(base: str, serve: Serve) -> None:
     import requests
 
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # a first collectstatic on a busy machine is slow
     while time.monotonic() < deadline:
         serve.ensure()
         try:
@@ -510,13 +529,13 @@ def wait_until_up(base: str, serve: Serve) -> None:
             return
         except requests.RequestException:
             time.sleep(0.5)
-    raise SystemExit("serve did not answer within 120 s")
+    raise SystemExit("serve did not answer within 300 s")
 
 
 def report(f: dict[str, Any]) -> None:
     kills = ", ".join(f"{k} {v}" for k, v in sorted(f["kills"].items())) or "none"
-    say(f"faults: {kills}; serve exited and was started again by the soak "
-        f"{f['serve_restarts']} times")
+    say(f"{f['seconds']} s of load; faults: {kills}; serve exited and was started again by "
+        f"the soak {f['serve_restarts']} times")
     say(f"events accepted {f['accepted']}")
     say(f"events stored {f['stored']} (stored although no 200 carried them: "
         f"{f['stored_unanswered']})")

@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q
 from django.utils import timezone
 
 from cdp_site import audit
-from cdp_site.models import AccessToken, Account, AuditEvent, Role, WriteKey
+from cdp_site.models import AccessToken, Account, AuditEvent, Membership, Role, WriteKey
+from cdp_site.write_keys import VISIBLE_PREFIX_LENGTH
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -29,7 +31,6 @@ if TYPE_CHECKING:
 
     from cdp_site.tenancy import Actor
 
-VISIBLE_PREFIX_LENGTH = 12  # "stk_" + 8 characters
 
 
 class AccessError(Exception):
@@ -87,11 +88,18 @@ def create_access_token(
     expires_in_days: int | None,
     allowed_networks: Iterable[str] = (),
     enabled: bool = True,
+    site_operator: bool = False,
 ) -> NewSecret[AccessToken]:
     """Mint a token whose roles never exceed the creator's."""
     roles = list(roles)
     if not roles:
         raise AccessError("invalid", "A token needs at least one role.")
+    if actor.account.pk != account.pk:
+        raise AccessError("account_not_allowed", "A token is minted by an actor of its account.",
+                          403)
+    if site_operator and not actor.is_site_operator:
+        raise AccessError("operator_only", "Only the site operator may mint an operator token.",
+                          403)
     granted = actor.role_codes
     wider = sorted(role.name for role in roles if role.code not in granted)
     if wider and not actor.is_superuser:
@@ -117,6 +125,7 @@ def create_access_token(
         allowed_networks=validate_networks(allowed_networks),
         enabled=enabled,
         created_by=creator,
+        site_operator=site_operator,
     )
     token.roles.set(roles)
     audit.record(
@@ -125,6 +134,7 @@ def create_access_token(
             "roles": sorted(role.code for role in roles),
             "expires_at": token.expires_at.isoformat() if token.expires_at else None,
             "allowed_networks": token.allowed_networks,
+            **({"site_operator": True} if site_operator else {}),
         },
     )
     return NewSecret(token, secret)
@@ -168,17 +178,25 @@ def revoke_access_token(token: AccessToken, *, actor: Actor) -> AccessToken:
 
 def authenticate_access_token(secret: str, client_ip: str | None) -> AccessToken | None:
     """The token for a presented secret, or None: unknown, malformed, expired, disabled,
-    revoked, of a disabled account, or used from outside its networks all look the same."""
+    revoked, of a disabled account, used from outside its networks, or minted by someone who
+    is no longer a member of its account (nor the operator) all look the same."""
     if not secret.startswith(AccessToken.PREFIX) or len(secret) > 100:
         return None
     token = (
-        AccessToken.objects.select_related("account")
+        AccessToken.objects.select_related("account", "created_by")
         .filter(digest=digest_secret(secret))
+        .annotate(creator_present=ExpressionWrapper(
+            Q(created_by__isnull=True) | Q(created_by__is_superuser=True)
+            | Exists(Membership.objects.filter(account=OuterRef("account"),
+                                               user=OuterRef("created_by"))),
+            output_field=BooleanField(),
+        ))
         .first()
     )
     now = timezone.now()
     if (
         token is None
+        or not getattr(token, "creator_present", False)
         or not token.enabled
         or token.is_revoked
         or token.is_expired(now)

@@ -9,10 +9,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from cdp_site import audit
+from cdp_site import access, audit
 from cdp_site.access import AccessError
 from cdp_site.hooks import hooks
 from cdp_site.models import AccessToken, Account, AuditEvent, Membership, Role
@@ -27,9 +26,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def create_account(*, name: str, slug: str, **values: Any) -> Account:
-    """Create an account and let the apps prepare for it (``account_created``)."""
-    account = Account.objects.create(name=name, slug=slug, **values)
+def create_account(*, name: str, slug: str, actor: Actor | None = None, **values: Any) -> Account:
+    """Create an account and let the apps prepare for it (``account_created``). With an actor
+    (the API, the admin), only the site operator may, and the new account's log says who."""
+    if actor is not None and not actor.is_site_operator:
+        raise AccessError("operator_only", "Only the site operator creates accounts.", 403)
+    if Account.objects.filter(slug=slug).exists():
+        raise AccessError("slug_taken", f"An account with the slug {slug!r} exists.", 409)
+    with transaction.atomic():
+        account = Account.objects.create(name=name, slug=slug, **values)
+        if actor is not None:
+            audit.record(account, actor, AuditEvent.Action.ACCOUNT_CREATED, account,
+                         changes={"name": name, "slug": slug, **values})
     account_created(account)
     return account
 
@@ -91,8 +99,15 @@ def set_member_roles(membership: Membership, *, actor: Actor, roles: Iterable[Ro
 
 @transaction.atomic
 def remove_member(membership: Membership, *, actor: Actor) -> None:
+    """The member goes, and so do the tokens they made in this account: revoked (and, were one
+    missed, refused at authentication: access.authenticate_access_token)."""
     roles = _role_codes(membership.roles.all())
     _trim_token_roles(membership.account, membership.user, set(roles))
+    if not membership.user.is_superuser:
+        for token in AccessToken.objects.for_account(membership.account).filter(
+            created_by=membership.user, revoked_at__isnull=True
+        ):
+            access.revoke_access_token(token, actor=actor)
     audit.record(
         membership.account, actor, AuditEvent.Action.USER_REMOVED, membership,
         changes={"user": membership.user.get_username(), "roles": roles},
@@ -117,18 +132,15 @@ def update_account_settings(account: Account, *, actor: Actor, **values: Any) ->
             raise AccessError("invalid", f"{name} is not an account setting.")
         if getattr(account, name) != value:
             changes[name] = [getattr(account, name), value]
-            setattr(account, name, value)
+    refused = sorted(set(changes) & set(Account.OPERATOR_FIELDS))
+    if refused and not actor.is_site_operator:
+        raise AccessError(
+            "operator_only", f"Only the site operator may change {', '.join(refused)}.", 403
+        )
+    for name, (_before, value) in changes.items():
+        setattr(account, name, value)
     if changes:
         account.save(update_fields=list(changes))
         audit.record(account, actor, AuditEvent.Action.ACCOUNT_SETTINGS_CHANGED, account,
                      changes=changes)
     return account
-
-
-def find_user(identifier: str) -> User | None:
-    """A user by username or email."""
-    users = get_user_model().objects
-    return (
-        users.filter(username=identifier).first()
-        or users.filter(email__iexact=identifier).order_by("pk").first()
-    )

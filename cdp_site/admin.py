@@ -10,7 +10,6 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
@@ -23,10 +22,10 @@ from django.utils.safestring import SafeString
 from django.utils.text import capfirst
 from django.utils.timesince import timesince
 
-from cdp_site import access, accounts
+from cdp_site import access, accounts, invitations
 from cdp_site.access import AccessError
 from cdp_site.models import AccessToken, Account, AuditEvent, Membership, Role, WriteKey
-from cdp_site.tenancy import Actor, session_actor
+from cdp_site.tenancy import Actor, accounts_for_user, actor_for_user, client_ip, session_actor
 
 admin.site.unregister(Group)  # roles replace Django's groups
 
@@ -153,7 +152,22 @@ class NetworksField(forms.Field):
 NETWORKS_HELP = "One CIDR network per line, e.g. 10.0.0.0/8. Leave empty to allow any address."
 
 
+def token_accounts_for(request: HttpRequest) -> QuerySet[Account]:
+    """The accounts the signed-in user may mint tokens in: those where they are an Admin."""
+    user = request.user
+    mintable = [
+        account.pk for account in accounts_for_user(user)  # type: ignore[arg-type]
+        if (minter := actor_for_user(user, account, None)) is not None  # type: ignore[arg-type]
+        and minter.has("admin.edit")
+    ]
+    return Account.objects.filter(pk__in=mintable).order_by("name")
+
+
 class AccessTokenCreateForm(forms.Form):
+    account = forms.ModelChoiceField(
+        queryset=Account.objects.none(), empty_label="Choose the account",
+        help_text="The account the token acts in. It may call the API for this account only.",
+    )
     description = forms.CharField(
         max_length=200, help_text="What the token is for, so that others know what revoking "
         "it would break.",
@@ -169,11 +183,15 @@ class AccessTokenCreateForm(forms.Form):
     )
     allowed_networks = NetworksField(required=False, help_text=NETWORKS_HELP)
 
-    def __init__(self, *args: Any, actor: Actor, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, actor: Actor, accounts: QuerySet[Account], **kwargs: Any
+                 ) -> None:
         super().__init__(*args, **kwargs)
         roles = self.fields["roles"]
         assert isinstance(roles, RoleChoiceField)
         roles.queryset = role_choices_for(actor)
+        account = self.fields["account"]
+        assert isinstance(account, forms.ModelChoiceField)
+        account.queryset = accounts
 
 
 class AccessTokenChangeForm(forms.ModelForm):
@@ -269,11 +287,17 @@ class AccessTokenAdmin(AccountScopedAdmin):
         if not self.has_add_permission(request):
             raise PermissionDenied
         actor = self.actor(request)
-        form = AccessTokenCreateForm(request.POST or None, actor=actor)
+        form = AccessTokenCreateForm(request.POST or None, actor=actor,
+                                     accounts=token_accounts_for(request))
         if request.method == "POST" and form.is_valid():
+            # The account is the one the form names, never implicitly the current one.
+            chosen = form.cleaned_data["account"]
+            minter = actor_for_user(request.user, chosen, client_ip(request))  # type: ignore[arg-type]
             try:
+                if minter is None or not minter.has("admin.edit"):
+                    raise AccessError("account_not_allowed", "You cannot create tokens there.")
                 new = access.create_access_token(
-                    account=actor.account, actor=actor,
+                    account=chosen, actor=minter,
                     description=form.cleaned_data["description"],
                     roles=form.cleaned_data["roles"],
                     expires_in_days=form.cleaned_data["expiry"] or None,
@@ -295,8 +319,8 @@ class AccessTokenAdmin(AccountScopedAdmin):
         return TemplateResponse(request, "admin/cdp_site/secret_form.html", {
             **self.admin_site.each_context(request),
             "title": "New access token",
-            "intro": "An access token lets a script or another system call the Strata API as "
-                     f"{actor.account.name}. It carries the roles you pick here, never more "
+            "intro": "An access token lets a script or another system call the Strata API in "
+                     "the account you choose here. It carries the roles you pick, never more "
                      "than yours. Its secret is shown once, right after you create it.",
             "submit_label": "Create access token",
             "form": form,
@@ -398,12 +422,9 @@ class WriteKeyAdmin(AccountScopedAdmin):
 
 
 class MembershipAddForm(forms.Form):
-    user = forms.CharField(label="Username or email", max_length=254)
+    email = forms.EmailField(max_length=254, help_text="They get an email with a link to join "
+                             "(signing in if they already use Strata, else choosing a password).")
     roles = RoleChoiceField(queryset=Role.objects.order_by("name").prefetch_related("permissions"))
-    initial_password = forms.CharField(
-        required=False, widget=forms.PasswordInput,
-        help_text="When no such user exists yet, create one (username = email) with this password.",
-    )
 
 
 class MembershipChangeForm(forms.ModelForm):
@@ -444,30 +465,18 @@ class MembershipAdmin(AccountScopedAdmin):
         actor = self.actor(request)
         form = MembershipAddForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            identifier = form.cleaned_data["user"]
-            user = accounts.find_user(identifier)
-            if user is None and form.cleaned_data["initial_password"]:
-                user = get_user_model().objects.create_user(
-                    username=identifier, email=identifier if "@" in identifier else "",
-                    password=form.cleaned_data["initial_password"],
-                )
-            if user is None:
-                form.add_error("user", "No such user; give an initial password to create one.")
-            else:
-                try:
-                    accounts.add_member(account=actor.account, actor=actor, user=user,
-                                        roles=form.cleaned_data["roles"])
-                except AccessError as exc:
-                    form.add_error("user", exc.message)
-                else:
-                    self.message_user(request, f"Added {user.get_username()}.", messages.SUCCESS)
-                    return HttpResponseRedirect(reverse("admin:cdp_site_membership_changelist"))
+            # The same answer whether or not the address has a user anywhere (#18 finding 6).
+            invitations.invite(account=actor.account, actor=actor,
+                               email=form.cleaned_data["email"], roles=form.cleaned_data["roles"])
+            self.message_user(request, f"Invited {form.cleaned_data['email']}: they join "
+                              "through the link in the email.", messages.SUCCESS)
+            return HttpResponseRedirect(reverse("admin:cdp_site_membership_changelist"))
         return TemplateResponse(request, "admin/cdp_site/secret_form.html", {
             **self.admin_site.each_context(request),
-            "title": "Add a member", "form": form, "opts": self.model._meta,
+            "title": "Invite a member", "form": form, "opts": self.model._meta,
             "intro": f"Give someone access to {actor.account.name}. Their roles decide what "
                      "they may see and do here.",
-            "submit_label": "Add member",
+            "submit_label": "Send invitation",
         })
 
     def save_model(self, request: HttpRequest, obj: Membership, form: forms.ModelForm[Membership],
@@ -497,7 +506,8 @@ class MembershipAdmin(AccountScopedAdmin):
 
 @admin.register(Account)
 class AccountAdmin(TitledAdmin):
-    """Admins see and edit their current account; superusers see and create all."""
+    """Admins see and edit their current account (not its enabling or quota); the site operator
+    (a superuser) sees, creates and edits all."""
 
     list_display = ["name", "slug", "aid", "enabled", "retention_days", "monthly_event_quota"]
     readonly_fields = ["aid", "created_at"]
@@ -507,7 +517,11 @@ class AccountAdmin(TitledAdmin):
         return (*head, *Account.SETTINGS_FIELDS, "created_at")
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return ["aid", "slug", "created_at"] if obj is not None else ["created_at"]
+        fixed = ["aid", "slug", "created_at"] if obj is not None else ["created_at"]
+        actor = request_actor(request)
+        if actor is None or not actor.is_site_operator:
+            return [*fixed, *Account.OPERATOR_FIELDS]  # enabling and quotas: the operator's
+        return fixed
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         actor = request_actor(request)
@@ -538,8 +552,11 @@ class AccountAdmin(TitledAdmin):
     def save_model(self, request: HttpRequest, obj: Account, form: forms.Form,
                    change: bool) -> None:
         if not change:
-            obj.save()
-            accounts.account_created(obj)
+            created = accounts.create_account(
+                name=obj.name, slug=obj.slug, actor=request_actor(request),
+                **{name: getattr(obj, name) for name in Account.SETTINGS_FIELDS if name != "name"},
+            )
+            obj.pk, obj.aid, obj.created_at = created.pk, created.aid, created.created_at
             return
         original = Account.objects.get(pk=obj.pk)
         values = {name: form.cleaned_data[name] for name in form.changed_data

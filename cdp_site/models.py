@@ -44,6 +44,9 @@ class Account(models.Model):
         "name", "enabled", "timezone", "retention_days", "monthly_event_quota",
         "max_identifiers_per_profile",
     )
+    # Of those, the ones only the site operator may change (DESIGN.md: the operator enables,
+    # disables and sets quotas; an Admin cannot lock everyone out or raise their own quota).
+    OPERATOR_FIELDS = ("enabled", "monthly_event_quota")
 
     class Meta:
         ordering = ["name"]
@@ -129,6 +132,41 @@ class Membership(AccountScopedModel):
         return f"{self.user} in {self.account}"
 
 
+class Invitation(AccountScopedModel):
+    """An invitation to join an account, sent by email (issue #18 finding 6: adding a member
+    never says whether the address belongs to a user). Its secret travels only in the email's
+    link; the row keeps an HMAC of it, like tokens."""
+
+    VALID_DAYS = 7
+
+    email = models.EmailField(max_length=254)
+    roles = models.ManyToManyField(Role, related_name="invitations", blank=True)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["account", "email"], name="invitation_account_email")]
+
+    def __str__(self) -> str:
+        return f"invitation of {self.email}"
+
+    @property
+    def status(self) -> str:
+        if self.accepted_at is not None:
+            return "accepted"
+        if self.revoked_at is not None:
+            return "revoked"
+        return "expired" if self.expires_at <= timezone.now() else "pending"
+
+
 class SecretKeyModel(AccountScopedModel):
     """A secret shown once, stored as HMAC-SHA256 under the server pepper."""
 
@@ -167,6 +205,10 @@ class AccessToken(SecretKeyModel):
     allowed_networks = ArrayField(
         models.CharField(max_length=64), default=list, blank=True,
         help_text="CIDR networks allowed to use the token; empty for any.",
+    )
+    site_operator = models.BooleanField(
+        default=False, help_text="Acts as the site operator (accounts, enabling, quotas) while "
+        "its creator is one; only an operator may mint such a token.",
     )
 
     class Meta:
@@ -219,10 +261,14 @@ class AuditEvent(AccountScopedModel):
         WRITE_KEY_REVOKED = "write_key.revoked"
         USER_ADDED = "membership.added"
         USER_REMOVED = "membership.removed"
+        USER_INVITED = "membership.invited"
+        INVITATION_REVOKED = "membership.invitation_revoked"
         ROLES_CHANGED = "membership.roles_changed"
         ACCOUNT_SETTINGS_CHANGED = "account.settings_changed"
+        ACCOUNT_CREATED = "account.created"
         PROFILE_DELETED = "profile.deleted"
         PRIVACY_REQUESTED = "privacy.requested"
+        PROFILE_UPDATED = "profile.updated"
         AUDIENCE_CREATED = "audience.created"
         AUDIENCE_UPDATED = "audience.updated"
         AUDIENCE_DELETED = "audience.deleted"

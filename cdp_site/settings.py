@@ -13,8 +13,10 @@ import base64
 import os
 import secrets
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
+import csp.constants as csp
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
@@ -77,6 +79,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served by Strata itself (works offline)
     "django_q",
+    "axes",  # sign-in throttling (cdp_site/signin.py)
+    "csp",
     "cdp_site",
     "profiles",
     "audiences",
@@ -100,6 +104,8 @@ MIDDLEWARE = [
     "cdp_site.tenancy.CurrentAccountMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: a locked-out sign-in answers 429
+    "csp.middleware.CSPMiddleware",  # Content-Security-Policy on pages (CONTENT_SECURITY_POLICY)
 ]
 
 ROOT_URLCONF = "cdp_site.urls"
@@ -142,6 +148,18 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    "cdp_site.signin.SignInThrottleBackend",  # django-axes: a locked-out user or address
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Sign-in throttling (cdp_site/signin.py): a lockout per user name and per client address.
+AXES_FAILURE_LIMIT = int(os.environ.get("STRATA_SIGNIN_FAILURES", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("STRATA_SIGNIN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "cdp_site.signin.axes_client_ip"
+AXES_LOCKOUT_CALLABLE = "cdp_site.signin.lockout_response"
+AXES_VERBOSE = False
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
@@ -166,10 +184,42 @@ STORAGES = {
     },
 }
 
+# Content-Security-Policy (django-csp): scripts from this site only, plus inline scripts that
+# carry the request's nonce; no inline handlers, eval, plugins or framing. Inline style
+# attributes stay allowed (pages set widths and colours so). /api/docs/ (Swagger UI, whose page
+# starts with an inline script) is exempt.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [csp.SELF],
+        "script-src": [csp.SELF, csp.NONCE],
+        "style-src": [csp.SELF, csp.UNSAFE_INLINE],
+        "img-src": [csp.SELF, "data:"],
+        "font-src": [csp.SELF, "data:"],
+        "connect-src": [csp.SELF],
+        "object-src": [csp.NONE],
+        "base-uri": [csp.SELF],
+        "form-action": [csp.SELF],
+        "frame-ancestors": [csp.NONE],
+    },
+}
+
 # Django's debug pages (stack, request, settings) reach loopback clients only.
 DEFAULT_EXCEPTION_REPORTER = "cdp_site.debug.LoopbackExceptionReporter"
 
 LOGIN_URL = "admin:login"
+# Invitations are emailed (cdp_site.invitations): SMTP from the environment; under DEBUG (make
+# run) they are printed to the console unless EMAIL_HOST is set.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", "false")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Strata <strata@localhost>")
+EMAIL_BACKEND = (
+    "django.core.mail.backends.console.EmailBackend"
+    if DEBUG and "EMAIL_HOST" not in os.environ
+    else "django.core.mail.backends.smtp.EmailBackend"
+)
 LOGIN_REDIRECT_URL = "/admin/"
 
 # Production hardening (passes `manage.py check --deploy` with DEBUG off).
@@ -230,6 +280,12 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models name a choice field "kind": give each set its own component name.
+    "ENUM_NAME_OVERRIDES": {
+        "ProfileEventKindEnum": ["merge", "conflict", "compaction"],
+        "PrivacyRequestKindEnum": "profiles.models.PrivacyRequest.Kind",
+        "AuthorizationKindEnum": "connectors.models.Authorization.Kind",
+    },
     "SWAGGER_UI_DIST": "SIDECAR",  # /static/drf_spectacular_sidecar/…, not a CDN
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -255,6 +311,8 @@ Q_CLUSTER = {
 STRATA_SUPPRESSION_CACHE_SECONDS = float(os.environ.get("STRATA_SUPPRESSION_CACHE_SECONDS", "5"))
 STRATA_TOKEN_LAST_USED_INTERVAL = 60  # seconds between writes of a token's last_used_at
 STRATA_WORKER_STALE_AFTER = int(os.environ.get("STRATA_WORKER_STALE_AFTER", "180"))
+# The states of `manage.py serve`'s children (JSON), which /health/ and the dashboard show.
+STRATA_SERVE_STATUS = os.environ.get("STRATA_SERVE_STATUS", str(var_dir() / "serve.json"))
 # Reverse proxies in front of Strata that append to X-Forwarded-For (0: use the peer address).
 STRATA_TRUSTED_PROXY_HOPS = int(os.environ.get("STRATA_TRUSTED_PROXY_HOPS", "0"))
 STRATA_PUBLIC_URL = os.environ.get("STRATA_PUBLIC_URL", "http://127.0.0.1:8000")
@@ -280,7 +338,8 @@ STRATA_PERSON_ERASED_HOOKS = ["experiences.privacy.person_erased"]
 STRATA_PERSON_DATA_HOOKS = ["audiences.privacy.person_data", "experiences.privacy.person_data"]
 # Functions (audience) -> list of "kind key" strings naming what uses an audience; audiences
 # refuses to rename or delete an audience in use (audiences.editing.users_of).
-STRATA_AUDIENCE_USERS_HOOKS = ["experiences.lifecycle.audience_users"]
+STRATA_AUDIENCE_USERS_HOOKS = ["experiences.lifecycle.audience_users",
+                               "connectors.jobs.audience_users"]
 # Connectors (docs/connectors.md): Fernet keys that encrypt authorizations, newest first (the
 # first encrypts, all decrypt; `manage.py rotate_connector_keys` re-encrypts under the first).
 # Development generates one into var/; production without any cannot store authorizations.

@@ -52,8 +52,10 @@ NAV: list[NavItem] = [
     NavItem("failed", "Failed events", "explorer-failed-events", "schema.view"),
     NavItem("schema", "Schema", "schema:overview", "schema.view"),
     NavItem("profiles", "Profiles", "profiles:search", "profiles.view"),
+    NavItem("privacy", "Privacy", "privacy:requests", "profiles.delete"),
     NavItem("audiences", "Audiences", "audiences:list", "audiences.view"),
     NavItem("experiences", "Experiences", "experiences:list", "experiences.view"),
+    NavItem("connectors", "Jobs", "connectors:jobs", "jobs.view"),
     NavItem("usage", "Usage", "explorer-usage", "admin.view"),
 ]
 

@@ -51,6 +51,12 @@ class Actor:
     def has(self, permission: str) -> bool:
         return permission in self.permissions
 
+    @property
+    def is_site_operator(self) -> bool:
+        """The installation's operator (DESIGN.md): a superuser, or a token one of them minted
+        as an operator token. Creates, enables and disables accounts and sets their quotas."""
+        return self.is_superuser
+
 
 def permissions_for_roles(role_codes: frozenset[str]) -> frozenset[str]:
     if not role_codes:
@@ -62,9 +68,11 @@ def permissions_for_roles(role_codes: frozenset[str]) -> frozenset[str]:
 
 def actor_for_token(token: AccessToken, ip_address: str | None) -> Actor:
     role_codes = frozenset(token.roles.values_list("code", flat=True))
+    creator = token.created_by
     return Actor(
         account=token.account, token=token, role_codes=role_codes,
         permissions=permissions_for_roles(role_codes), ip_address=ip_address,
+        is_superuser=token.site_operator and creator is not None and creator.is_superuser,
     )
 
 

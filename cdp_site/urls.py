@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from csp.decorators import csp_exempt
 from django.contrib import admin
 from django.templatetags.static import static
 from django.urls import include, path, re_path
@@ -22,12 +23,16 @@ urlpatterns = [
     path("favicon.ico", RedirectView.as_view(
         url=lazy(static, str)("strata/favicon.svg"), permanent=True)),
     path("account/switch/", views.switch_account_view, name="switch-account"),
+    path("invitations/<str:secret>/", views.accept_invitation, name="accept-invitation"),
     path("admin/", admin.site.urls),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="api-schema"),
+    # Swagger UI starts with an inline script drf-spectacular writes: no CSP there.
+    re_path(r"^api/docs/?$", csp_exempt()(SpectacularSwaggerView.as_view(url_name="api-schema")),
+            name="api-docs"),
     path("api/v1/", include("cdp_site.api.urls")),
     path("", include("profiles.urls")),
     path("", include("audiences.urls")),
     path("", include("experiences.urls")),
+    path("", include("connectors.urls")),
     re_path(r"^api/", errors.not_found_view),
 ]

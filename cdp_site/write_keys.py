@@ -12,7 +12,9 @@ import base64
 import binascii
 from typing import TYPE_CHECKING, Any
 
-from cdp_site.access import VISIBLE_PREFIX_LENGTH
+# Models-free (the access log of ``manage.py serve`` cuts keys with ``key_prefix`` before the
+# apps are loaded).
+VISIBLE_PREFIX_LENGTH = 12  # "stk_" + 8 characters
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -26,6 +28,9 @@ KEY_PROBLEMS: dict[str, tuple[int, str, str]] = {
     "revoked": (401, "invalid_write_key", "The write key has been revoked."),
     "disabled": (401, "invalid_write_key", "The write key is disabled."),
     "account_disabled": (403, "account_disabled", "The write key's account is disabled."),
+    "mixed": (400, "mixed_write_keys",
+              "The batch's messages name different write keys: send one batch per key, or the "
+              "key in a header."),
 }
 
 

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from profiles.models import ProfileConsent
+from django.db import connection
+
+# Profiles (of a list given as one array) that granted every purpose asked for.
+_CONSENTED = """SELECT profile_id FROM profiles_profileconsent
+WHERE account_id = %(account)s AND profile_id = ANY(%(ids)s::bigint[])
+  AND purpose = ANY(%(purposes)s::text[]) AND granted
+GROUP BY profile_id HAVING count(DISTINCT purpose) = %(n)s"""
 
 
 def consented(account_id: int, profile_ids: Iterable[int], purposes: list[str]) -> set[int]:
@@ -14,11 +20,7 @@ def consented(account_id: int, profile_ids: Iterable[int], purposes: list[str]) 
     ids = set(profile_ids)
     if not purposes or not ids:
         return ids
-    granted = (ProfileConsent.objects.filter(account_id=account_id, profile_id__in=ids,
-                                             purpose__in=purposes, granted=True)
-               .values_list("profile_id", "purpose"))
-    seen: dict[int, set[str]] = {}
-    for pid, purpose in granted:
-        seen.setdefault(pid, set()).add(purpose)
-    wanted = set(purposes)
-    return {pid for pid, have in seen.items() if have >= wanted}
+    with connection.cursor() as cur:
+        cur.execute(_CONSENTED, {"account": account_id, "ids": list(ids),
+                                 "purposes": list(purposes), "n": len(set(purposes))})
+        return {row[0] for row in cur.fetchall()}

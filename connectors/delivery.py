@@ -5,6 +5,7 @@ Standard Webhooks signature, a 1 MB body bound, and a few quick retries inside t
 from __future__ import annotations
 
 import base64
+import hashlib
 import random
 from typing import Any
 from urllib.parse import urljoin
@@ -31,6 +32,27 @@ def auth_headers(secret: dict[str, Any]) -> dict[str, str]:
     return headers
 
 
+def session(ctx: RunContext) -> outbound.Session:
+    """The run's outbound session (kept-alive connections, the allowlist read once)."""
+    found = ctx.extra.get("session")
+    if found is None:
+        found = ctx.extra["session"] = outbound.Session(ctx.job.account_id)
+    assert isinstance(found, outbound.Session)
+    return found
+
+
+def close_session(ctx: RunContext) -> None:
+    found = ctx.extra.pop("session", None)
+    if isinstance(found, outbound.Session):
+        found.close()
+
+
+def message_digest(payload: Any) -> str:
+    """A short digest of a message's content, part of its ``webhook-id``: a batch sent again
+    after a crash keeps its id, one whose content changed meanwhile gets a new one."""
+    return hashlib.sha256(orjson.dumps(payload)).hexdigest()[:16]
+
+
 def destination(ctx: RunContext, path: str | None) -> str:
     authorization = ctx.job.authorization
     base = authorization.base_url if authorization is not None else ""
@@ -48,13 +70,21 @@ def post_signed(ctx: RunContext, url: str, payload: Any, message_id: str,
     if len(body) > MAX_BODY_BYTES:
         raise PermanentError(f"a message of {len(body)} bytes is over the 1 MB bound; lower "
                              "the batch size", code="body_too_large")
+    return call_signed(ctx, "POST", url, body, message_id, timeout)
+
+
+def call_signed(ctx: RunContext, method: str, url: str, body: bytes, message_id: str,
+                timeout: float = 30.0) -> outbound.Response:
+    """One signed call with the authorization's headers, retried quickly on a transient error
+    (``Retry-After`` honoured up to a minute); the 2xx answer, or the last error."""
     base_headers = auth_headers(ctx.secret)
     for attempt in range(1, ATTEMPTS + 1):
         headers = {**base_headers, **signed_headers([ctx.secret["signing_secret"]], message_id,
                                                     body, ctx.now().timestamp())}
         try:
-            return outbound.check_status(outbound.request(
-                ctx.job.account_id, "POST", url, headers=headers, body=body, timeout=timeout))
+            return outbound.check_status(session(ctx).request(
+                method, url, headers=headers, body=body if method != "GET" else None,
+                timeout=timeout))
         except TransientError as exc:
             wait = exc.retry_after if exc.retry_after is not None else (
                 2.0 ** attempt * random.uniform(0.5, 1.0))

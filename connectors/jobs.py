@@ -4,6 +4,7 @@ The runs themselves are ``connectors.runner``."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -13,9 +14,11 @@ from django.utils import timezone
 
 from cdp_site.audit import record_change
 from cdp_site.tenancy import actor_for_user
+from connectors.authorizations import secret_of
+from connectors.delivery import close_session
 from connectors.errors import InvalidInput
 from connectors.models import Authorization, Job, JobLogEntry
-from connectors.registry import get_kind
+from connectors.registry import RunContext, get_kind
 from profiles.masking import PII_PERMISSION
 
 if TYPE_CHECKING:
@@ -169,3 +172,30 @@ def enqueue(job_id: int) -> None:
 def delete_job(job: Job, actor: Actor | None) -> None:
     record_change(actor, "job.delete", job, {"name": job.name})
     job.delete()
+
+
+def test_connection(account: Account, actor: Actor | None, *, kind: str,
+                    authorization_id: int | None, config: Any) -> str:
+    """One real call with a configuration not yet saved (the wizard's "test connection");
+    a sentence saying how it went, or a ConnectorError / InvalidInput."""
+    if not isinstance(config, dict):
+        raise InvalidInput("config", "must be an object")
+    job = Job(account=account, name="test", kind=kind, config=config,
+              creator_sees_pii=actor is None or actor.has(PII_PERMISSION))
+    kind_impl = get_kind(kind)
+    _check_authorization(job, authorization_id)
+    job.config = kind_impl.validate(job)
+    secret = secret_of(job.authorization) if job.authorization is not None else {}
+    ctx = RunContext(job=job, secret=secret, cursor={}, now=timezone.now, sleep=time.sleep)
+    try:
+        return kind_impl.test_connection(ctx)
+    finally:
+        close_session(ctx)
+
+
+def audience_users(audience: Any) -> list[str]:
+    """The jobs that export an audience: an ``STRATA_AUDIENCE_USERS_HOOKS`` entry, so audiences
+    refuse to rename or delete an audience an export reads."""
+    names = Job.objects.filter(account_id=audience.account_id,
+                               config__audience=audience.slug).values_list("name", flat=True)
+    return [f"job {name}" for name in sorted(names)]

@@ -78,13 +78,13 @@ def _allowed(host: str, address: _IP, names: list[str]) -> bool:
     return False
 
 
-def resolve(account_id: int, host: str, port: int) -> str:
+def resolve(account_id: int, host: str, port: int, names: list[str] | None = None) -> str:
     """The one address this request will connect to, after the outbound rules."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError:
         raise TransientError(f"cannot resolve {host}", code="dns_failed") from None
-    names = allowlist(account_id)
+    names = allowlist(account_id) if names is None else names
     addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
     for address in addresses:
         if _is_internal(address) and not _allowed(host, address, names):
@@ -94,60 +94,91 @@ def resolve(account_id: int, host: str, port: int) -> str:
     return str(addresses[0])
 
 
-def _pool(scheme: str, host: str, address: str, port: int, timeout: float
-          ) -> urllib3.HTTPConnectionPool:
-    bound = urllib3.Timeout(connect=min(timeout, 5.0), read=timeout)
-    if scheme == "https":
-        return urllib3.HTTPSConnectionPool(address, port, timeout=bound, retries=False,
-                                           server_hostname=host, assert_hostname=host)
-    return urllib3.HTTPConnectionPool(address, port, timeout=bound, retries=False)
+class Session:
+    """Calls for one account over a run: its allowlist read once, connections kept alive
+    per checked address (each request still resolves and checks its host)."""
+
+    def __init__(self, account_id: int) -> None:
+        self.account_id = account_id
+        self.names = allowlist(account_id)
+        self.pools: dict[tuple[str, str, str, int], urllib3.HTTPConnectionPool] = {}
+
+    def close(self) -> None:
+        for pool in self.pools.values():
+            pool.close()
+        self.pools.clear()
+
+    def _pool(self, scheme: str, host: str, address: str, port: int
+              ) -> urllib3.HTTPConnectionPool:
+        key = (scheme, host, address, port)
+        if key not in self.pools:
+            if scheme == "https":
+                self.pools[key] = urllib3.HTTPSConnectionPool(
+                    address, port, retries=False, maxsize=1, server_hostname=host,
+                    assert_hostname=host)
+            else:
+                self.pools[key] = urllib3.HTTPConnectionPool(address, port, retries=False,
+                                                             maxsize=1)
+        return self.pools[key]
+
+    def request(self, method: str, url: str, *, headers: dict[str, str] | None = None,
+                body: bytes | None = None, timeout: float = DEFAULT_TIMEOUT,
+                max_bytes: int = MAX_RESPONSE_BYTES) -> Response:
+        """One call (and its redirects) within ``timeout`` seconds in all; the answer whatever
+        its status (``check_status`` classifies it). Refused addresses, oversize answers and
+        too many redirects are permanent errors; timeouts and broken connections transient."""
+        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        for _hop in range(MAX_REDIRECTS + 1):
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise PermanentError(f"not an http(s) URL: {url}", code="invalid_url")
+            host = parts.hostname
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            address = resolve(self.account_id, host, port, self.names)
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            send = {**(headers or {}), "Host": parts.netloc.rsplit("@", 1)[-1]}
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TransientError(f"{host} did not answer in {timeout:g} s", code="timeout")
+            pool = self._pool(parts.scheme, host, address, port)
+            try:
+                raw = pool.urlopen(method, path, body=body, headers=send, redirect=False,
+                                   preload_content=False, assert_same_host=False,
+                                   timeout=urllib3.Timeout(connect=min(remaining, 5.0),
+                                                           read=remaining))
+                data = _read(raw, max_bytes, deadline, url)
+            except NewConnectionError:  # a subclass of the connect timeout in urllib3
+                raise TransientError(f"cannot connect to {host}",
+                                     code="connection_failed") from None
+            except Urllib3Timeout:
+                raise TransientError(f"{host} did not answer in {timeout:g} s",
+                                     code="timeout") from None
+            except (Urllib3Error, OSError) as exc:
+                raise TransientError(f"cannot reach {host}: {type(exc).__name__}",
+                                     code="connection_failed") from None
+            if raw.status in (301, 302, 303, 307, 308) and raw.headers.get("Location"):
+                url = urljoin(url, raw.headers["Location"])
+                if raw.status == 303 or (raw.status in (301, 302) and method == "POST"):
+                    method, body = "GET", None
+                continue
+            return Response(status=raw.status, body=data, url=url,
+                            headers={k.lower(): v for k, v in raw.headers.items()},
+                            elapsed=time.monotonic() - started)
+        raise PermanentError(f"more than {MAX_REDIRECTS} redirects from {url}",
+                             code="too_many_redirects")
 
 
 def request(account_id: int, method: str, url: str, *, headers: dict[str, str] | None = None,
             body: bytes | None = None, timeout: float = DEFAULT_TIMEOUT,
             max_bytes: int = MAX_RESPONSE_BYTES) -> Response:
-    """One call (and its redirects) within ``timeout`` seconds in all; the answer whatever
-    its status (``check_status`` classifies it). Refused addresses, oversize answers and
-    too many redirects are permanent errors; timeouts and broken connections transient."""
-    deadline = time.monotonic() + timeout
-    started = time.monotonic()
-    for _hop in range(MAX_REDIRECTS + 1):
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise PermanentError(f"not an http(s) URL: {url}", code="invalid_url")
-        host = parts.hostname
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        address = resolve(account_id, host, port)
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        send = {**(headers or {}), "Host": parts.netloc.rsplit("@", 1)[-1]}
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TransientError(f"{host} did not answer in {timeout:g} s", code="timeout")
-        pool = _pool(parts.scheme, host, address, port, remaining)
-        try:
-            raw = pool.urlopen(method, path, body=body, headers=send, redirect=False,
-                               preload_content=False, assert_same_host=False)
-            data = _read(raw, max_bytes, deadline, url)
-        except NewConnectionError:  # a subclass of the connect timeout in urllib3
-            raise TransientError(f"cannot connect to {host}", code="connection_failed") from None
-        except Urllib3Timeout:
-            raise TransientError(f"{host} did not answer in {timeout:g} s",
-                                 code="timeout") from None
-        except (Urllib3Error, OSError) as exc:
-            raise TransientError(f"cannot reach {host}: {type(exc).__name__}",
-                                 code="connection_failed") from None
-        finally:
-            pool.close()
-        if raw.status in (301, 302, 303, 307, 308) and raw.headers.get("Location"):
-            url = urljoin(url, raw.headers["Location"])
-            if raw.status == 303 or (raw.status in (301, 302) and method == "POST"):
-                method, body = "GET", None
-            continue
-        return Response(status=raw.status, body=data, url=url,
-                        headers={k.lower(): v for k, v in raw.headers.items()},
-                        elapsed=time.monotonic() - started)
-    raise PermanentError(f"more than {MAX_REDIRECTS} redirects from {url}",
-                         code="too_many_redirects")
+    """One call in a session of its own (``Session.request``)."""
+    session = Session(account_id)
+    try:
+        return session.request(method, url, headers=headers, body=body, timeout=timeout,
+                               max_bytes=max_bytes)
+    finally:
+        session.close()
 
 
 def _read(raw: Any, max_bytes: int, deadline: float, url: str) -> bytes:

@@ -4,6 +4,7 @@ Healthchecks' ``hc/integrations/<kind>/``), each defining a ``Kind`` subclass re
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,7 +18,8 @@ from connectors.errors import InvalidInput
 if TYPE_CHECKING:
     from connectors.models import Job
 
-KIND_PACKAGES = ("audience_webhook",)
+KIND_PACKAGES = ("audience_webhook", "webhook_enrichment", "event_forwarding",
+                 "database_import")
 _REGISTRY: dict[str, type[Kind]] = {}
 
 
@@ -32,6 +34,7 @@ class RunContext:
     now: Callable[[], datetime]
     sleep: Callable[[float], None]
     extra: dict[str, Any] = field(default_factory=dict)
+    monotonic: Callable[[], float] = time.monotonic  # paces rate limits
 
 
 @dataclass
@@ -46,6 +49,7 @@ class StepResult:
     omitted: int = 0
     errors: int = 0
     commit: Callable[[], None] | None = None
+    problems: list[str] = field(default_factory=list)  # logged as error entries
 
 
 class Kind:
@@ -54,6 +58,7 @@ class Kind:
     description: ClassVar[str] = ""
     authorization_kind: ClassVar[str | None] = "http"
     config_schema: ClassVar[dict[str, Any]]
+    example_config: ClassVar[dict[str, Any]] = {}  # what the creation wizard starts from
 
     def validate(self, job: Job) -> dict[str, Any]:
         """The configuration as stored, or InvalidInput naming the field path."""

@@ -13,24 +13,28 @@ Errors: a transient error puts the job to sleep with exponential backoff (or the
 
 from __future__ import annotations
 
+import json
+import logging
 import random
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from connectors import alerts
 from connectors.authorizations import secret_of
+from connectors.delivery import close_session
 from connectors.errors import ConnectorError, PermanentError, TransientError
 from connectors.jobs import log, next_run
 from connectors.models import Job, JobLogEntry, JobRun
-from connectors.registry import RunContext, get_kind
+from connectors.registry import Kind, RunContext, get_kind
 
 Clock = Callable[[], datetime]
+logger = logging.getLogger(__name__)
 
 
 def stale_after() -> timedelta:
@@ -72,7 +76,8 @@ def _claim(job_id: int, now: datetime) -> Job | None:
 
 
 def run_job(job_id: int, *, now: Clock = timezone.now, sleep: Callable[[float], None] = time.sleep,
-            max_steps: int | None = None) -> JobRun | None:
+            max_steps: int | None = None, monotonic: Callable[[], float] = time.monotonic
+            ) -> JobRun | None:
     """One run of a job (None when it is not due to run: paused, failed, taken)."""
     job = _claim(job_id, now())
     if job is None:
@@ -85,29 +90,56 @@ def run_job(job_id: int, *, now: Clock = timezone.now, sleep: Callable[[float], 
                                  code="authorization_missing")
         secret = secret_of(job.authorization) if job.authorization is not None else {}
         job.config = kind.validate(job)
-        ctx = RunContext(job=job, secret=secret, cursor=dict(job.cursor), now=now, sleep=sleep)
-        steps = 0
-        while True:
-            result = kind.step(ctx)
-            with transaction.atomic():
-                if result.commit is not None:
-                    result.commit()
-                Job.objects.filter(pk=job.pk).update(cursor=result.cursor, heartbeat_at=now())
-                JobRun.objects.filter(pk=run.pk).update(
-                    added=F("added") + result.added, removed=F("removed") + result.removed,
-                    omitted=F("omitted") + result.omitted, errors=F("errors") + result.errors)
-            ctx.cursor = dict(result.cursor)
-            steps += 1
-            if result.done or (max_steps is not None and steps >= max_steps):
-                break
+        ctx = RunContext(job=job, secret=secret, cursor=dict(job.cursor), now=now, sleep=sleep,
+                         monotonic=monotonic)
+        try:
+            _steps(kind, ctx, job, run, now, max_steps)
+        finally:
+            close_session(ctx)
     except TransientError as exc:
         _errored(job, run, exc, now())
     except (PermanentError, ConnectorError) as exc:
         _failed(job, run, exc.message, now())
+    except Exception as exc:  # a bug or the database: retried with backoff, never a secret
+        logger.exception("connector job %s crashed", job.pk)
+        _errored(job, run, TransientError(f"internal error ({type(exc).__name__})"), now())
     else:
         _finished(job, run, now())
     run.refresh_from_db()
     return run
+
+
+# One statement per batch for the cursor, the heartbeat and the run's counts.
+_SAVE_BATCH = """
+WITH job AS (UPDATE connectors_job SET cursor = %(cursor)s::jsonb, heartbeat_at = %(now)s
+             WHERE id = %(job)s)
+UPDATE connectors_jobrun SET added = added + %(added)s, removed = removed + %(removed)s,
+    omitted = omitted + %(omitted)s, errors = errors + %(errors)s
+WHERE id = %(run)s
+"""
+
+
+def _steps(kind: Kind, ctx: RunContext, job: Job, run: JobRun, now: Clock,
+           max_steps: int | None) -> None:
+    """Batch after batch until the kind is done: each delivered batch's state, cursor and
+    counts saved in one transaction."""
+    steps = 0
+    while True:
+        result = kind.step(ctx)
+        with transaction.atomic():
+            if result.commit is not None:
+                result.commit()
+            with connection.cursor() as cur:
+                cur.execute(_SAVE_BATCH, {
+                    "cursor": json.dumps(result.cursor), "now": now(), "job": job.pk,
+                    "run": run.pk, "added": result.added, "removed": result.removed,
+                    "omitted": result.omitted, "errors": result.errors})
+            for problem in result.problems[:20]:
+                log(job, JobLogEntry.Kind.ERROR, problem, run_id=run.pk, at=now())
+        ctx.cursor = dict(result.cursor)
+        steps += 1
+        if result.done or (max_steps is not None and steps >= max_steps):
+            return
 
 
 def _counts(run: JobRun) -> dict[str, int]:

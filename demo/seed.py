@@ -1,4 +1,5 @@
-"""The demo accounts `make run` creates: an admin user who belongs to two accounts."""
+"""The demo accounts `make run` creates: an admin user, the site operator, who belongs to two
+accounts."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from cdp_site import accounts as accounts_service
 from cdp_site.models import Account, Membership, Role
 from cdp_site.tenancy import Actor
 from demo.audiences import seed_audiences
+from demo.connectors import seed_demo_connectors
 from experiences import lifecycle
 from experiences.models import Experience, Goal
 from profiles.calculated import attributes as calculated
@@ -68,6 +70,11 @@ def seed_demo(credentials_file: Path | None = None) -> DemoCredentials:
         else:
             user.set_password(password)
             user.save(update_fields=["password"])
+    if not user.is_superuser:
+        # The first user `make run` creates is the site operator (DESIGN.md): it creates,
+        # enables and disables accounts and sets their quotas.
+        user.is_superuser = user.is_staff = True
+        user.save(update_fields=["is_superuser", "is_staff"])
     for account in accounts:
         membership, _ = Membership.objects.get_or_create(account=account, user=user)
         membership.roles.add(admin_role)
@@ -82,6 +89,7 @@ def seed_demo(credentials_file: Path | None = None) -> DemoCredentials:
     seed_demo_audiences(main)  # before the experiences: the segmented one uses "cuisine"
     seed_demo_experiences(main, Actor(account=main, user=user, role_codes=frozenset({"admin"})))
     seed_demo_calculated_attributes(main)
+    seed_demo_connectors(main)  # use case 4: the demo CRM and ad partner on loopback
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"password": password, "write_key": write_key}))
     path.chmod(0o600)

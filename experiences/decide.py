@@ -73,6 +73,7 @@ from django.utils import timezone
 
 from audiences.models import Audience, AudienceMembership
 from audiences.realtime import live_memberships
+from cdp_site.db import live_connection
 from experiences.bucketing import assign
 from experiences.config import (
     SERVE_SEGMENTS,
@@ -224,11 +225,10 @@ def _cursor() -> tuple[Any, psycopg.Cursor[Any]]:
     wrapper is looked up once: each attribute read through ``django.db.connection`` costs a
     thread-local lookup."""
     db = connections[DEFAULT_DB_ALIAS]
-    raw = db.connection
+    raw = live_connection(db)  # a connection the server ended is replaced, not used
     cursor = getattr(db, _CURSOR_ATTR, None)
-    if raw is None or cursor is None or cursor.connection is not raw or cursor.closed:
-        db.ensure_connection()
-        cursor = psycopg.Cursor(db.connection)
+    if cursor is None or cursor.connection is not raw or cursor.closed:
+        cursor = psycopg.Cursor(raw)
         setattr(db, _CURSOR_ATTR, cursor)
     return db, cursor
 

@@ -9,6 +9,8 @@ renders, at full precision) with
 - ``by_goal``: per goal (the primary first) every variant's converters, conversions and rate,
   and for A/B tests and bandits the same comparisons the primary goal gets (uplift, chance to
   beat control, credible and confidence intervals, risk, p-value, chance to be best);
+- ``history``: the page's charts over time (``results.history``: cumulative conversion rate
+  and chance to be best per variant from the hourly snapshots and now, the traffic split);
 - ``phases``: every phase of the experience (the others are read with ``?phase=``).
 
 ``csv_rows`` flattens one report into one row per goal and variant (the CSV download; numbers
@@ -106,6 +108,7 @@ def results_report(exp: Experience, phase: int | None = None, *,
         "as_of": answer["at"],
         "engine": engine_settings(exp, answer["thresholds"], now),
         "by_goal": _by_goal(answer),
+        "history": results.history(exp, answer["phase"], now=now, latest=answer),
         "phases": [{"number": p.number, "started_at": p.started_at.isoformat(),
                     "ended_at": p.ended_at.isoformat() if p.ended_at else None,
                     "reason": p.reason, "current": p.number == exp.phase} for p in phases],

@@ -26,7 +26,15 @@ from django.utils.safestring import SafeString
 
 from cdp_site.admin import AccountScopedAdmin, ago, request_actor
 from profiles.calculated import attributes as calculated
-from profiles.models import CalculatedAttribute, Field, Mapping, RouteRule, SchemaVersion
+from profiles.models import (
+    CalculatedAttribute,
+    Field,
+    Mapping,
+    PrivacyRequest,
+    RouteRule,
+    SchemaVersion,
+)
+from profiles.privacy import requests as privacy_requests
 from profiles.schema import drafts, versions
 from profiles.schema.api.serializers import count_changes
 from profiles.schema.checks import SchemaValidationError
@@ -433,3 +441,63 @@ class CalculatedAttributeAdmin(SchemaAdmin):
 
     def delete_model(self, request: HttpRequest, obj: CalculatedAttribute) -> None:
         calculated.delete_attribute(obj, self.actor(request))
+
+
+# --------------------------------------------------------------------------- privacy requests
+
+
+class PrivacyRequestForm(SavingForm):
+    """A new data subject request, made by profiles.privacy.requests (as the API and the
+    privacy page make them)."""
+
+    class Meta:
+        model = PrivacyRequest
+        fields = ["kind", "field", "value", "suppress"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.errors:
+            return data
+        try:
+            self.saved = privacy_requests.create_request(
+                self.actor, data.get("kind"), data.get("value"), data.get("field") or "",
+                suppress=bool(data.get("suppress")))
+        except privacy_requests.PrivacyRequestError as exc:
+            raise forms.ValidationError(exc.message, code=exc.code) from None
+        self.instance = self.saved
+        return data
+
+
+@admin.register(PrivacyRequest)
+class PrivacyRequestAdmin(SchemaAdmin):
+    """Data subject requests (Admins, Data Managers: ``profiles.delete``): made here, never
+    changed or deleted; the identifier value is never shown (only its masked hint)."""
+
+    permission_feature = "profiles"
+    list_display = ["id", "kind", "field", "value_hint", "state", "requested_by_label",
+                    "created_at", "finished_at"]
+    list_filter = ["kind", "state"]
+    readonly = ["kind", "field", "value_hint", "suppress", "state", "result", "error",
+                "profile_id", "requested_by_label", "created_at", "started_at", "finished_at"]
+
+    def _allowed(self, request: HttpRequest, level: str) -> bool:
+        actor = request_actor(request)
+        return actor is not None and actor.has("profiles.delete")
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.readonly if obj is not None else ["kind", "field", "value", "suppress"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return self.readonly if obj is not None else []
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False,
+                 **kwargs: Any) -> type[forms.ModelForm]:
+        if obj is None:
+            kwargs["form"] = PrivacyRequestForm
+        return super().get_form(request, obj, change=change, **kwargs)

@@ -432,7 +432,10 @@ class ProfileEvent(AccountScopedModel):
     stream = models.CharField(max_length=STREAM_NAME_MAX)
     event = models.CharField(max_length=200, blank=True)
     at = models.DateTimeField()
-    properties = models.JSONField(default=dict)
+    properties = models.JSONField(default=dict)  # the event's mapped values, by field
+    # The event's own properties by key path, bounded (profiles.processing.event_properties):
+    # audience event conditions read them where no mapped value has the name. Never shown.
+    own_properties = models.JSONField(default=dict, db_default=models.Value({}, models.JSONField()))
 
     class Meta:
         ordering = ["-at", "-id"]
@@ -735,6 +738,11 @@ class PrivacyRequest(AccountScopedModel):
     def __str__(self) -> str:
         return f"{self.kind} request {self.pk} ({self.state})"
 
+    def result_items(self) -> list[tuple[str, object]]:
+        """The result's counts, labelled, for pages."""
+        return [(key.replace("_", " "), value) for key, value in self.result.items()
+                if key not in ("message", "profile_ids", "found")]
+
 
 class Suppression(AccountScopedModel):
     """An identifier whose events collection drops (``profiles.collection.suppression``), kept
@@ -743,6 +751,8 @@ class Suppression(AccountScopedModel):
     one of them lifts them all."""
 
     value_hash = models.CharField(max_length=64)
+    bucket = models.PositiveIntegerField(
+        default=0, help_text="24-bit checksum of the value: the collection check's prefilter.")
     subject = models.CharField(max_length=64)
     request = models.ForeignKey(PrivacyRequest, null=True, blank=True,
                                 on_delete=models.SET_NULL, related_name="+")
@@ -774,3 +784,42 @@ class SuppressedCount(AccountScopedModel):
 
     def __str__(self) -> str:
         return f"{self.stream} {self.day}: {self.events} suppressed"
+
+
+class ConsentPurpose(AccountScopedModel):
+    """A purpose the account asks consent for (analytics, personalization, advertising, email)
+    and what no answer means for it. Once an account lists any, consent for other purposes
+    in events is counted (``UnknownPurposeCount``) and not stored."""
+
+    name = models.SlugField(max_length=100)
+    description = models.CharField(max_length=300, blank=True)
+    granted_by_default = models.BooleanField(
+        default=False, help_text="What no answer means: granted, or (the default) denied.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "name"], name="consent_purpose_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class UnknownPurposeCount(AccountScopedModel):
+    """Consent choices for a purpose the account does not list, per day: shown, not stored."""
+
+    purpose = models.CharField(max_length=100)
+    day = models.DateField()
+    events = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-day", "purpose"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "purpose", "day"],
+                                    name="unknown_purpose_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.purpose} {self.day}: {self.events}"

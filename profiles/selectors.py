@@ -33,10 +33,11 @@ from django.db.models import Q, QuerySet
 
 from cdp_site.hooks import hooks
 from profiles.calculated import attributes as calculated
+from profiles.identifiers import matching_values
 from profiles.masking import PiiPolicy
 from profiles.models import Field, Identifier, IdentityLog, Profile, ProfileEvent, RawEvent
 from profiles.processing.consent import profile_consents
-from profiles.processing.identity import find_profile, surviving_profile
+from profiles.processing.identity import find_profile, identifier_problem, surviving_profile
 from profiles.schema.compiled import live_schema
 
 if TYPE_CHECKING:
@@ -144,8 +145,15 @@ def identifier_fields(account: Account, catalog: dict[str, FieldInfo] | None = N
 
 
 def profile_by_identifier(account: Account, field_name: str, value: str) -> Profile | None:
-    """The (surviving) profile an identifier value points at."""
-    return find_profile(account, field_name, value)
+    """The (surviving) profile an identifier value points at, compared normalised
+    (``profiles.identifiers``: ``Ann@Example.com`` finds ``ann@example.com``)."""
+    found = find_profile(account, field_name, value)
+    if found is not None or identifier_problem(value):
+        return found
+    rows, condition = matching_values(
+        Identifier.objects.for_account(account).filter(field=field_name, active=True), value)
+    ident = rows.filter(condition).order_by("-last_seen", "id").only("profile_id").first()
+    return surviving_profile(account, ident.profile_id) if ident is not None else None
 
 
 def profile_by_id(account: Account, profile_id: int) -> Profile | None:
@@ -265,15 +273,14 @@ def prefix_search_supported() -> bool:
 
 def _identifier_matches(account: Account, q: str, fields: list[str], policy: PiiPolicy,
                         prefix: bool) -> QuerySet:
-    exact = Q(field__in=fields, value=q)
-    condition = exact
+    rows, exact = matching_values(Identifier.objects.for_account(account), q)
+    condition = Q(field__in=fields) & exact
     if prefix and len(q) >= PREFIX_MIN and prefix_search_supported():
         allowed = [name for name in fields if not policy.masks(name)]
         if allowed:
             condition |= Q(field__in=allowed, value__gte=q, value__lt=q + _TOP,
                            value__startswith=q)
-    return (Identifier.objects.for_account(account).filter(condition, active=True)
-            .values("profile_id"))
+    return rows.filter(condition, active=True).values("profile_id")
 
 
 def search_profiles(account: Account, q: str, policy: PiiPolicy, *,

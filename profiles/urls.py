@@ -21,6 +21,7 @@ urlpatterns = [
     path("", include("profiles.explorer.urls")),
     path("schema/", include("profiles.schema.urls")),  # fields, mappings, publish, versions
     path("profiles/", include((profile_patterns, "profiles"))),  # profile search and pages
+    path("privacy/", include("profiles.privacy.urls")),  # data subject requests
     path("api/v1/", include("profiles.schema.api.urls")),
     path("api/v1/", include("profiles.explorer.api.urls")),
     path("api/v1/", include("profiles.api.urls")),  # /profiles/…: the profile API

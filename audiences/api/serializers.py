@@ -9,6 +9,8 @@ from rest_framework import serializers
 
 from audiences.editing import rule_text
 from audiences.models import Audience
+from cdp_site.api.serializers import ErrorSerializer  # noqa: F401 (re-exported: one component)
+from profiles.api.serializers import ProfileAudienceSerializer  # noqa: F401 (one component)
 
 
 class AudienceSerializer(serializers.ModelSerializer):
@@ -76,22 +78,10 @@ class MemberSerializer(serializers.Serializer):
         help_text="Field values, PII masked without pii.view.")
 
 
-class ProfileAudienceSerializer(serializers.Serializer):
-    slug = serializers.CharField()
-    name = serializers.CharField()
-    api_accessible = serializers.BooleanField()
-    since = serializers.DateTimeField(allow_null=True)
-
-
 def member_data(rows: list[Any], policy: Any) -> list[dict[str, Any]]:
     """Members as the reader may see them (``rows``: memberships with their profile)."""
     return [{"profile_id": m.profile_id, "since": m.since,
              "fields": policy.fields(m.profile.field_values or {})} for m in rows]
-
-
-class ErrorSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
 
 
 class StepSerializer(serializers.Serializer):

@@ -120,11 +120,13 @@ class AudienceViewSet(
         editing.delete_audience(self.get_object(), self.actor)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(responses=s.MemberSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @extend_schema(parameters=PageWithoutCount.parameters(),
+                   responses=s.MemberSerializer(many=True))
+    @action(detail=True, methods=["get"], pagination_class=PageWithoutCount)
     def members(self, request: Request, slug: str | None = None) -> Response:
-        """Current members, by profile id (``limit``/``offset``; ``next`` when there are
-        more), with their field values; PII masked without ``pii.view``."""
+        """Current members, by profile id (``limit`` up to 200, a larger one capped: the
+        answer's ``limit`` says the page size used; ``offset``; ``next`` when there are more),
+        with their field values; PII masked without ``pii.view``."""
         audience = self.get_object()
         rows = (AudienceMembership.objects.for_account(self.actor.account)
                 .filter(audience=audience).select_related("profile").order_by("profile_id"))
@@ -196,7 +198,7 @@ class AudienceViewSet(
         data = serializer.validated_data
         rule = editing.rule_from_input(data.get("rule"), data.get("text"))
         account = self.actor.account
-        membership.check_rule(account, rule, slug=data.get("slug"))
+        membership.check_rule(account, rule, slug=data.get("slug"), actor=self.actor)
         size = membership.estimate_size(account, rule)
         return Response({"valid": True, "rule": rule, "text": editing.rule_text(rule),
                          "estimated_size": size})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import DataError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.csrf import csrf_exempt
@@ -37,6 +38,13 @@ def _first_message(detail: Any) -> str:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, AccessError):
         return Response({"code": exc.code, "message": exc.message}, status=exc.status)
+    if isinstance(exc, DataError):
+        # A value the database cannot hold (past an integer column's range, a NUL, a date out
+        # of range) that validation let through: the client's input, so 400, not 500. The
+        # statement failed, and its transaction with it. (#18 finding 3)
+        return Response({"code": "invalid_value",
+                         "message": "A value is out of the range its field can hold."},
+                        status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

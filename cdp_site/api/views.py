@@ -12,13 +12,15 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from cdp_site import access, accounts
+from cdp_site import access, accounts, invitations
+from cdp_site.api.accounts import visible_accounts
 from cdp_site.api.errors import APIError
 from cdp_site.api.serializers import (
     AccessTokenSerializer,
     AccessTokenUpdateSerializer,
     AccountSerializer,
     AuditEventSerializer,
+    InvitationSerializer,
     MembershipSerializer,
     MembershipUpdateSerializer,
     NewAccessTokenSerializer,
@@ -28,7 +30,8 @@ from cdp_site.api.serializers import (
 )
 from cdp_site.api.viewsets import AccountAPIView, AccountScopedViewSet, ActorMixin
 from cdp_site.hooks import hooks
-from cdp_site.models import AccessToken, AuditEvent, Membership, Role, WriteKey
+from cdp_site.models import AccessToken, AuditEvent, Invitation, Membership, Role, WriteKey
+from cdp_site.tenancy import Actor, actor_for_user, client_ip
 
 
 class MeSerializer(serializers.Serializer[Any]):
@@ -156,7 +159,7 @@ class AccessTokenViewSet(
     filterset_class = AccessTokenFilter
 
     def scope_queryset(self, queryset: QuerySet[AccessToken]) -> QuerySet[AccessToken]:
-        return queryset.select_related("created_by").prefetch_related("roles").order_by(
+        return queryset.select_related("created_by", "account").prefetch_related("roles").order_by(
             "-created_at", "-id"
         )
 
@@ -165,16 +168,39 @@ class AccessTokenViewSet(
         serializer = AccessTokenSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        actor = self._minting_actor(request, data.get("account", {}).get("aid"))
         new = access.create_access_token(
-            account=self.actor.account, actor=self.actor,
+            account=actor.account, actor=actor,
             description=data.get("description", ""), roles=data["roles"],
             expires_in_days=data.get("expires_in_days") or None,
             allowed_networks=data.get("allowed_networks", []),
-            enabled=data.get("enabled", True),
+            enabled=data.get("enabled", True), site_operator=data.get("site_operator", False),
         )
         body = NewAccessTokenSerializer(new.obj).data
         body["token"] = new.secret
         return Response(body, status=status.HTTP_201_CREATED)
+
+    def _minting_actor(self, request: Request, named: str | None) -> Actor:
+        """Who mints the token, acting in the account the request names: a session must name
+        it (a token never lands in whichever account the session last switched to); a token
+        may name only its own. Either way the minter needs admin.edit there."""
+        actor = self.actor
+        if actor.token is None:
+            if not named:
+                raise APIError("account_required", "Name the account the token is for: "
+                               '"account": "<aid>" (GET /api/v1/accounts/ lists yours).')
+            account = visible_accounts(request).filter(aid=named).first()
+            minter = None if account is None else actor_for_user(
+                request.user, account, client_ip(request._request)  # type: ignore[arg-type]
+            )
+        else:
+            minter = actor if named in (None, actor.account.aid) else None
+        if minter is None:
+            raise APIError("account_not_allowed", "You cannot create tokens in that account.",
+                           403)
+        if not minter.has("admin.edit"):
+            raise APIError("permission_denied", "Your roles do not allow this (admin.edit).", 403)
+        return minter
 
     @extend_schema(request=AccessTokenUpdateSerializer, responses=AccessTokenSerializer)
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
@@ -235,19 +261,17 @@ class MembershipViewSet(
             "user__username", "id"
         )
 
-    @extend_schema(request=MembershipSerializer, responses={201: MembershipSerializer})
+    @extend_schema(request=InvitationSerializer, responses={202: InvitationSerializer})
     def create(self, request: Request) -> Response:
-        serializer = MembershipSerializer(data=request.data)
+        """Invite an email address: the same 202 whether or not the address has a user
+        anywhere (no existence oracle); the person accepts through the emailed link."""
+        serializer = InvitationSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        identifier = serializer.validated_data["user"]["username"]
-        user = accounts.find_user(identifier)
-        if user is None:
-            raise APIError("unknown_user", f"No user {identifier!r}.", 400)
-        membership = accounts.add_member(
-            account=self.actor.account, actor=self.actor, user=user,
-            roles=serializer.validated_data["roles"],
+        invitation = invitations.invite(
+            account=self.actor.account, actor=self.actor,
+            email=serializer.validated_data["email"], roles=serializer.validated_data["roles"],
         )
-        return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
+        return Response(InvitationSerializer(invitation).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=MembershipUpdateSerializer, responses=MembershipSerializer)
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
@@ -262,6 +286,27 @@ class MembershipViewSet(
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, pk: str | None = None) -> Response:
         accounts.remove_member(self.get_object(), actor=self.actor)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class InvitationViewSet(
+    AccountScopedViewSet[Invitation], mixins.ListModelMixin, mixins.RetrieveModelMixin
+):
+    """Invitations of the account (Admins): ``POST /api/v1/memberships/`` makes them; DELETE
+    revokes a pending one."""
+
+    model = Invitation
+    serializer_class = InvitationSerializer
+    permission_feature = "admin"
+
+    def scope_queryset(self, queryset: QuerySet[Invitation]) -> QuerySet[Invitation]:
+        return queryset.select_related("invited_by").prefetch_related("roles").order_by(
+            "-created_at", "-id"
+        )
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        invitations.revoke(self.get_object(), actor=self.actor)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

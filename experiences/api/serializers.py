@@ -9,6 +9,7 @@ from typing import Any
 from rest_framework import serializers
 
 from audiences.models import Audience
+from cdp_site.api.serializers import ErrorSerializer  # noqa: F401 (re-exported: one component)
 from experiences.models import Experience, Goal, Phase, Variant
 
 # --------------------------------------------------------------------------- reading
@@ -84,11 +85,6 @@ class ExperienceProblemSerializer(serializers.Serializer):
     code = serializers.CharField()
     message = serializers.CharField()
     field = serializers.CharField(required=False)
-
-
-class ErrorSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
 
 
 class ExperienceRefusalSerializer(serializers.Serializer):
@@ -331,6 +327,27 @@ class ResultPhaseSerializer(serializers.Serializer):
     current = serializers.BooleanField()
 
 
+class SeriesField(serializers.DictField):
+    """Per variant key, one value per time (null where the variant had no figure)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(child=serializers.ListField(
+            child=serializers.FloatField(allow_null=True)), **kwargs)
+
+
+class SplitHistorySerializer(serializers.Serializer):
+    times = serializers.ListField(child=serializers.DateTimeField())
+    series = SeriesField(help_text="Each variant's share of the split, a step per time.")
+
+
+class HistorySerializer(serializers.Serializer):
+    times = serializers.ListField(child=serializers.DateTimeField(),
+                                  help_text="The snapshots' times (at most 400), then now.")
+    conversion_rate = SeriesField(help_text="Cumulative primary-goal rate per variant.")
+    chance_to_be_best = SeriesField()
+    split = SplitHistorySerializer()
+
+
 class ResultsSerializer(serializers.Serializer):
     """One phase's results, as the results page shows them, at full precision."""
 
@@ -353,6 +370,7 @@ class ResultsSerializer(serializers.Serializer):
     warnings = WarningSerializer(many=True)
     engine = EngineSerializer()
     by_goal = GoalResultsSerializer(many=True, help_text="Every goal, the primary first.")
+    history = HistorySerializer(help_text="The page's charts over time.")
     phases = ResultPhaseSerializer(many=True)
 
 

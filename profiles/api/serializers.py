@@ -137,11 +137,12 @@ class IdentitySerializer(serializers.Serializer):
     log_more = serializers.BooleanField(help_text="More entries than ``limit`` exist.")
 
 
-class DeletionSerializer(serializers.Serializer):
+
+class ProfileWriteSerializer(serializers.Serializer):
+    attributes = serializers.DictField(help_text="Field names of the live schema and values.")
+
+
+class ProfileWriteResultSerializer(serializers.Serializer):
     profile_id = serializers.IntegerField()
-    merged_profile_ids = serializers.ListField(child=serializers.IntegerField())
-    identifiers = serializers.DictField(child=serializers.IntegerField(),
-                                        help_text="Identifier rows removed, by field.")
-    profile_events = serializers.IntegerField()
-    raw_events = serializers.IntegerField()
-    warnings = serializers.IntegerField()
+    message_id = serializers.CharField(help_text="The event's message id on the api stream.")
+    stream = serializers.CharField()

@@ -1,8 +1,9 @@
 """The profile API (PROTOCOLS.md §5): read a profile by any identifier or by id, search, its
 timeline and identity explanation, GDPR delete. Thin views over profiles.selectors and
-profiles.gdpr; every value they return passes through the reader's PII policy
-(profiles.masking). Permissions: ``profiles.view``; delete ``profiles.delete``; PII unmasked
-with ``pii.view``. A profile of another account is simply not found."""
+profiles.privacy (a DELETE is a delete request); every value they return passes through the
+reader's PII policy (profiles.masking). Permissions: ``profiles.view``; delete
+``profiles.delete``; PII unmasked with ``pii.view``. A profile of another account is simply
+not found."""
 
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ from rest_framework.utils.urls import replace_query_param
 from cdp_site.api.errors import APIError
 from cdp_site.api.pagination import QuerySetNotOrdered
 from cdp_site.api.viewsets import AccountAPIView
-from profiles import gdpr
 from profiles import selectors as select
+from profiles import writes
 from profiles.api import serializers as s
 from profiles.masking import PiiPolicy, policy_for_actor
 from profiles.models import Profile
+from profiles.privacy import requests as privacy
+from profiles.privacy.api.serializers import PrivacyRequestSerializer
 
 IDENTITY_LIMIT = 100
 IDENTITY_MAX = 1000
@@ -30,7 +33,8 @@ IDENTITY_MAX = 1000
 class PageWithoutCount(LimitOffsetPagination):
     """limit/offset pages that never count the whole set (an account may hold millions of
     profiles, a profile millions of events): one row more than the page says whether there is
-    a next one."""
+    a next one. A ``limit`` above ``max_limit`` is capped (and one that is not a positive
+    number gives the default): the answer's ``limit`` says the page size used."""
 
     default_limit = 25
     max_limit = 200
@@ -59,14 +63,26 @@ class PageWithoutCount(LimitOffsetPagination):
         return replace_query_param(url, self.offset_query_param, self.offset + self.limit)
 
     def get_paginated_response(self, data: Any) -> Response:
-        return Response({"next": self.get_next_link(), "previous": self.get_previous_link(),
-                         "results": data})
+        return Response({"limit": self.limit, "next": self.get_next_link(),
+                         "previous": self.get_previous_link(), "results": data})
+
+    @classmethod
+    def parameters(cls) -> list[OpenApiParameter]:
+        """``limit`` and ``offset`` as the schema documents them (the cap included)."""
+        return [
+            OpenApiParameter("limit", {"type": "integer", "minimum": 1,
+                                       "maximum": cls.max_limit}, default=cls.default_limit,
+                             description=f"Page size, at most {cls.max_limit}: a larger "
+                             "limit is capped, and the answer's limit says the size used."),
+            OpenApiParameter("offset", {"type": "integer", "minimum": 0}, default=0)]
 
     def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
         return {
             "type": "object",
-            "required": ["results"],
+            "required": ["limit", "results"],
             "properties": {
+                "limit": {"type": "integer", "description": "The page size used (a larger "
+                          f"limit asked for is capped at {self.max_limit})."},
                 "next": {"type": "string", "nullable": True, "format": "uri"},
                 "previous": {"type": "string", "nullable": True, "format": "uri"},
                 "results": schema,
@@ -78,7 +94,8 @@ class ProfileView(AccountAPIView):
     """Base of the profile views: the reader's PII policy and profile lookups that answer
     404 ``not_found``."""
 
-    action_permissions = {"get": "profiles.view", "delete": "profiles.delete"}
+    action_permissions = {"get": "profiles.view", "delete": "profiles.delete",
+                          "patch": "profiles.delete"}
 
     def policy(self) -> PiiPolicy:
         return policy_for_actor(self.actor)
@@ -107,8 +124,7 @@ class ProfileSearchView(ProfileView):
                 f"{select.PREFIX_MIN} characters also a prefix match (with pii.view for PII "
                 "fields). Empty: the most recently seen profiles.")),
             OpenApiParameter("field", str, description="Only this identifier field."),
-            OpenApiParameter("limit", int, default=PageWithoutCount.default_limit),
-            OpenApiParameter("offset", int, default=0),
+            *PageWithoutCount.parameters(),
         ],
         responses=s.ProfileSummarySerializer(many=True),
     )
@@ -132,14 +148,42 @@ class ProfileByIdentifierView(ProfileView):
         return Response(select.profile_document(profile, self.policy(), self.actor.account,
                                                  actor=self.actor))
 
-    @extend_schema(operation_id="profiles_delete", responses=s.DeletionSerializer)
-    def delete(self, request: Request, field: str, value: str) -> Response:
-        """GDPR delete: the profile, profiles merged into it, their identifiers, profile
-        events, identity log and raw events; recorded in the audit log (without the
-        identifier values). Future events with the same identifiers make a new profile."""
+    @extend_schema(operation_id="profiles_update", request=s.ProfileWriteSerializer,
+                   responses={202: s.ProfileWriteResultSerializer})
+    def patch(self, request: Request, field: str, value: str) -> Response:
+        """Write attributes (``{"attributes": {"tier": "gold"}}``) through the pipeline: stored
+        as an event on the ``api`` stream, applied when it is processed, with the fields'
+        merge operators and identity; audited (field names only). Admins, Data Managers."""
         profile = self.by_identifier(field, value)
-        result = gdpr.delete_profile(self.actor, profile, looked_up_by=field)
-        return Response(s.DeletionSerializer(result.as_dict()).data)
+        body = request.data if isinstance(request.data, dict) else {}
+        try:
+            message_id = writes.write_attributes(self.actor, profile, field, value,
+                                                 body.get("attributes"))
+        except writes.ProfileWriteError as exc:
+            raise APIError(exc.code, exc.message) from None
+        return Response({"profile_id": profile.pk, "message_id": message_id,
+                         "stream": "api"}, status=202)
+
+    @extend_schema(
+        operation_id="profiles_delete",
+        parameters=[OpenApiParameter("suppress", bool, default=True, description=(
+            "Also put the person's identifiers on the suppression list (later events with "
+            "them are not collected)."))],
+        responses={202: PrivacyRequestSerializer})
+    def delete(self, request: Request, field: str, value: str) -> Response:
+        """GDPR delete, as a delete request (``/api/v1/privacy-requests/``): run in the
+        background, polled by its id; it removes the person the identifier names and
+        everything held about them (docs/privacy.md), recorded in the audit log without the
+        identifier values."""
+        suppress = request.query_params.get("suppress", "true").lower()
+        if suppress not in ("true", "false"):
+            raise APIError("invalid_suppress", "suppress must be true or false.")
+        try:
+            made = privacy.create_request(self.actor, "delete", value, field,
+                                          suppress=suppress == "true")
+        except privacy.PrivacyRequestError as exc:
+            raise APIError(exc.code, exc.message) from None
+        return Response(PrivacyRequestSerializer(made).data, status=202)
 
 
 class ProfileByIdView(ProfileView):
@@ -156,8 +200,7 @@ class ProfileEventsView(ProfileView):
 
     @extend_schema(
         operation_id="profiles_events",
-        parameters=[OpenApiParameter("limit", int, default=PageWithoutCount.default_limit),
-                    OpenApiParameter("offset", int, default=0)],
+        parameters=PageWithoutCount.parameters(),
         responses=s.ProfileEventSerializer(many=True),
     )
     def get(self, request: Request, pk: int) -> Response:

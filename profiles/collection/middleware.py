@@ -43,6 +43,8 @@ SKIPPED = frozenset({
     "cdp_site.tenancy.CurrentAccountMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "cdp_site.text.RefuseNulMiddleware",  # collection keeps a NUL as U+FFFD; decisions refuse it
+    "axes.middleware.AxesMiddleware",  # no sign-in here
+    "csp.middleware.CSPMiddleware",  # JSON answers, no page
 })
 # Hooks Django calls from the end of the chain, which a shortened chain would not.
 _HOOKS = ("process_view", "process_exception", "process_template_response")

@@ -22,6 +22,7 @@ from django.utils import timezone
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
+from cdp_site.db import live_connection
 from profiles.collection.messages import (
     MAX_JSON_DEPTH,
     MAX_MESSAGE_BYTES,
@@ -231,8 +232,7 @@ def _store_cursor() -> psycopg.Cursor[Any]:
     """A plain psycopg cursor on this thread's connection, kept with it: Django's cursors bind
     client-side, quoting every array element in Python, where this one binds server-side and
     sends arrays in binary; and a cursor run again with the same statement keeps its adapters."""
-    connection.ensure_connection()
-    raw = connection.connection
+    raw = live_connection()  # a connection the server ended is replaced, not used
     cursor = getattr(connection, _CURSOR_ATTR, None)
     if cursor is None or cursor.connection is not raw or cursor.closed:
         cursor = psycopg.Cursor(raw)

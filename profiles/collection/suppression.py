@@ -2,16 +2,20 @@
 is not stored; it is counted per stream and day (``SuppressedCount``) and its sender gets the
 same answer as for any accepted event, so the list cannot be probed.
 
-The list holds hashes (``profiles.identifiers.identifier_hash``); each process keeps the
-account's hashes and identifier field names for ``STRATA_SUPPRESSION_CACHE_SECONDS`` (a
-suppression reaches every process within that time; the request that adds one clears this
-process's copy at once). An account with an empty list costs one dictionary lookup per request.
+The list holds hashes (``profiles.identifiers.identifier_hash``) and each one's 24-bit bucket
+(``identifier_bucket``, a checksum far too coarse to name anyone); a value is hashed only when
+its bucket is listed, so a long list costs a checksum per candidate value, not an HMAC. Each
+process keeps the account's hashes and identifier field names for
+``STRATA_SUPPRESSION_CACHE_SECONDS`` (a suppression reaches every process within that time;
+the request that adds one clears this process's copy at once). An account with an empty list
+costs one dictionary lookup per request.
 
 Which values are checked: ``userId``, ``anonymousId``, and string values whose key is one of
-the account's identifier fields or ``email``/``phone``/``userId``/``anonymousId``, at the top
-of the message (also as the last part of a dotted key, ``origin.email``) and in ``traits``,
-``context.traits`` and ``properties``: where identifiers arrive, and few enough values that the
-check stays cheap.
+the account's identifier fields or ``email``/``phone``: in ``traits`` and ``context.traits`` of
+a Segment-spec message, at the top of a flat record (JSON, the tag; also as the last part of a
+dotted key, ``origin.email``). That is where identifiers arrive, and few enough values that the
+check stays cheap; an identifier sent anywhere else (a track event's ``properties``) is not
+checked here, and a delete still removes what it brought.
 """
 
 from __future__ import annotations
@@ -20,11 +24,18 @@ import time
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
+from zlib import crc32
 
 from django.conf import settings
 from django.db import connection
 
-from profiles.identifiers import identifier_hash
+from profiles.identifiers import (
+    BUCKET_MASK,
+    HASH_MAX_INPUT,
+    bucket_seed,
+    identifier_hash,
+    normalize_identifier,
+)
 from profiles.models import Field, Suppression
 
 if TYPE_CHECKING:
@@ -33,15 +44,17 @@ if TYPE_CHECKING:
 
 __all__ = ["count_suppressed", "drop_suppressed", "forget_cached", "suppressed_hashes"]
 
-ALWAYS_CHECKED = frozenset({"email", "phone", "userid", "user_id", "anonymousid"})
-_NESTED = ("traits", "properties")
+ALWAYS_CHECKED = frozenset({"email", "phone"})
 
 
 @dataclass(frozen=True)
 class _Entry:
     expires: float
     hashes: frozenset[str]
-    keys: frozenset[str]
+    buckets: frozenset[int]
+    keys: tuple[str, ...]
+    lowered: frozenset[str]
+    seed: int  # identifier_bucket's running checksum after the account's prefix
 
 
 _cache: dict[int, _Entry] = {}
@@ -56,14 +69,17 @@ def _entry(account_id: int) -> _Entry:
     entry = _cache.get(account_id)
     if entry is not None and entry.expires > now:
         return entry
-    hashes = frozenset(Suppression.objects.filter(account_id=account_id)
-                       .values_list("value_hash", flat=True))
-    keys: frozenset[str] = frozenset()
-    if hashes:
+    rows = list(Suppression.objects.filter(account_id=account_id)
+                .values_list("value_hash", "bucket"))
+    keys: set[str] = set()
+    if rows:
         names = Field.objects.filter(account_id=account_id, is_identifier=True) \
             .values_list("name", flat=True)
-        keys = ALWAYS_CHECKED | {name.lower() for name in names}
-    entry = _Entry(now + settings.STRATA_SUPPRESSION_CACHE_SECONDS, hashes, keys)
+        keys = set(ALWAYS_CHECKED) | set(names)
+    entry = _Entry(now + settings.STRATA_SUPPRESSION_CACHE_SECONDS,
+                   frozenset(h for h, _b in rows), frozenset(b for _h, b in rows),
+                   tuple(sorted(keys)), frozenset(k.lower() for k in keys),
+                   bucket_seed(account_id))
     _cache[account_id] = entry
     return entry
 
@@ -72,28 +88,39 @@ def suppressed_hashes(account_id: int) -> frozenset[str]:
     return _entry(account_id).hashes
 
 
-def _candidates(event: IncomingEvent, keys: frozenset[str]) -> list[str]:
+def _candidates(event: IncomingEvent, entry: _Entry) -> list[str]:
     found = [event.user_id, event.anonymous_id]
     message = event.message
-    for key, value in message.items():
-        if isinstance(value, str) and key.rpartition(".")[2].lower() in keys:
-            found.append(value)
-    inner: list[Any] = [message.get(name) for name in _NESTED]
-    context = message.get("context")
-    if isinstance(context, dict):
-        inner.append(context.get("traits"))
-    for part in inner:
-        if isinstance(part, dict):
-            for key, value in part.items():
-                if isinstance(value, str) and key.lower() in keys:
-                    found.append(value)
-    return [value for value in found if value]
+    if "type" in message:  # a Segment-spec message: traits carry identifiers
+        parts: list[Any] = [message.get("traits")]
+        context = message.get("context")
+        if type(context) is dict:
+            parts.append(context.get("traits"))
+    else:  # a flat record (JSON, the tag): keys may be dotted (``origin.email``)
+        lowered = entry.lowered
+        found += [value for key, value in message.items() if type(value) is str
+                  and key.rpartition(".")[2].lower() in lowered]
+        parts = [message.get("traits")]
+    for part in parts:
+        if part and type(part) is dict:
+            found += [value for key in entry.keys if type(value := part.get(key)) is str]
+    return found
 
 
 def _is_suppressed(account_id: int, event: IncomingEvent, entry: _Entry) -> bool:
-    hashes = entry.hashes
-    return any(identifier_hash(account_id, value) in hashes
-               for value in _candidates(event, entry.keys))
+    buckets, seed = entry.buckets, entry.seed
+    for value in _candidates(event, entry):
+        # normalize_identifier, with its common cases inline (this runs for every event)
+        text = value[:HASH_MAX_INPUT].strip()
+        if "@" in text:
+            text = text.lower()
+        elif text[:1] == "+":
+            text = normalize_identifier(text)
+        # the cheap bucket first: only a value whose bucket is listed is hashed
+        if crc32(text.encode(), seed) & BUCKET_MASK in buckets \
+                and identifier_hash(account_id, text) in entry.hashes:
+            return True
+    return False
 
 
 def drop_suppressed(account: Account, events: list[IncomingEvent]

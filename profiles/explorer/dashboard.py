@@ -9,14 +9,14 @@ stats and indexed slices, never whole raw tables.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.db.models import Sum
 from django.utils import timezone
 
-from cdp_site.health import worker_status
+from cdp_site.health import PROCESSOR_HEARTBEAT, serve_status, worker_status
 from profiles.models import FailedEvent, ProcessingStat, Profile, Stream, StreamHourlyCount
 from profiles.processing.pipeline import ProcessingStatus, processing_status
 
@@ -39,6 +39,8 @@ class Dashboard:
     events_last_hour: int
     throughput: list[tuple[datetime, int]]  # (minute, events processed), oldest first
     worker: dict[str, Any]
+    processor: dict[str, Any] = field(default_factory=dict)  # the event processor's heartbeat
+    processes: dict[str, Any] = field(default_factory=dict)  # manage.py serve's children
     # The same two windows for both measures (issue 15: "1,806 events in 24 h" beside "12,290
     # processed in the last hour" read as a contradiction; demo and imported events arrive
     # with older timestamps, so what was received in a window and what was processed in it
@@ -102,6 +104,8 @@ def dashboard(account: Account, now: datetime | None = None) -> Dashboard:
         events_last_hour=last_hour,
         throughput=series,
         worker=worker_status(),
+        processor=worker_status(PROCESSOR_HEARTBEAT),
+        processes=(serve_status() or {}).get("children", {}),
         processed_24h=int(processed or 0),
         received_since=hour,
         received_last_hour=int(received_recently),

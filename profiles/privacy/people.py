@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING
 
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import Lower
 
-from profiles.identifiers import normalize_identifier, value_variants
+from profiles.identifiers import matching_values
 from profiles.models import Identifier, Profile, ProfileEvent, RawEvent
 from profiles.processing.identity import surviving_profile
 
@@ -40,15 +39,11 @@ class Person:
 
 
 def _matching_identifiers(account: Account, value: str, field_name: str) -> QuerySet:
-    rows = Identifier.objects.for_account(account)
+    scoped = Identifier.objects.for_account(account)
     if field_name:
-        rows = rows.filter(field=field_name)
-    normal = normalize_identifier(value)
-    if "@" in normal:
-        # emails compare case-insensitively (the partial index on lower(value) serves it)
-        return rows.filter(value__contains="@").annotate(lowered=Lower("value")).filter(
-            lowered=normal)
-    return rows.filter(value__in=value_variants(value))
+        scoped = scoped.filter(field=field_name)
+    rows, condition = matching_values(scoped, value)
+    return rows.filter(condition)
 
 
 def find_person(account: Account, value: str, field_name: str = "") -> Person:

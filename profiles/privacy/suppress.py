@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from profiles.collection.suppression import forget_cached
-from profiles.identifiers import identifier_hash
+from profiles.identifiers import identifier_bucket, identifier_hash
 from profiles.models import PrivacyRequest, Suppression
 
 if TYPE_CHECKING:
@@ -21,9 +21,11 @@ __all__ = ["suppress_values", "unsuppress_value"]
 def suppress_values(account: Account, values: Iterable[str], subject: str,
                     request: PrivacyRequest | None = None) -> int:
     """Put the values on the list; how many were not on it yet."""
-    hashes = sorted({identifier_hash(account.pk, value) for value in values if value.strip()})
-    rows = [Suppression(account=account, value_hash=h, subject=subject, request=request)
-            for h in hashes]
+    listed = {identifier_hash(account.pk, value): identifier_bucket(account.pk, value)
+              for value in values if value.strip()}
+    hashes = sorted(listed)
+    rows = [Suppression(account=account, value_hash=h, bucket=listed[h], subject=subject,
+                        request=request) for h in hashes]
     before = Suppression.objects.for_account(account).filter(value_hash__in=hashes).count()
     Suppression.objects.bulk_create(rows, ignore_conflicts=True)
     forget_cached(account.pk)

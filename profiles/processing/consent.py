@@ -7,6 +7,11 @@ keeps one ``ProfileConsent`` row per profile and purpose: the choice of the *lat
 that carried that purpose, by the event's own time (then its raw id), so an older event that
 arrives late does not overwrite a newer choice. When profiles merge, the survivor gets the
 union of their purposes, the newest choice winning for a purpose both have.
+
+An account that lists its purposes (``ConsentPurpose``, issue #14) keeps choices for those
+only: a choice for any other purpose is counted per purpose and day (``UnknownPurposeCount``)
+and dropped, so a typo in a site's tag does not become a purpose. An account that lists none
+keeps every purpose as sent.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import connection
 
-from profiles.models import ProfileConsent
+from profiles.models import ConsentPurpose, ProfileConsent
 
 if TYPE_CHECKING:
     from profiles.processing.batch import Batch
@@ -95,17 +100,44 @@ def _encode(rows: list[dict[str, Any]]) -> str:
                       else str(v), separators=(",", ":"))
 
 
+_COUNT_UNKNOWN = """
+INSERT INTO profiles_unknownpurposecount (account_id, purpose, day, events)
+SELECT %(account)s, purpose, day, n
+FROM json_to_recordset(%(rows)s::json) AS u(purpose text, day date, n bigint)
+ON CONFLICT (account_id, purpose, day) DO UPDATE
+SET events = profiles_unknownpurposecount.events + EXCLUDED.events
+"""
+
+
+def _count_unknown(account_id: int, counts: dict[tuple[str, Any], int]) -> None:
+    rows = [{"purpose": purpose, "day": day.isoformat(), "n": n}
+            for (purpose, day), n in sorted(counts.items())]
+    with connection.cursor() as cursor:
+        cursor.execute(_COUNT_UNKNOWN, {"account": account_id, "rows": json.dumps(rows)})
+
+
 def record(batch: Batch) -> None:
     """Pipeline step: upsert the consent choices of the batch's events (and move those of
     merged-away profiles to their survivors). Sets ``batch.changed_consents`` = {profile
     id: purposes whose choice changed}."""
     rows: list[dict[str, Any]] = []
+    declared: set[str] | None = None
+    unknown: dict[tuple[str, Any], int] = {}
     for ev in batch.live:
         if ev.profile_id is None:
             continue
         for purpose, granted in preferences(ev.message).items():
+            if declared is None:
+                declared = set(ConsentPurpose.objects.filter(account_id=batch.account_id)
+                               .values_list("name", flat=True))
+            if declared and purpose not in declared:
+                key = (purpose, ev.at.date())
+                unknown[key] = unknown.get(key, 0) + 1
+                continue
             rows.append({"p": ev.profile_id, "purpose": purpose, "g": granted, "at": ev.at,
                          "r": ev.raw_event_id})
+    if unknown:
+        _count_unknown(batch.account_id, unknown)
     merged = batch.merged
     if not rows and not merged:
         return

@@ -57,6 +57,7 @@ import psycopg
 from django.db import connection
 from psycopg.types.datetime import TimestamptzLoader
 
+from cdp_site.db import live_connection
 from profiles.models import Identifier, IdentityLog, Profile
 
 if TYPE_CHECKING:
@@ -393,8 +394,8 @@ def db_cursor() -> Iterator[psycopg.Cursor[Any]]:
     server-side, and timestamps loaded by psycopg's C loader (Django's own loader, which
     re-applies the time zone in Python, costs several microseconds a value). jsonb comes back
     as text, as Django configures it."""
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+    raw = live_connection()  # outside a transaction, a connection the server ended is replaced
+    with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
         cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
         yield cursor
 

@@ -35,6 +35,7 @@ from profiles.processing.batch import (
     RetryBatch,
     unordered,
 )
+from profiles.processing.event_properties import own_properties
 from profiles.processing.identity import (
     EventIdentifiers,
     IdentityGraph,
@@ -375,10 +376,10 @@ WHERE t.id = ANY(ARRAY(
 """
 _INSERT_EVENTS = """
 INSERT INTO profiles_profileevent (account_id, profile_id, raw_event_id, stream, event, at,
-    properties)
-SELECT %(account)s, u.p, u.r, u.s, u.e, u.a, u.j
+    properties, own_properties)
+SELECT %(account)s, u.p, u.r, u.s, u.e, u.a, u.j, u.o
 FROM json_to_recordset(%(rows)s::json) AS u(p bigint, r bigint, s text, e text,
-                                            a timestamptz, j jsonb)
+                                            a timestamptz, j jsonb, o jsonb)
 """
 
 
@@ -477,7 +478,8 @@ def _fold_events(events: list[PipelineEvent], rows: dict[int, ProfileRow],
                 continue
             properties[name] = value
         events_out.append({"p": ev.profile_id, "r": ev.raw_event_id, "s": ev.stream,
-                           "e": (ev.event or ev.type)[:200], "a": ev.at, "j": properties})
+                           "e": (ev.event or ev.type)[:200], "a": ev.at, "j": properties,
+                           "o": own_properties(ev.message)})
     return events_out
 
 

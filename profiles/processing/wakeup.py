@@ -15,6 +15,12 @@ trigger notifies only when it cannot take the *idle lock* in shared mode:
   wait on each other: shared locks do not conflict); failing means a worker waits, or is
   about to: it notifies.
 
+A worker that processed events in the last ``RECENT`` second looks again every
+``RECENT_POLL`` seconds without the lock (more events are likely: a steady trickle of
+single-event requests would otherwise send a NOTIFY each, the worker waking for every event);
+only after a quiet second does it go idle. So a busy system sends no notifications, and a quiet
+one about one per quiet spell.
+
 A worker going idle takes the lock (waiting for the collection transactions holding it shared
 to commit), then looks for events once more before it waits: an event whose statement found
 no worker idle committed before the lock was granted, so that look finds it; any later one
@@ -38,7 +44,7 @@ from cdp_site.dburl import connect_kwargs
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["CHANNEL", "IDLE_LOCK", "Waker"]
+__all__ = ["CHANNEL", "IDLE_LOCK", "RECENT", "RECENT_POLL", "Waker"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +53,8 @@ CHANNEL = "strata_pending_events"
 # locks ("STRA" in ASCII, 1).
 IDLE_LOCK = (0x53545241, 1)
 LOCK_WAIT = "200ms"  # how long a worker waits for the idle lock another idle worker holds
+RECENT = 1.0  # seconds after its last events during which a worker polls instead of idling
+RECENT_POLL = 0.05  # its poll interval meanwhile
 
 
 class Waker:

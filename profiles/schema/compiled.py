@@ -61,6 +61,9 @@ class FieldSpec:
     is_pii: bool
 
 
+API_STREAM = "api"
+
+
 @dataclass(frozen=True)
 class CompiledMapping:
     field: FieldSpec
@@ -110,6 +113,13 @@ def compile_snapshot(snapshot: dict[str, Any], version_id: int = 0, number: int 
         guard = compile_expression(m["guard"]) if m.get("guard") else None
         schema.mappings.setdefault(m["stream"], []).append(
             CompiledMapping(spec, compile_expression(m["expression"]), guard))
+    if API_STREAM not in schema.mappings:
+        # Writes through the profile API (PATCH /api/v1/profiles/{field}/{value}) arrive on
+        # the `api` stream as {field: value}: every field maps from its own name, unless the
+        # account mapped that stream itself.
+        for name, spec in fields.items():
+            schema.mappings.setdefault(API_STREAM, []).append(
+                CompiledMapping(spec, compile_expression(f"`{name}`"), None))
     for r in snapshot.get("route_rules", []):  # already in priority order
         if r.get("active", True):
             schema.routes.setdefault(r["input_stream"], []).append(

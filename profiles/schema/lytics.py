@@ -1,8 +1,14 @@
 """The schema of the Lytics use-case guides, installed through the ordinary services.
 
-Identifiers (email, the ``_uid`` cookie), the page taxonomy and the CRM's loyalty tier and
-preferred activities, with their mappings on the ``default``, ``web`` and ``crm_users``
-streams. The demo, the benchmarks and many tests start from it.
+Identifiers (email, the app's ``user_id``, the ``_uid`` cookie), the page taxonomy and the
+CRM's loyalty tier and preferred activities, with their mappings on the ``default``, ``web`` and
+``crm_users`` streams. The demo, the benchmarks and many tests start from it.
+
+Segment's ``alias`` (``previousId`` → ``userId``) links its two ids: ``userId`` maps to
+``user_id`` as on every message, and ``previousId`` (the anonymous id the visitor had before,
+in Segment's spec) to ``_uid``, a second mapping beside the anonymous id's; the event then
+carries both, and identity resolution merges the profile holding the previous id into the
+user's (docs/schema.md, "Segment's alias").
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ LYTICS_FIELDS: list[dict[str, Any]] = [
     {"name": "email", "description": "Email address (the strongest identifier).",
      "type": "string", "merge_operator": "latest", "is_identifier": True,
      "identifier_rank": 1, "identifier_capacity": 1, "is_pii": True},
+    {"name": "user_id", "description": "The app's user id (Segment's userId).",
+     "type": "string", "merge_operator": "latest", "is_identifier": True,
+     "identifier_rank": 1, "identifier_capacity": 1},
     {"name": "_uid", "description": "Browser cookie ids (the tag's seerid / anonymousId).",
      "type": "[]string", "merge_operator": "capped", "capacity": 50, "is_identifier": True,
      "identifier_rank": 2, "identifier_capacity": 50},
@@ -39,6 +48,8 @@ LYTICS_MAPPINGS: list[tuple[str, str, str]] = [
     *[(f, s, e) for s in ("default", "web") for f, e in (
         ("email", "email(oneof(email, traits.email, context.traits.email))"),
         ("_uid", "oneof(`_uid`, anonymousId)"),
+        ("user_id", "userId"),
+        ("_uid", "previousId"),  # an alias's previous (anonymous) id
         ("taxonomy", "oneof(taxonomy, properties.taxonomy)"),
     )],
     ("email", "crm_users", "email(origin.email)"),
@@ -50,9 +61,10 @@ LYTICS_MAPPINGS: list[tuple[str, str, str]] = [
 @transaction.atomic
 def install_lytics_schema(account: Account, *, user: Any = None, publish_now: bool = True
                           ) -> SchemaVersion | None:
-    """The schema of the Lytics use-case guides: email (rank 1, capacity 1) and the `_uid`
-    cookie (rank 2, capacity 50) as identifiers, `taxonomy` from page views, `loyalty_tier` and
-    `preferred_activities` from CRM records (stream ``crm_users``). Fields already present are
+    """The schema of the Lytics use-case guides: email and user_id (rank 1, capacity 1; email
+    first on the tie) and the `_uid` cookie (rank 2, capacity 50) as identifiers, `taxonomy`
+    from page views, `loyalty_tier` and `preferred_activities` from CRM records (stream
+    ``crm_users``). Fields already present are
     updated; mappings are added once. Published unless ``publish_now`` is false (then the
     live version, if any, is returned unchanged... or None)."""
     fields = {f.name: f for f in Field.objects.for_account(account)}

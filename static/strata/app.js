@@ -3,7 +3,8 @@
    - the account menu closes on Escape or a click elsewhere;
    - the top bar's Menu button (narrow screens) opens and closes the sections;
    - [data-toggle-row] buttons show and hide the detail row that follows their row;
-   - canvas[data-chart] draws a bar chart from a <script type="application/json"> (Chart.js). */
+   - canvas[data-chart] draws a bar chart from a <script type="application/json"> (Chart.js);
+   - form[data-confirm] asks before sending, select[data-autosubmit] sends on change. */
 (function () {
   "use strict";
 
@@ -155,6 +156,19 @@
         m.removeAttribute("open");
       });
     }
+  });
+
+  // No inline handlers (the Content-Security-Policy allows none): a form[data-confirm] asks
+  // before it is sent, a select[data-autosubmit] sends its form when it changes.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (form.dataset && form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
+      event.preventDefault();
+    }
+  });
+  document.addEventListener("change", function (event) {
+    var field = event.target;
+    if (field.dataset && "autosubmit" in field.dataset && field.form) field.form.submit();
   });
 
   function ready() {

@@ -39,15 +39,16 @@ def context(schema: RuleSchema, now: datetime = NOW) -> CompileContext:
 
 
 def make_profile(account: Account, field_values: Mapping[str, Any], *,
-                 events: Iterable[tuple[str, datetime, Mapping[str, Any]]] = (),
+                 events: Iterable[tuple[Any, ...]] = (),
                  memberships: Iterable[str] = (), consents: Iterable[str] = (),
                  attributes: Mapping[str, Any] | None = None) -> Profile:
     profile = Profile.objects.create(account=account, field_values=dict(field_values),
                                      first_seen=NOW, last_seen=NOW)
     ProfileEvent.objects.bulk_create([
         ProfileEvent(account=account, profile=profile, raw_event_id=0, stream="web",
-                     event=name, at=at, properties=dict(props))
-        for name, at, props in events
+                     event=name, at=at, properties=dict(props),
+                     own_properties=dict(own[0]) if own else {})
+        for name, at, props, *own in events  # (name, at, mapped values[, own properties])
     ])
     with connection.cursor() as cur:
         for slug in memberships:

@@ -103,8 +103,15 @@ def test_audience_and_profile_actions_saved_through_the_api_validate_and_show_la
     _check(account, "audience.updated")
     assert c.delete("/api/v1/audiences/gold/").status_code == 204
     _check(account, "audience.deleted")
-    deleted = c.delete("/api/v1/profiles/email/ann@example.com")
-    assert deleted.status_code == 200, deleted.content
+    updated_profile = c.patch("/api/v1/profiles/email/ann@example.com",
+                              {"attributes": {"loyalty_tier": "Silver"}}, format="json")
+    assert updated_profile.status_code == 202, updated_profile.content
+    _check(account, "profile.updated")
+    with django_capture_on_commit_callbacks(execute=True):
+        deleted = c.delete("/api/v1/profiles/email/ann@example.com")  # a delete request
+    assert deleted.status_code == 202, deleted.content
+    _check(account, "privacy.requested")
+    run_queued_tasks()
     _check(account, "profile.deleted")
     assert AuditEvent.objects.get(action="audience.created").get_action_display() == \
         "Audience Created"

@@ -151,7 +151,7 @@ def profile_data(draw: st.DrawFn, schema: RuleSchema) -> dict[str, Any]:
     events = draw(st.lists(st.tuples(
         st.sampled_from(EVENTS),
         st.integers(-24 * 25, 24).map(lambda h: NOW + timedelta(hours=h, minutes=7)),
-        event_props()), max_size=4))
+        event_props(), event_props()), max_size=4))  # mapped values, own properties
     return {"values": values, "attributes": attributes, "events": events,
             "memberships": draw(st.sets(st.sampled_from(AUDIENCES))),
             "consents": draw(st.sets(st.sampled_from(PURPOSES)))}
@@ -192,7 +192,8 @@ def test_sql_and_predicate_select_the_same_profiles() -> None:
                                        attributes=data["attributes"])
                     views[row.pk] = ProfileView(
                         field_values=data["values"],
-                        events=[EventView(n, at, p) for n, at, p in data["events"]],
+                        events=[EventView(n, at, {**own, **p})
+                                for n, at, p, own in data["events"]],
                         memberships=frozenset(data["memberships"]),
                         consents=frozenset(data["consents"]),
                         attributes=data["attributes"])

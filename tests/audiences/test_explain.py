@@ -106,7 +106,7 @@ def test_every_nodes_result_is_its_sub_rules_predicate() -> None:
         for data in profiles:
             view = ProfileView(
                 field_values=data["values"],
-                events=[EventView(n, at, p) for n, at, p in data["events"]],
+                events=[EventView(n, at, {**own, **p}) for n, at, p, own in data["events"]],
                 memberships=frozenset(data["memberships"]),
                 consents=frozenset(data["consents"]), attributes=data["attributes"])
             for rule in rules:

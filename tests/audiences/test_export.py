@@ -37,8 +37,8 @@ def test_csv_download_masks_pii_without_pii_view(account) -> None:
     assert [r["profile_id"] for r in rows] == sorted(
         str(p.pk) for p in (cook, world.profiles["anonymous_cook"]))
     first = next(r for r in rows if r["profile_id"] == str(cook.pk))
-    assert list(first)[:6] == ["profile_id", "member_since", "first_seen", "last_seen",
-                               "email", "_uid"]  # identifiers by rank, then by name
+    assert list(first)[:7] == ["profile_id", "member_since", "first_seen", "last_seen",
+                               "email", "user_id", "_uid"]  # identifiers by rank, then name
     assert first["email"] == EMAIL
     assert first["taxonomy"] == "cuisine"
     assert first["_uid"] == '["c-1"]'

@@ -47,6 +47,9 @@ def test_admin_creates_a_token_sees_its_secret_once_and_switches_accounts(browse
 
     expect(page.get_by_role("heading", name="New access token")).to_be_visible()
     browser.shot("token-add-empty")
+    # The account is named explicitly, never taken from the session's current one (#12).
+    expect(page.locator("#id_account")).to_have_value("")
+    page.locator("#id_account").select_option(label="Acme Retail")
     page.get_by_label("Description").fill("Nightly export to the warehouse")
     # Only the roles Ada holds are offered, as checkboxes.
     offered = page.locator("input[type=checkbox][name=roles]")

@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 
 from cdp_site.models import Account
 from cdp_site.text import NUL_MESSAGE
+from experiences.models import Experience
 from profiles.models import Stream
 from tests.conftest import make_token, make_user, make_write_key
 from tests.experiences.decide_helpers import make_experience
@@ -138,3 +139,12 @@ def test_serve_refuses_to_listen_beyond_loopback_with_debug_on(settings: Any) ->
     settings.DEBUG = True
     with pytest.raises(CommandError, match="loopback only"):
         call_command("serve", "--bind", "0.0.0.0:8000")
+
+
+@pytest.mark.parametrize("field", ["hash_version", "bandit_interval_minutes",
+                                   "bandit_burn_in_hours"])
+def test_a_number_past_its_columns_range_is_refused(account: Account, field: str) -> None:
+    response = api(account).post("/api/v1/experiences/", {
+        "key": "hero", "name": "Hero", "distribution": "bandit", field: 2**40}, format="json")
+    assert response.status_code == 400, response.content
+    assert not Experience.objects.exists()

@@ -226,10 +226,10 @@ def _audience(t: Targets) -> str:
                            compute=False).slug
 
 
-def _new_user_name(t: Targets) -> str:
+def _new_user_email(t: Targets) -> str:
     username = f"newcomer-{t.role}"
     get_user_model().objects.create_user(username, email=f"{username}@example.com")
-    return username
+    return f"{username}@example.com"
 
 
 # Rows walked through HTTP: permission code -> the requests that need it. Later issues add
@@ -278,7 +278,7 @@ ENDPOINTS: list[EndpointCase] = [
     EndpointCase(
         "admin.edit", "POST memberships",
         lambda c, t: c.post(
-            "/api/v1/memberships/", {"user": _new_user_name(t), "roles": ["observer"]},
+            "/api/v1/memberships/", {"email": _new_user_email(t), "roles": ["observer"]},
             format="json",
         ),
     ),

@@ -15,12 +15,14 @@ from django.db import models
 from rest_framework.test import APIClient
 from rest_framework.viewsets import ViewSetMixin
 
+from cdp_site import invitations
 from cdp_site.api.urls import router
 from cdp_site.api.viewsets import AccountScopedViewSet, ActorMixin
 from cdp_site.models import (
     AccessToken,
     Account,
     AuditEvent,
+    Invitation,
     Membership,
     WriteKey,
 )
@@ -31,6 +33,7 @@ from tests.conftest import (
     make_user,
     make_write_key,
     session_client,
+    system_actor,
 )
 
 PROJECT_APPS = ["cdp_site", "profiles", "audiences", "experiences", "connectors"]
@@ -77,6 +80,11 @@ def _make_audit_event(account: Account) -> int:
     return AuditEvent.objects.for_account(account).latest("created_at").pk
 
 
+def _make_invitation(account: Account) -> int:
+    return invitations.invite(account=account, actor=system_actor(account),
+                              email=f"guest@{account.slug}.example", roles=[]).pk
+
+
 # Every endpoint of cdp_site/api/urls.py's router, by prefix. A new viewset must get a case here
 # (test_every_router_endpoint_has_a_cross_account_case fails until it does).
 CROSS_ACCOUNT_CASES: dict[str, CrossAccountCase] = {
@@ -94,10 +102,15 @@ CROSS_ACCOUNT_CASES: dict[str, CrossAccountCase] = {
     "audit-log": CrossAccountCase(
         AuditEvent, _make_audit_event, frozenset({"get"}), {"action": "token.created"}
     ),
+    "invitations": CrossAccountCase(
+        Invitation, _make_invitation, frozenset({"get", "delete"}), {"email": "me@example.com"}
+    ),
 }
 # Router endpoints that serve no account data (and why).
 NOT_ACCOUNT_DATA_ENDPOINTS = {
     "roles": "the eleven roles and their permissions are the same in every account",
+    "accounts": "accounts are the scope itself: the caller's own (tests/cdp_site/"
+                "test_accounts_api.py), all of them only for the site operator",
 }
 
 

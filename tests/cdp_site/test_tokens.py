@@ -95,7 +95,7 @@ def test_created_token_works_as_a_bearer_token(admin_client, account):
 @pytest.mark.django_db
 def test_created_by_is_the_signed_in_user(account):
     user = make_user("ada", account, roles=["admin"])
-    response = _create_token(session_client(user))
+    response = _create_token(session_client(user), account=account.aid)
     assert response.status_code == 201
     assert response.json()["created_by"] == "ada"
 
@@ -120,8 +120,8 @@ def test_user_cannot_give_a_token_a_role_they_lack(account):
     user = make_user("ada", account, roles=["admin", "marketer"])
     client = session_client(user)
 
-    assert _create_token(client, roles=["marketer"]).status_code == 201
-    refused = _create_token(client, roles=["marketer", "user_search"])
+    assert _create_token(client, roles=["marketer"], account=account.aid).status_code == 201
+    refused = _create_token(client, roles=["marketer", "user_search"], account=account.aid)
     assert refused.status_code == 403
     assert refused.json()["code"] == "permission_denied"
 
@@ -129,7 +129,8 @@ def test_user_cannot_give_a_token_a_role_they_lack(account):
 @pytest.mark.django_db
 def test_operator_superuser_may_give_any_role(account):
     operator = make_user("root", is_superuser=True, is_staff=True)
-    response = _create_token(session_client(operator), roles=["user_search", "data_manager"])
+    response = _create_token(session_client(operator), roles=["user_search", "data_manager"],
+                             account=account.aid)
     assert response.status_code == 201
 
 
@@ -153,7 +154,8 @@ def test_token_minted_by_a_token_is_trimmed_when_the_human_behind_it_loses_a_rol
     """A token minted with a token answers to the same person: when that person loses a role,
     both lose it (else a second-generation token would keep it for ever)."""
     user = make_user("ada", account, roles=["admin", "marketer"])
-    first = _create_token(session_client(user), roles=["admin", "marketer"]).json()
+    first = _create_token(session_client(user), roles=["admin", "marketer"],
+                          account=account.aid).json()
     second = _create_token(token_client(first["token"]), roles=["admin", "marketer"]).json()
     assert second["created_by"] == "ada"
     boss = make_token(account, ["admin"])[1]
@@ -599,8 +601,9 @@ def test_write_key_of_one_account_is_not_another_accounts(account):
 
 
 @pytest.mark.django_db
-def test_a_member_of_two_accounts_mints_tokens_in_the_current_one(account, other_account):
+def test_a_member_of_two_accounts_mints_tokens_in_the_account_they_name(account, other_account):
     user = make_user("ada", account, roles=["admin"])
     add_membership(user, other_account, ["admin"])
-    response = _create_token(session_client(user))
-    assert AccessToken.objects.get(pk=response.json()["id"]).account == account
+    for target in (other_account, account):
+        response = _create_token(session_client(user), account=target.aid)
+        assert AccessToken.objects.get(pk=response.json()["id"]).account == target

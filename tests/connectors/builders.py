@@ -97,4 +97,4 @@ class Receiver:
         return list(seen.values())
 
     def changes(self, action: str) -> list[dict[str, Any]]:
-        return [c for m in self.unique() for c in m["changes"] if c["action"] == action]
+        return [c for m in self.unique() for c in m.get("changes", []) if c["action"] == action]

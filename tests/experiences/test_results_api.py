@@ -72,6 +72,11 @@ def test_results_are_the_page_figures_at_full_precision(admin_client: APIClient,
     assert body["engine"]["bandit"] is None
     assert body["phases"] == [{"number": 1, "started_at": body["started_at"], "ended_at": None,
                                "reason": "", "current": True}]
+    results.snapshot(hero)
+    history = admin_client.get(URL).json()["history"]
+    assert len(history["times"]) == 2  # the snapshot, then now
+    assert history["conversion_rate"]["bold"][-1] == bold["primary"]["rate"]
+    assert history["split"]["series"] == {"control": [0.5, 0.5], "bold": [0.5, 0.5]}
 
 
 def test_results_are_given_per_goal(admin_client: APIClient, hero: Experience) -> None:
@@ -177,7 +182,7 @@ def test_the_schema_describes_both_endpoints(admin_client: APIClient) -> None:
     assert [p["name"] for p in results_op["parameters"] if p["in"] == "query"] == ["phase"]
     ref = results_op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
     component = schema["components"]["schemas"][ref.rsplit("/", 1)[-1]]
-    assert {"as_of", "engine", "by_goal", "variants", "srm", "warnings"} <= set(
+    assert {"as_of", "engine", "by_goal", "variants", "srm", "warnings", "history"} <= set(
         component["properties"])
     csv_op = paths["/api/v1/experiences/{key}/results/csv/"]["get"]
     assert "text/csv" in csv_op["responses"]["200"]["content"]

@@ -3,6 +3,7 @@ it, its figures (and the API's) are right for pending events and processed stats
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from cdp_site.health import beat
+from cdp_site.health import PROCESSOR_HEARTBEAT, beat
 from cdp_site.models import Account
 from cdp_site.roles import ROLES
 from profiles.collection.messages import Failure
@@ -133,6 +134,22 @@ def test_the_dashboard_api_carries_the_processing_figures(account: Account) -> N
     assert len(processing["throughput"]) == 60 and processing["throughput"][-1]["events"] == 12
     assert processing["worker"]["status"] in {"ok", "stale", "unknown"}
     assert body["profiles"] == 0 and body["streams"] >= 1
+
+
+def test_the_worker_card_shows_the_processor_and_serves_restarts(
+        account: Account, settings: Any, tmp_path: Any) -> None:
+    beat(PROCESSOR_HEARTBEAT)
+    status = tmp_path / "serve.json"
+    status.write_text(json.dumps({"status": "running", "children": {
+        "web": {"status": "running", "pid": 10, "restarts": 0, "last_exit_code": None},
+        "processor": {"status": "running", "pid": 12, "restarts": 1, "last_exit_code": -9}}}))
+    settings.STRATA_SERVE_STATUS = str(status)
+    page = signed_in(account, "admin").get("/dashboard/").content.decode()
+    assert "Event processor: running" in page
+    assert "processor: running, restarted 1 time (last exit -9)" in page
+    health = Client().get("/health/").json()
+    assert health["processor"]["status"] == "ok"
+    assert health["processes"]["processor"]["restarts"] == 1
 
 
 def test_received_and_processed_are_shown_over_the_same_windows(account: Account) -> None:

@@ -346,3 +346,47 @@ def test_identifiers_never_cross_accounts(account, other_account):
     run(other_account)
     mine, theirs = find_profile(account, "email", A), find_profile(other_account, "email", A)
     assert mine is not None and theirs is not None and mine.pk != theirs.pk
+
+
+# --------------------------------------------------------------------------- through HTTP
+
+
+def test_through_http_a_shared_device_and_a_sign_in_with_a_full_set_of_cookies(account):
+    """Through the Segment-spec API and the profile API, with the installed Lytics schema:
+    another person's identify on a shared device leaves the device's cookie out of their
+    `_uid`; an anonymous visitor with 50 cookies who signs in gets the email on their profile."""
+    from django.test import Client
+
+    from profiles.processing.pipeline import process_pending
+    from profiles.schema.lytics import install_lytics_schema
+    from tests.conftest import make_account, make_token, token_client
+    from tests.profiles.conftest import basic_auth, make_write_key
+
+    other = make_account("Lytics", "lytics-http")
+    install_lytics_schema(other)
+    _key, secret = make_write_key(other)
+    _token, token = make_token(other, ["data_manager"])
+    api, sender = token_client(token), Client()
+
+    def post(path, body):
+        response = sender.post(path, data=body, content_type="application/json",
+                               HTTP_AUTHORIZATION=basic_auth(secret))
+        assert response.status_code == 200, response.content
+
+    def fields(email):
+        response = api.get(f"/api/v1/profiles/email/{email}")
+        assert response.status_code == 200, response.content
+        return response.json()["fields"]
+
+    post("/v1/identify", {"anonymousId": "tablet", "traits": {"email": A}})
+    post("/v1/identify", {"anonymousId": "tablet", "traits": {"email": B}})
+    post("/v1/batch", {"batch": [{"type": "alias", "anonymousId": f"c{i:02}",
+                                  "previousId": "c00"} for i in range(1, 50)]})
+    post("/v1/identify", {"anonymousId": "c07", "traits": {"email": "c@example.com"}})
+    process_pending(account_id=other.pk)
+    assert fields(A)["_uid"] == ["tablet"]
+    assert "_uid" not in fields(B)
+    signed_in = fields("c@example.com")
+    assert len(signed_in["_uid"]) == 50  # the field keeps its 50 values; lookups drop one
+    health = api.get("/api/v1/profiles/email/c@example.com").json()["health"]
+    assert (health["identifier_count"], health["compactions"], health["conflicts"]) == (50, 1, 0)

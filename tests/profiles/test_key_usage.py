@@ -50,11 +50,12 @@ def _seed(account: Account) -> None:
 def test_publish_counts_the_keys_each_mapping_guard_and_route_rule_reads(
         account: Account) -> None:
     _seed(account)
-    install_lytics_schema(account)  # email, _uid, taxonomy on web; crm_users mappings
+    install_lytics_schema(account)  # email, user_id, _uid, taxonomy on web; crm_users mappings
     used = _used(account)
     # `email(oneof(email, traits.email, ...))` reads traits.email; oneof(`_uid`, anonymousId);
-    # `oneof(taxonomy, properties.taxonomy)`: taxonomy is found under properties. too (one use)
-    assert used == {"traits.email": 1, "anonymousId": 1, "properties.taxonomy": 1}
+    # `oneof(taxonomy, properties.taxonomy)`: taxonomy is found under properties. too (one use);
+    # userId (user_id); previousId (an alias's, to `_uid`) is no key of these events
+    assert used == {"traits.email": 1, "anonymousId": 1, "properties.taxonomy": 1, "userId": 1}
     assert _used(account, "crm_users") == {
         "origin.email": 1, "response.loyalty_tier": 1, "response.preferred_activities[]": 1}
 
@@ -72,7 +73,8 @@ def test_publish_counts_the_keys_each_mapping_guard_and_route_rule_reads(
     assert _used(account, "default") == {"_url": 1}
 
     revert(account, version.number - 1)  # back to the Lytics schema only
-    assert _used(account) == {"traits.email": 1, "anonymousId": 1, "properties.taxonomy": 1}
+    assert _used(account) == {"traits.email": 1, "anonymousId": 1, "properties.taxonomy": 1,
+                              "userId": 1}
     assert _used(account, "default") == {}
 
 
@@ -98,7 +100,8 @@ def test_the_explorer_filter_sees_published_usage(account: Account) -> None:
         response = client.get(f"/streams/web/keys/?{query}", HTTP_HX_REQUEST="true")
         return [row["key"].key for row in response.context["key_rows"]]
 
-    assert sorted(keys("used=true")) == ["anonymousId", "properties.taxonomy", "traits.email"]
+    assert sorted(keys("used=true")) == ["anonymousId", "properties.taxonomy", "traits.email",
+                                         "userId"]
     assert "properties.sku" in keys("used=false")
 
 

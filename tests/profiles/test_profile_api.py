@@ -13,6 +13,7 @@ from profiles.models import (
     EventWarning,
     Identifier,
     IdentityLog,
+    PrivacyRequest,
     Profile,
     ProfileEvent,
     RawEvent,
@@ -26,9 +27,15 @@ from tests.profiles.people import (
     known_person,
     role_without_pii,
 )
+from tests.profiles.privacy_helpers import q_sync as run_tasks_at_once
 from tests.profiles.processing import run, send
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def q_sync(monkeypatch):
+    run_tasks_at_once(monkeypatch)
 
 A, B = "ann@example.com", "bob@example.com"
 X, Y, Z = "cookie-x", "cookie-y", "cookie-z"
@@ -189,7 +196,8 @@ def test_no_token_is_refused(account):
 # --------------------------------------------------------------------------- accounts
 
 
-def test_a_profile_of_another_account_is_not_found(account):
+def test_a_profile_of_another_account_is_not_found(account, q_sync,
+                                                   django_capture_on_commit_callbacks):
     other = make_account("Globex")
     theirs = known_person(other).profile()
     client = api(account, "admin")
@@ -202,7 +210,10 @@ def test_a_profile_of_another_account_is_not_found(account):
     assert client.get(f"/api/v1/profiles/{theirs.pk}/identity").status_code == 404
     assert client.get("/api/v1/profiles/", {"q": EMAIL}).json()["results"] == []
     assert client.get("/api/v1/profiles/").json()["results"] == []
-    assert client.delete(f"/api/v1/profiles/email/{EMAIL}").status_code == 404
+    # a delete request in this account, which finds no one (the same answer either way)
+    result = _delete(client, f"/api/v1/profiles/email/{EMAIL}",
+                     django_capture_on_commit_callbacks)
+    assert result["found"] is False and result["profiles"] == 0
     assert Profile.objects.filter(pk=theirs.pk).exists()
     # ...and their own token finds it.
     assert get_profile(api(other, "admin"), "email", EMAIL).json()["id"] == theirs.pk
@@ -328,7 +339,7 @@ def test_search_pages_without_counting(account):
     run(account)
     client = api(account, "admin")
     first = client.get("/api/v1/profiles/", {"q": "page-", "limit": 2}).json()
-    assert set(first) == {"next", "previous", "results"}
+    assert set(first) == {"limit", "next", "previous", "results"} and first["limit"] == 2
     assert len(first["results"]) == 2 and first["previous"] is None
     second = client.get(first["next"]).json()
     third = client.get(second["next"]).json()
@@ -354,7 +365,19 @@ def test_timeline_is_newest_first_and_paginated(account):
 # --------------------------------------------------------------------------- GDPR delete
 
 
-def test_gdpr_delete_removes_the_person_and_records_it_without_their_identifiers(account):
+def _delete(client, path, capture, **params):
+    """DELETE a profile: a delete request, run (django-q2 in sync mode) once it commits."""
+    query = "?" + "&".join(f"{k}={v}" for k, v in params.items()) if params else ""
+    with capture(execute=True):
+        response = client.delete(path + query)
+    assert response.status_code == 202, response.content
+    polled = client.get(f"/api/v1/privacy-requests/{response.json()['id']}/")
+    assert polled.json()["state"] == "done", polled.content
+    return polled.json()["result"]
+
+
+def test_gdpr_delete_removes_the_person_and_records_it_without_their_identifiers(
+        account, q_sync, django_capture_on_commit_callbacks):
     journey = known_person(account)
     profile = journey.profile()
     raw_ids = list(ProfileEvent.objects.filter(profile=profile)
@@ -364,11 +387,11 @@ def test_gdpr_delete_removes_the_person_and_records_it_without_their_identifiers
     other.identify()
     client = api(account, "data_manager")
 
-    response = client.delete(f"/api/v1/profiles/email/{EMAIL}")
-    assert response.status_code == 200, response.content
-    assert response.json() == {"profile_id": profile.pk, "merged_profile_ids": [],
-                               "identifiers": {"_uid": 1, "email": 1}, "profile_events": 3,
-                               "raw_events": 3, "warnings": 0}
+    result = _delete(client, f"/api/v1/profiles/email/{EMAIL}",
+                     django_capture_on_commit_callbacks, suppress="false")
+    assert result["found"] is True
+    assert (result["profiles"], result["merged_profiles"], result["identifiers"],
+            result["profile_events"], result["raw_events"]) == (1, 0, 2, 3, 3)
     assert get_profile(client, "email", EMAIL).status_code == 404
     assert get_profile(client, "_uid", COOKIE).status_code == 404
     assert not Profile.objects.filter(pk=profile.pk).exists()
@@ -382,26 +405,27 @@ def test_gdpr_delete_removes_the_person_and_records_it_without_their_identifiers
     assert entry.changes["looked_up_by"] == "email"
     assert entry.changes["raw_events"] == 3
     assert EMAIL not in json.dumps(entry.changes) and COOKIE not in json.dumps(entry.changes)
-    assert entry.actor_token is not None
+    [made] = AuditEvent.objects.for_account(account).filter(action="privacy.requested")
+    assert made.actor_token is not None
 
-    # A later event with the same email makes a new, empty profile (no suppression).
+    # Without suppression, a later event with the same email makes a new, empty profile.
     journey.crm_record()
     again = get_profile(client, "email", EMAIL).json()
     assert again["id"] != profile.pk
     assert "taxonomy" not in again["fields"]
 
 
-def test_gdpr_delete_takes_the_merged_away_profiles_and_cleans_conflict_values(account):
+def test_gdpr_delete_takes_the_merged_away_profiles_and_cleans_conflict_values(
+        account, q_sync, django_capture_on_commit_callbacks):
     survivor, gone = _merged_pair(account)
     send(account, {"email": B, "_uid": X}, stream="default")  # conflicts with the survivor
     run(account)
     bob = Profile.objects.get(identifiers__value=B)
     EventWarning.objects.create(account=account, raw_event_id=ProfileEvent.objects.filter(
         profile_id=survivor).first().raw_event_id, stream="default", code="x", message="m")
-    response = api(account, "admin").delete(f"/api/v1/profiles/_uid/{X}")
-    assert response.status_code == 200, response.content
-    assert response.json()["merged_profile_ids"] == [gone]
-    assert response.json()["warnings"] == 1
+    result = _delete(api(account, "admin"), f"/api/v1/profiles/_uid/{X}",
+                     django_capture_on_commit_callbacks)
+    assert result["merged_profiles"] == 1
     assert not Profile.objects.filter(pk__in=[survivor, gone]).exists()
     conflict = IdentityLog.objects.get(kind="conflict")
     assert conflict.profile_id == bob.pk and conflict.other_id is None
@@ -416,6 +440,7 @@ def test_gdpr_delete_needs_profiles_delete(account):
         assert response.status_code == 403, response.content
     assert get_profile(api(account, "admin"), "email", EMAIL).status_code == 200
     assert not AuditEvent.objects.filter(action="profile.deleted").exists()
+    assert not PrivacyRequest.objects.exists()
 
 
 def test_openapi_schema_documents_the_profile_api(account):

@@ -78,6 +78,45 @@ def test_segment_analytics_python_identify_track_page(live_server: Any, account:
         assert abs((row.received_at - row.event_at).total_seconds()) < 60
 
 
+def test_segment_alias_links_the_previous_id_to_the_user_in_the_lytics_schema(
+        live_server: Any, account: Account, clean_raw_store: None) -> None:
+    """An anonymous visitor's page view, then the user's identify, each sent by
+    segment-analytics-python; then the client's own alias message (previousId = the anonymous
+    id, userId = the user id) POSTed to /v1/alias: processed with the installed Lytics schema,
+    the two profiles are one, found by either id and by email."""
+    from profiles.processing.identity import find_profile
+    from profiles.processing.pipeline import process_pending
+    from profiles.schema.lytics import install_lytics_schema
+    from tests.profiles.conftest import basic_auth
+    from tests.profiles.processing import live_profiles
+
+    install_lytics_schema(account)
+    _key, secret = make_write_key(account)
+    client = SegmentClient(secret, host=live_server.url, sync_mode=True)
+    client.page(anonymous_id="anon-1", name="Cuisine", properties={"taxonomy": "cuisine"})
+    client.identify("user-42", {"email": "Ada@Example.com"})
+    assert process_pending(account_id=account.pk) == 2
+    assert len(live_profiles(account)) == 2
+    anonymous = find_profile(account, "_uid", "anon-1")
+
+    ok, alias = SegmentClient(secret, send=False).alias("anon-1", "user-42")
+    assert ok and alias["type"] == "alias" and alias["anonymousId"] is None
+    response = requests.post(f"{live_server.url}/v1/alias", json=alias, timeout=10,
+                             headers={"Authorization": basic_auth(secret)})
+    assert response.status_code == 200, response.text
+    assert process_pending(account_id=account.pk) == 1
+
+    [profile] = live_profiles(account)
+    assert profile.pk == anonymous.pk  # the older profile survives
+    for field, value in (("_uid", "anon-1"), ("user_id", "user-42"),
+                         ("email", "ada@example.com")):
+        assert find_profile(account, field, value) == profile
+    assert profile.field_values["taxonomy"] == "cuisine"
+    assert profile.field_values["user_id"] == "user-42"
+    assert profile.field_values["email"] == "ada@example.com"
+    assert profile.event_count == 3
+
+
 def test_segment_analytics_python_batches_gzipped_in_the_background(
         live_server: Any, account: Account, clean_raw_store: None) -> None:
     _key, secret = make_write_key(account)

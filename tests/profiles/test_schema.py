@@ -219,6 +219,11 @@ def test_the_lytics_schema_installs_once(account):
     fields = {f.name: f for f in Field.objects.filter(account=account)}
     assert (fields["email"].identifier_rank, fields["email"].identifier_capacity) == (1, 1)
     assert (fields["_uid"].identifier_rank, fields["_uid"].identifier_capacity) == (2, 50)
+    assert (fields["user_id"].identifier_rank, fields["user_id"].identifier_capacity) == (1, 1)
+    # Segment's alias: userId and previousId are mapped, so the two ids meet in one event
+    assert set(Mapping.objects.filter(account=account, stream="default", field__name__in=[
+        "user_id", "_uid"]).values_list("field__name", "expression")) == {
+        ("user_id", "userId"), ("_uid", "oneof(`_uid`, anonymousId)"), ("_uid", "previousId")}
     assert fields["preferred_activities"].merge_operator == "merge"
     assert Mapping.objects.filter(account=account, stream="crm_users").count() == 3
     assert install_lytics_schema(account) == version

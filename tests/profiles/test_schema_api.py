@@ -632,6 +632,8 @@ def test_evaluate_refuses_an_expression_that_does_not_compile(account: Account,
 LYTICS_FIELDS = [
     {"name": "email", "type": "string", "merge_operator": "latest", "is_identifier": True,
      "identifier_rank": 1, "identifier_capacity": 1, "is_pii": True},
+    {"name": "user_id", "type": "string", "merge_operator": "latest", "is_identifier": True,
+     "identifier_rank": 1, "identifier_capacity": 1},
     {"name": "_uid", "type": "[]string", "merge_operator": "capped", "capacity": 50,
      "is_identifier": True, "identifier_rank": 2, "identifier_capacity": 50},
     {"name": "taxonomy", "type": "string", "merge_operator": "latest"},
@@ -640,6 +642,8 @@ LYTICS_FIELDS = [
 ]
 LYTICS_MAPPINGS = [
     {"field": "_uid", "stream": "default", "expression": "oneof(`_uid`, anonymousId)"},
+    {"field": "_uid", "stream": "default", "expression": "previousId"},
+    {"field": "user_id", "stream": "default", "expression": "userId"},
     {"field": "email", "stream": "default",
      "expression": "email(oneof(email, traits.email))"},
     {"field": "taxonomy", "stream": "default", "expression": "taxonomy",
@@ -670,7 +674,7 @@ def test_the_lytics_use_case_schema_defined_and_published_through_the_api(
         "expression": 'contains(`_url`, "localhost")', "output_stream": "app_divert"},
         format="json")
     assert rule.status_code == 201
-    assert manager.get(f"{API}/diff/").json()["changes"] == 12
+    assert manager.get(f"{API}/diff/").json()["changes"] == 15
     published = manager.post(f"{API}/publish/", {"note": "Lytics use cases"}, format="json")
     assert published.status_code == 201, published.content
 
@@ -689,6 +693,10 @@ def test_the_lytics_use_case_schema_defined_and_published_through_the_api(
            "response.preferred_activities": ["hiking", "cooking"]}
     assert browser.post("/collect/json/crm_users", data=crm, content_type="application/json",
                         HTTP_X_API_KEY=secret).status_code == 200
+    assert browser.post("/v1/alias", data={
+        "type": "alias", "previousId": "visitor-1", "userId": "user-42"},
+        content_type="application/json", HTTP_AUTHORIZATION=basic_auth(secret)
+    ).status_code == 200
 
     tried = manager.post(f"{API}/evaluate/", {
         "stream": "crm_users", "expression": "response.preferred_activities",
@@ -700,8 +708,9 @@ def test_the_lytics_use_case_schema_defined_and_published_through_the_api(
     profile = reader.get("/api/v1/profiles/email/mason@example.com")
     assert profile.status_code == 200, profile.content
     assert profile.json()["fields"] == {
-        "_uid": ["visitor-1"], "email": "mason@example.com", "taxonomy": "cuisine",
-        "loyalty_tier": "gold", "preferred_activities": ["cooking", "hiking"]}
+        "_uid": ["visitor-1"], "email": "mason@example.com", "user_id": "user-42",
+        "taxonomy": "cuisine", "loyalty_tier": "gold",
+        "preferred_activities": ["cooking", "hiking"]}
 
 
 # --------------------------------------------------------------------------- rebuild

@@ -234,7 +234,7 @@ def test_an_empty_schema_offers_the_lytics_use_cases(account: Account,
     manager.post("/schema/lytics/")
 
     assert set(Field.objects.filter(account=account).values_list("name", flat=True)) == {
-        "email", "_uid", "taxonomy", "loyalty_tier", "preferred_activities"}
+        "email", "user_id", "_uid", "taxonomy", "loyalty_tier", "preferred_activities"}
     assert not SchemaVersion.objects.filter(account=account).exists()  # to review first
 
 

@@ -648,3 +648,23 @@ def test_a_number_too_large_for_a_float_is_refused_as_invalid_json(client, accou
     assert response.json()["code"] == "invalid_json"
     assert not RawEvent.objects.for_account(account).exists()
     assert FailedEvent.objects.filter(account=account, code="invalid_json").exists()
+
+
+def test_a_batch_whose_messages_name_two_accounts_keys_is_refused(
+        client: Client, account: Account, write_key: str) -> None:
+    other = make_account("Globex")
+    other_key = make_write_key(other)[1]
+    with nothing_stored():
+        response = post(client, "/v1/batch", {"batch": [
+            track(writeKey=write_key, messageId="a-1"),
+            track(writeKey=other_key, messageId="b-1")]}, content_type="text/plain")
+    assert response.status_code == 400
+    assert response.json()["code"] == "mixed_write_keys"
+    assert failed(account) == [] and failed(other) == []
+    [refused] = failed()
+    assert write_key not in refused.body and other_key not in refused.body
+    # one key repeated in every message is one sender: stored as before
+    assert post(client, "/v1/batch", {"batch": [track(writeKey=write_key, messageId="a-2"),
+                                                track(writeKey=write_key, messageId="a-3")]},
+                content_type="text/plain").status_code == 200
+    assert len(stored(account)) == 2

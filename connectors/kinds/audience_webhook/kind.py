@@ -11,22 +11,24 @@ only the identifier fields and fields the job names, PII only when the creator m
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 import phonenumbers
+from django.db import connection
 from django.db.models import Max
 
 from audiences.models import Audience, AudienceMembership, MembershipChange
 from connectors.consent import consented
-from connectors.delivery import destination, post_signed
+from connectors.delivery import destination, message_digest, post_signed
 from connectors.errors import InvalidInput, PermanentError
 from connectors.jobs import creator_sees_pii
 from connectors.models import ExportedMember, Job
 from connectors.registry import Kind, RunContext, StepResult, register
 from profiles.masking import pii_fields
-from profiles.models import Identifier, Profile
+from profiles.models import Profile, ProfileConsent
 
 
 def hash_email(value: str) -> str | None:
@@ -56,6 +58,8 @@ class AudienceWebhook(Kind):
     label = "Audience export to a webhook"
     description = ("Posts an audience's members, then its entries and exits, as signed "
                    "batches to a webhook.")
+    example_config = {"audience": "gold", "path": "", "identifiers": ["email"], "fields": [],
+                      "purposes": ["advertising"], "hash": {}, "batch_size": 1000}
     config_schema = {
         "type": "object",
         "required": ["audience"],
@@ -94,11 +98,19 @@ class AudienceWebhook(Kind):
                                            "who may see PII may export it", code="pii_denied")
         return config
 
+    def test_connection(self, ctx: RunContext) -> str:
+        url = destination(ctx, ctx.job.config.get("path"))
+        response = post_signed(ctx, url, {"type": "ping", "job": ctx.job.name},
+                               f"msg_ping_{uuid.uuid4().hex}", timeout=10.0)
+        return f"{url} answered {response.status} in {response.elapsed * 1000:.0f} ms"
+
     # ------------------------------------------------------------------ running
 
     def step(self, ctx: RunContext) -> StepResult:
-        audience = Audience.objects.for_account(ctx.job.account_id).filter(
-            slug=ctx.job.config["audience"]).first()
+        audience = ctx.extra.get("audience")
+        if audience is None:
+            audience = ctx.extra["audience"] = Audience.objects.for_account(
+                ctx.job.account_id).filter(slug=ctx.job.config["audience"]).first()
         if audience is None:
             raise PermanentError(f"the audience {ctx.job.config['audience']!r} is gone",
                                  code="audience_missing")
@@ -115,28 +127,43 @@ class AudienceWebhook(Kind):
 
     def _full(self, ctx: RunContext, audience: Audience, cursor: dict[str, Any]) -> StepResult:
         size = ctx.job.config["batch_size"]
-        ids = list(AudienceMembership.objects.filter(
-            account_id=ctx.job.account_id, audience=audience, profile_id__gt=cursor["after"])
-            .order_by("profile_id").values_list("profile_id", flat=True)[:size])
-        following = ({"phase": "full", "after": ids[-1], "log_from": cursor["log_from"]}
-                     if len(ids) == size else {"phase": "changes", "after": cursor["log_from"]})
-        return self._deliver(ctx, audience, cursor, following, adds=ids, removes=[])
+        with connection.cursor() as cur:
+            cur.execute(_MEMBERS, {"audience": audience.pk, "job": ctx.job.pk,
+                                   "after": cursor["after"], "limit": size,
+                                   "account": ctx.job.account_id,
+                                   "fields": self._sent_identifiers(ctx)})
+            rows = cur.fetchall()
+        adds: dict[int, datetime | None] = {}
+        delivered: set[int] = set()
+        found: dict[int, list[tuple[str, str]]] = {}
+        for pid, since, done, field, value in rows:
+            adds[pid] = since
+            if done:
+                delivered.add(pid)
+            if field is not None:
+                found.setdefault(pid, []).append((field, value))
+        ctx.extra["identifiers"] = found
+        following = ({"phase": "full", "after": max(adds), "log_from": cursor["log_from"]}
+                     if len(adds) == size else {"phase": "changes", "after": cursor["log_from"]})
+        return self._deliver(ctx, audience, cursor, following, adds=adds, removes={},
+                             delivered=delivered)
 
     def _changes(self, ctx: RunContext, audience: Audience, cursor: dict[str, Any]
                  ) -> StepResult:
         size = ctx.job.config["batch_size"]
         rows = list(MembershipChange.objects.filter(
             account_id=ctx.job.account_id, audience=audience, id__gt=cursor["after"])
-            .order_by("id").values_list("id", "profile_id")[:size])
-        touched = list(dict.fromkeys(pid for _id, pid in rows))
+            .order_by("id").values_list("id", "profile_id", "at")[:size])
+        touched = {pid: at for _id, pid, at in rows}  # each profile's latest change
         members = set(AudienceMembership.objects.filter(
-            audience=audience, profile_id__in=touched).values_list("profile_id", flat=True))
+            audience=audience, profile_id__in=list(touched)).values_list("profile_id",
+                                                                          flat=True))
         following = ({"phase": "changes", "after": rows[-1][0]} if len(rows) == size
                      else {"phase": "sweep", "after": rows[-1][0] if rows else cursor["after"],
                            "swept": 0})
         return self._deliver(ctx, audience, cursor, following,
-                             adds=[p for p in touched if p in members],
-                             removes=[p for p in touched if p not in members])
+                             adds={p: at for p, at in touched.items() if p in members},
+                             removes={p: at for p, at in touched.items() if p not in members})
 
     def _sweep(self, ctx: RunContext, audience: Audience, cursor: dict[str, Any]) -> StepResult:
         """Delivered profiles that no longer consent (or whose profile is gone): removed."""
@@ -148,72 +175,139 @@ class AudienceWebhook(Kind):
         done = len(ids) < size
         if not done:
             following = {**cursor, "swept": ids[-1]}
-        result = self._deliver(ctx, audience, cursor, following, adds=[],
-                               removes=[p for p in ids if p not in keep])
+        gone = [p for p in ids if p not in keep]
+        withdrawn = dict(ProfileConsent.objects.filter(
+            account_id=ctx.job.account_id, profile_id__in=gone, granted=False)
+            .order_by("at").values_list("profile_id", "at"))
+        result = self._deliver(ctx, audience, cursor, following, adds={},
+                               removes={p: withdrawn.get(p) for p in gone})
         result.done = done
         return result
 
     def _deliver(self, ctx: RunContext, audience: Audience, cursor: dict[str, Any],
-                 following: dict[str, Any], adds: list[int], removes: list[int]) -> StepResult:
+                 following: dict[str, Any], adds: dict[int, datetime | None],
+                 removes: dict[int, datetime | None], delivered: set[int] | None = None
+                 ) -> StepResult:
+        """Send what changed for these profiles (each with the time of its change, so a
+        message sent again after a crash is the same message)."""
         job = ctx.job
-        delivered = set(ExportedMember.objects.filter(
-            job=job, profile_id__in=[*adds, *removes]).values_list("profile_id", flat=True))
+        if delivered is None:
+            delivered = _delivered(job.pk, [*adds, *removes])
         allowed = consented(job.account_id, adds, job.config["purposes"])
-        new_adds = [p for p in adds if p in allowed and p not in delivered]
+        new_adds = {p: at for p, at in adds.items() if p in allowed and p not in delivered}
         # Added before but no longer consented: removed like an exit.
-        removes = [*removes, *(p for p in adds if p not in allowed and p in delivered)]
-        removes = [p for p in removes if p in delivered]
+        removes = {**removes, **{p: at for p, at in adds.items() if p not in allowed}}
+        removes = {p: at for p, at in removes.items() if p in delivered}
         omitted = sum(1 for p in adds if p not in allowed and p not in delivered)
-        at = ctx.now()
-        changes = [*self._entries(job, new_adds, "add", at),
-                   *self._entries(job, removes, "remove", at)]
+        prefetched = ctx.extra.pop("identifiers", None)  # this batch's, if read with it
+        changes = [*self._entries(ctx, new_adds, "add", prefetched),
+                   *self._entries(ctx, removes, "remove")]
         if changes:
             payload = {"type": "audience.membership",
                        "audience": {"id": audience.pk, "slug": audience.slug,
                                     "name": audience.name},
                        "changes": changes}
-            message_id = f"msg_job{job.pk}_{cursor.get('phase')}_{cursor.get('after')}_" \
-                         f"{cursor.get('swept', '')}"
+            # The same batch sent again after a crash keeps its id (receivers deduplicate);
+            # a batch whose content changed meanwhile (a consent withdrawn) gets a new one.
+            message_id = (f"msg_job{job.pk}_{cursor.get('phase')}_{cursor.get('after')}_"
+                          f"{cursor.get('swept', '')}_{message_digest(payload)}")
             post_signed(ctx, destination(ctx, job.config.get("path")), payload, message_id)
 
         def commit() -> None:
-            ExportedMember.objects.bulk_create(
-                [ExportedMember(account_id=job.account_id, job=job, profile_id=p)
-                 for p in new_adds], ignore_conflicts=True, batch_size=5000)
-            if removes:
-                ExportedMember.objects.filter(job=job, profile_id__in=removes).delete()
+            with connection.cursor() as cur:
+                if new_adds:
+                    cur.execute(_REMEMBER, {"account": job.account_id, "job": job.pk,
+                                            "ids": list(new_adds)})
+                if removes:
+                    cur.execute(_FORGET, {"job": job.pk, "ids": list(removes)})
 
         return StepResult(cursor=following, done=False, added=len(new_adds),
                           removed=len(removes), omitted=omitted, commit=commit)
 
-    def _entries(self, job: Job, ids: list[int], action: str, at: datetime
+    def _hidden(self, ctx: RunContext) -> frozenset[str]:
+        """The PII fields this run leaves out (none when the creator may see PII)."""
+        if "hidden" not in ctx.extra:  # decided once per run
+            ctx.extra["hidden"] = (frozenset() if creator_sees_pii(ctx.job)
+                                   else pii_fields(ctx.job.account_id))
+        hidden: frozenset[str] = ctx.extra["hidden"]
+        return hidden
+
+    def _sent_identifiers(self, ctx: RunContext) -> list[str]:
+        hidden = self._hidden(ctx)
+        return [f for f in ctx.job.config["identifiers"] if f not in hidden]
+
+    def _entries(self, ctx: RunContext, ids: dict[int, datetime | None], action: str,
+                 prefetched: dict[int, list[tuple[str, str]]] | None = None
                  ) -> list[dict[str, Any]]:
         if not ids:
             return []
+        job = ctx.job
         config = job.config
-        sees_pii = creator_sees_pii(job)
-        hidden = frozenset() if sees_pii else pii_fields(job.account_id)
-        id_fields = [f for f in config["identifiers"] if f not in hidden]
+        hidden = self._hidden(ctx)
         fields = [f for f in config["fields"] if f not in hidden]
-        identifiers = _identifiers(job.account_id, ids, id_fields, config["hash"])
+        identifiers = _identifiers(job.account_id, ids, self._sent_identifiers(ctx),
+                                   config["hash"], prefetched)
         values: dict[int, dict[str, Any]] = {}
         if fields and action == "add":
             for pid, fv in Profile.objects.filter(account_id=job.account_id, pk__in=ids
                                                   ).values_list("pk", "field_values"):
                 values[pid] = {name: (fv or {}).get(name) for name in fields}
-        stamp = at.isoformat()
         return [{"action": action, "profile_id": pid, "identifiers": identifiers.get(pid, {}),
-                 "fields": values.get(pid, {}), "at": stamp} for pid in ids]
+                 "fields": values.get(pid, {}), "at": at.isoformat() if at else None}
+                for pid, at in ids.items()]
+
+
+# The hot path's statements: id lists travel as one array parameter each.
+# The full sync's batch: members, whether each was delivered, and their identifiers. LATERAL
+# keeps the lookups per member on their indexes (a plain join hashed the whole tables; OFFSET 0
+# keeps the planner from flattening the identifiers' subquery back into one).
+_MEMBERS = """WITH m AS (
+    SELECT profile_id, since FROM audiences_audiencemembership
+    WHERE audience_id = %(audience)s AND profile_id > %(after)s
+    ORDER BY profile_id LIMIT %(limit)s)
+SELECT m.profile_id, m.since, e.done IS NOT NULL, i.field, i.value
+FROM m
+LEFT JOIN LATERAL (SELECT true AS done FROM connectors_exportedmember
+                   WHERE job_id = %(job)s AND profile_id = m.profile_id LIMIT 1) e ON true
+LEFT JOIN LATERAL (SELECT field, value, id FROM profiles_identifier
+                   WHERE profile_id = m.profile_id AND account_id = %(account)s
+                     AND field = ANY(%(fields)s::text[]) AND active OFFSET 0) i ON true
+ORDER BY m.profile_id, i.field, i.id"""
+_DELIVERED = """SELECT profile_id FROM connectors_exportedmember
+WHERE job_id = %(job)s AND profile_id = ANY(%(ids)s::bigint[])"""
+_REMEMBER = """INSERT INTO connectors_exportedmember (account_id, job_id, profile_id)
+SELECT %(account)s, %(job)s, unnest(%(ids)s::bigint[]) ON CONFLICT DO NOTHING"""
+_FORGET = """DELETE FROM connectors_exportedmember
+WHERE job_id = %(job)s AND profile_id = ANY(%(ids)s::bigint[])"""
+_IDENTIFIERS = """SELECT profile_id, field, value FROM profiles_identifier
+WHERE account_id = %(account)s AND profile_id = ANY(%(ids)s::bigint[])
+  AND field = ANY(%(fields)s::text[]) AND active ORDER BY profile_id, field, id"""
+
+
+def _delivered(job_id: int, ids: list[int]) -> set[int]:
+    if not ids:
+        return set()
+    with connection.cursor() as cur:
+        cur.execute(_DELIVERED, {"job": job_id, "ids": ids})
+        return {row[0] for row in cur.fetchall()}
 
 
 def _identifiers(account_id: int, ids: Iterable[int], fields: list[str],
-                 hashing: dict[str, str]) -> dict[int, dict[str, list[str]]]:
+                 hashing: dict[str, str],
+                 prefetched: dict[int, list[tuple[str, str]]] | None = None
+                 ) -> dict[int, dict[str, list[str]]]:
+    """Each profile's identifier values by field (hashed where asked), read with the batch
+    (``prefetched``, the full sync) or here."""
     out: dict[int, dict[str, list[str]]] = {}
     if not fields:
         return out
-    rows = (Identifier.objects.filter(account_id=account_id, profile_id__in=list(ids),
-                                      field__in=fields, active=True)
-            .order_by("profile_id", "field", "id").values_list("profile_id", "field", "value"))
+    if prefetched is not None:
+        rows = [(pid, field, value) for pid in ids for field, value in prefetched.get(pid, ())]
+    else:
+        with connection.cursor() as cur:
+            cur.execute(_IDENTIFIERS, {"account": account_id, "ids": list(ids),
+                                       "fields": fields})
+            rows = cur.fetchall()
     for pid, field, value in rows:
         kind = hashing.get(field)
         sent = HASHERS[kind](value) if kind else value

@@ -6,6 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from cdp_site.api.serializers import ErrorSerializer  # noqa: F401 (the shared component)
 from profiles.models import CalculatedAttribute
 
 
@@ -38,12 +39,6 @@ class CalculatedAttributeWriteSerializer(serializers.Serializer):
     property = serializers.CharField(required=False, allow_blank=True)
     window_days = serializers.IntegerField(min_value=1, max_value=3650)
     active = serializers.BooleanField(required=False)
-
-
-class ErrorSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-    field = serializers.CharField(required=False)
 
 
 def error_body(exc: Any) -> dict[str, Any]:

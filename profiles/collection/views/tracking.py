@@ -119,21 +119,27 @@ class Caller:
 
 
 def _caller(request: HttpRequest, body: Any = None) -> Caller:
-    presented = presented_write_key(request, body) or _batch_message_key(body)
+    presented = presented_write_key(request, body)
+    if not presented:
+        keys = _batch_message_keys(body)
+        if len(keys) > 1:  # filed under none of their accounts: each names its own (#18)
+            return Caller(keys[0], None, "mixed")
+        presented = keys[0] if keys else ""
     if not presented:
         return Caller("", None, "missing")
     key, problem = check_write_key_cached(presented)
     return Caller(presented, key, problem)
 
 
-def _batch_message_key(body: Any) -> str:
-    """Older analytics.js builds send a batch's write key only inside its messages."""
+def _batch_message_keys(body: Any) -> list[str]:
+    """Older analytics.js builds send a batch's write key only inside its messages: the
+    distinct keys they name, the first message's first."""
     if isinstance(body, dict):
         messages = body.get("batch")
-        if isinstance(messages, list) and messages and isinstance(messages[0], dict):
-            key = messages[0].get("writeKey")
-            return key if isinstance(key, str) else ""
-    return ""
+        if isinstance(messages, list):
+            keys = (m.get("writeKey") for m in messages if isinstance(m, dict))
+            return list(dict.fromkeys(k for k in keys if isinstance(k, str) and k))
+    return []
 
 
 def _refuse_body(

@@ -39,6 +39,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "lag_text": board.human_duration(figures.processing.lag_seconds),
         "lag_warning_seconds": board.LAG_WARNING_SECONDS,
         "worker_age": board.human_duration(figures.worker.get("age_seconds") or 0),
+        "processor_age": board.human_duration(figures.processor.get("age_seconds") or 0),
         "throughput_chart": {
             "type": "line", "bucket": "hour", "timezone": "UTC", "unit": "events",
             "label": "Events processed",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import signal
 import time
 from typing import Any
@@ -11,10 +12,12 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 
+from cdp_site.health import PROCESSOR_HEARTBEAT, beat
 from profiles.processing.pipeline import DEFAULT_BATCH, STEP_SECONDS, process_pending
-from profiles.processing.wakeup import Waker
+from profiles.processing.wakeup import RECENT, RECENT_POLL, Waker
 
 log = logging.getLogger(__name__)
+BEAT_EVERY = 5.0  # seconds between the processor's heartbeats (/health/ shows their age)
 
 
 class Command(BaseCommand):
@@ -73,9 +76,15 @@ class Command(BaseCommand):
                           f"polling every {interval:g} s when idle; Ctrl-C stops)")
         self.stdout.flush()
 
+        last_beat = 0.0
+
         def work() -> int | None:
+            nonlocal last_beat
             close_old_connections()
             try:
+                if time.monotonic() - last_beat >= BEAT_EVERY:
+                    beat(PROCESSOR_HEARTBEAT)
+                    last_beat = time.monotonic()
                 # bounded, so that connections are recycled and a stop is noticed
                 return process_pending(limit=batch, account_id=account, max_seconds=10.0,
                                        should_stop=lambda: stopping)
@@ -83,20 +92,29 @@ class Command(BaseCommand):
                 log.exception("processing failed; retrying in %s s", interval)
                 return None
 
+        last_work = -math.inf
         try:
             while not stopping:
                 done = work()
                 if done:
                     log.info("processed %d events", done)
+                    last_work = time.monotonic()
                     continue
                 if done is None:
                     time.sleep(interval)
+                    continue
+                if time.monotonic() - last_work < RECENT:
+                    # events came a moment ago: more are likely, so look again shortly rather
+                    # than have every statement of a steady trickle send a NOTIFY
+                    time.sleep(min(RECENT_POLL, interval))
                     continue
                 # idle: take the idle lock (statements queueing events notify from then on),
                 # look once more (an event queued just before is visible now), then wait
                 waker.idle()
                 done = work()
-                if not done and not stopping:
+                if done:
+                    last_work = time.monotonic()
+                elif not stopping:
                     waker.wait(interval, should_stop=lambda: stopping)
                 waker.awake()
         finally:

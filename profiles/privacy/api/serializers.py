@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from profiles.models import PrivacyRequest
+from profiles.models import ConsentPurpose, PrivacyRequest
 
 
 class PrivacyRequestSerializer(serializers.ModelSerializer[PrivacyRequest]):
@@ -27,3 +27,16 @@ class PrivacyRequestCreateSerializer(serializers.Serializer):
                                   help_text="The identifier field (empty: any).")
     suppress = serializers.BooleanField(required=False, default=True,
                                         help_text="A delete also suppresses later events.")
+
+
+class ConsentPurposeSerializer(serializers.ModelSerializer[ConsentPurpose]):
+    class Meta:
+        model = ConsentPurpose
+        fields = ["name", "description", "granted_by_default", "created_at"]
+        read_only_fields = ["created_at"]
+
+
+class UnknownPurposeSerializer(serializers.Serializer):
+    purpose = serializers.CharField()
+    events = serializers.IntegerField(help_text="Choices dropped, over the last 30 days.")
+    last_day = serializers.DateField()

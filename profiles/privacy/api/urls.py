@@ -1,4 +1,4 @@
-"""The privacy request API (under /api/v1/privacy-requests/)."""
+"""The privacy API: /api/v1/privacy-requests/ and /api/v1/consent-purposes/."""
 
 from __future__ import annotations
 
@@ -9,5 +9,6 @@ from profiles.privacy.api import views
 
 router = OptionalSlashRouter()
 router.register("privacy-requests", views.PrivacyRequestViewSet, basename="privacy-request")
+router.register("consent-purposes", views.ConsentPurposeViewSet, basename="consent-purpose")
 
 urlpatterns = [path("", include(router.urls))]

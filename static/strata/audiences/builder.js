@@ -55,8 +55,12 @@
     return null;
   }
 
-  function opsFor(kind) {
-    return catalog.operators.filter(function (op) { return op.kinds.indexOf(kind) >= 0; });
+  // A field the reader sees masked (no pii.view) takes no pattern, part or range: the server
+  // refuses those (they would spell the value out through the estimated size).
+  function opsFor(kind, masked) {
+    return catalog.operators.filter(function (op) {
+      return op.kinds.indexOf(kind) >= 0 && !(masked && op.revealing);
+    });
   }
 
   function datalist(id, values) {
@@ -320,7 +324,7 @@
       dataset: {testid: node.t + "-select"},
       on: {change: function (e) {
         node.name = e.target.value;
-        var ops = opsFor(kindOf(node));
+        var ops = opsFor(kindOf(node), (byName(list, node.name) || {}).masked);
         if (!ops.some(function (o) { return o.name === node.op; })) node.op = ops.length ? ops[0].name : "";
         node.value = "";
         render();
@@ -328,7 +332,7 @@
     var info = byName(list, node.name);
     if (!info) return;
     main.appendChild(el("span", {className: "badge type-" + typeClass(info.type), text: info.type}));
-    main.appendChild(opSelect(node, info.kind));
+    main.appendChild(opSelect(node, info.kind, info.masked));
     valueControls(node, info.kind, main, extra, {field: node.t, name: node.name, info: info});
     if (info.description) extra.appendChild(el("p", {className: "hint", text: info.description}));
   }
@@ -339,8 +343,8 @@
     return "array";
   }
 
-  function opSelect(node, kind) {
-    return select(opsFor(kind).map(function (op) { return [op.name, OP_LABELS[op.name] || op.name]; }), node.op, {
+  function opSelect(node, kind, masked) {
+    return select(opsFor(kind, masked).map(function (op) { return [op.name, OP_LABELS[op.name] || op.name]; }), node.op, {
       className: "cond-op", "aria-label": "Operator", dataset: {testid: "op-select"},
       on: {change: function (e) {
         var before = operator(node.op), after = operator(e.target.value);
