@@ -9,6 +9,7 @@ from typing import Any
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 OVERFLOW = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+FITS = "() => document.documentElement.scrollWidth <= document.documentElement.clientWidth"
 # Everything past the right edge (inside scrollers too): what to look at when a page overflows.
 PAST_THE_EDGE = """() => { const w = document.documentElement.clientWidth; const out = [];
   for (const e of document.querySelectorAll('body *')) { const r = e.getBoundingClientRect();
@@ -20,7 +21,8 @@ PAST_THE_EDGE = """() => { const w = document.documentElement.clientWidth; const
 def sticking_out(page: Any, timeout_ms: int = 5_000) -> list[str]:
     """Empty when the page fits its window, else what lies past its right edge."""
     try:
-        page.wait_for_function(f"({OVERFLOW})() <= 0", timeout=timeout_ms)
+        # a function, not an expression string: the pages' CSP forbids eval
+        page.wait_for_function(FITS, timeout=timeout_ms)
         return []
     except PlaywrightTimeout:
         return page.evaluate(PAST_THE_EDGE) or ["the page"]
