@@ -351,6 +351,10 @@ STRATA_CONNECTOR_STALE_AFTER = int(os.environ.get("STRATA_CONNECTOR_STALE_AFTER"
 STRATA_CONNECTOR_FAIL_AFTER_HOURS = 10  # errors on every attempt this long: the job fails
 # Functions (account) -> dict whose keys GET /api/v1/dashboard/ adds to its answer.
 STRATA_DASHBOARD_HOOKS = ["profiles.explorer.dashboard.api_figures"]
+# Panels of the dashboard page from the apps above profiles: each takes the actor and answers
+# {"template": ..., ...} or None (the member's roles do not open that area).
+STRATA_DASHBOARD_PANELS_HOOKS = ["audiences.dashboard.audiences_panel",
+                                 "experiences.dashboard.active_experiences_panel"]
 # Functions (actor, profile, merged profile ids) -> dict whose keys the profile API's document
 # adds (profiles.selectors.profile_document): a profile's audiences and experience assignments.
 STRATA_PROFILE_DOCUMENT_HOOKS = ["audiences.membership.profile_document_audiences",

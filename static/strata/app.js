@@ -1,6 +1,7 @@
 /* Strata's pages: small behaviours shared by every page (no build step, no framework).
    - <time data-relative> stays "3 minutes ago" while a page stays open;
    - the account menu closes on Escape or a click elsewhere;
+   - the top bar's Menu button (narrow screens) opens and closes the sections;
    - [data-toggle-row] buttons show and hide the detail row that follows their row;
    - canvas[data-chart] draws a bar chart from a <script type="application/json"> (Chart.js);
    - form[data-confirm] asks before sending, select[data-autosubmit] sends on change. */
@@ -179,6 +180,16 @@
   if (document.readyState === "complete") ready();
   else document.addEventListener("DOMContentLoaded", ready);
 
-  window.Strata = {refreshTimes: refreshTimes, drawCharts: drawCharts, relative: relative,
-                   chartLabels: chartLabels};
+  // The top bar's menu button (narrow screens): shows and hides the sections.
+  document.addEventListener("click", function (event) {
+    var toggle = event.target.closest && event.target.closest(".nav-toggle");
+    if (!toggle) return;
+    var open = toggle.getAttribute("aria-expanded") !== "true";
+    toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    toggle.closest(".topbar").classList.toggle("nav-open", open);
+  });
+
+  window.Strata = Object.assign(window.Strata || {}, {
+    refreshTimes: refreshTimes, drawCharts: drawCharts, relative: relative,
+    chartLabels: chartLabels});
 })();

@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 from django.utils import timezone
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 from experiences import config, lifecycle
 from experiences.models import Assignment, Experience, Phase
 from profiles.models import Profile, ProfileEvent
+from tests.browser.layout import sticking_out, watch_console
 from tests.conftest import PASSWORD, make_account, make_user
 from tests.experiences import lifecycle_helpers as build
 from tests.experiences.decide_helpers import make_visitor
@@ -34,31 +34,13 @@ pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
 ]
 
-OVERFLOW = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
-WIDEST = """() => { const w = document.documentElement.clientWidth;
-  return [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > w
-    && !(e.parentElement && e.parentElement.closest('.table-wrap'))).slice(0, 8)
-    .map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right));
-}"""
-
-
-def watch_console(page: Any) -> list[str]:
-    errors: list[str] = []
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    return errors
-
-
 def assert_fits(browser: Any, step: str) -> None:
     """No sideways scrolling at 1280 px, nor on a phone (390 px)."""
     page = browser.page
-    assert page.evaluate(OVERFLOW) <= 0, f"{step}: overflows at 1280 px"
+    assert sticking_out(page) == [], f"{step} overflows at 1280 px"
     page.set_viewport_size({"width": 390, "height": 844})
     try:
-        try:  # charts follow a resize a frame or two later
-            page.wait_for_function(f"({OVERFLOW})() <= 0", timeout=5_000)
-        except PlaywrightTimeout:
-            pytest.fail(f"{step} overflows at 390 px: {page.evaluate(WIDEST)}")
+        assert sticking_out(page) == [], f"{step} overflows at 390 px"
         browser.shot(f"{step}-390")
     finally:
         page.set_viewport_size({"width": 1280, "height": 800})

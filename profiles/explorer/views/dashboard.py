@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from django.views.decorators.http import require_GET
 
+from cdp_site.hooks import hooks
 from cdp_site.shell import nav_for, page_actor, render_page, strata_page
 from profiles.explorer import dashboard as board
 
@@ -46,4 +47,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "values": [n for _m, n in figures.throughput],
         },
         "sections": sections,
+        # the apps above: audiences, experiences (STRATA_DASHBOARD_PANELS_HOOKS)
+        "panels": [panel for hook in hooks("STRATA_DASHBOARD_PANELS_HOOKS")
+                   if (panel := hook(actor)) is not None],
     }, section="dashboard", title="Dashboard")
