@@ -110,7 +110,8 @@ def test_keys_first_seen_after_the_publish_are_counted_at_once(account: Account)
     inserts are counted against the live version, not left at 0 until the next publish."""
     install_lytics_schema(account)
     _seed(account)
-    assert _used(account) == {"traits.email": 1, "anonymousId": 1, "properties.taxonomy": 1}
+    assert _used(account) == {"traits.email": 1, "anonymousId": 1, "properties.taxonomy": 1,
+                              "userId": 1}
     assert _used(account, "crm_users")["response.loyalty_tier"] == 1
 
 

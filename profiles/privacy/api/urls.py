@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from cdp_site.api.routers import OptionalSlashRouter
 from profiles.privacy.api import views
@@ -12,6 +12,7 @@ router.register("privacy-requests", views.PrivacyRequestViewSet, basename="priva
 router.register("consent-purposes", views.ConsentPurposeViewSet, basename="consent-purpose")
 
 urlpatterns = [
-    path("profile-retention/", views.ProfileRetentionView.as_view(), name="profile-retention"),
+    re_path(r"^profile-retention/?$", views.ProfileRetentionView.as_view(),
+            name="profile-retention"),
     path("", include(router.urls)),
 ]
