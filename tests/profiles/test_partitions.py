@@ -203,4 +203,5 @@ def test_the_upkeep_is_scheduled(db: None) -> None:
         "profiles.aggregate_streams": "profiles.tasks.aggregate_streams",
         "profiles.refresh_aged_values": "profiles.tasks.refresh_aged_values",
         "profiles.correct_calculated_attributes": "profiles.tasks.correct_calculated_attributes",
+        "profiles.apply_profile_retention": "profiles.tasks.apply_profile_retention",
     }
