@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-embedded install chromium node-deps lint stop bench clean
+.PHONY: run test test-embedded soak install chromium node-deps lint stop bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ test: install chromium node-deps
 ## .ci/run calls it after `make test`.
 test-embedded: install chromium node-deps
 	env -u DATABASE_URL $(PY) -m pytest -n 2 --dist loadgroup -m "own_connection or slow" $(PYTEST_ARGS)
+
+## The one-minute soak (tests/cdp_site/test_soak.py; bench/soak.py for longer runs).
+soak: install
+	STRATA_SOAK=1 $(PY) -m pytest -p no:cacheprovider tests/cdp_site/test_soak.py $(PYTEST_ARGS)
 
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
